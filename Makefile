@@ -1,0 +1,45 @@
+# jaxuq's two commands: `make demo` runs the main job, `make test` the tests.
+# Each creates (or reuses) the virtual environment .venv and installs what it
+# needs, pinned by constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+STAMP := $(VENV)/.installed
+OUT ?= out
+JOBS ?= 2
+
+.PHONY: demo test test-fast test-slow lint format venv clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -c constraints.txt -e ".[plot,test,dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/jaxuq quickstart --out $(OUT)/quickstart
+
+# All tests, the slow ones included, in parallel.
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q
+
+# Everything but the tests marked slow (for quick edits).
+test-fast: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check jaxuq tests examples benchmarks
+	$(VENV)/bin/ruff format --check jaxuq tests examples benchmarks
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix jaxuq tests examples benchmarks
+	$(VENV)/bin/ruff format jaxuq tests examples benchmarks
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,38 @@
+"""jaxuq: Monte Carlo dropout uncertainty for JAX, exact where it can be.
+
+The public API. Implementation lives in ``jaxuq._src``; import from here.
+"""
+
+from jaxuq._src.adapters import LinenPredictive as LinenPredictive
+from jaxuq._src.adapters import NnxPredictive as NnxPredictive
+from jaxuq._src.adapters import from_linen as from_linen
+from jaxuq._src.adapters import from_nnx as from_nnx
+from jaxuq._src.dropout import MASK_COLLECTION as MASK_COLLECTION
+from jaxuq._src.dropout import Dropout as Dropout
+from jaxuq._src.dropout import keep_mask as keep_mask
+from jaxuq._src.sampling import auto_chunk_size as auto_chunk_size
+from jaxuq._src.sampling import mc_sample as mc_sample
+from jaxuq._src.sampling import sequential_sample as sequential_sample
+from jaxuq._src.summaries import Summary as Summary
+from jaxuq._src.summaries import predictive_mean as predictive_mean
+from jaxuq._src.summaries import predictive_std as predictive_std
+from jaxuq._src.summaries import summarize as summarize
+
+__version__ = "0.1.0"
+
+__all__ = [
+  "MASK_COLLECTION",
+  "Dropout",
+  "LinenPredictive",
+  "NnxPredictive",
+  "Summary",
+  "auto_chunk_size",
+  "from_linen",
+  "from_nnx",
+  "keep_mask",
+  "mc_sample",
+  "predictive_mean",
+  "predictive_std",
+  "sequential_sample",
+  "summarize",
+]

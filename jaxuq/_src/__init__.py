@@ -1,0 +1,1 @@
+"""Private implementation of jaxuq. Import the public names from ``jaxuq``."""

@@ -1,0 +1,143 @@
+"""jaxuq's dropout layer: inverted dropout with cheap masks and explicit masks.
+
+A drop-in for ``flax.linen.Dropout`` (same inverted scaling, ``rate`` is the
+probability to drop a unit). Two differences:
+
+* masks are drawn from packed random bits: a rate that is a multiple of
+  ``2**-k`` (``k <= 16``) uses ``k`` bits per unit and is exact; any other rate
+  uses 16 bits per unit and is rounded to the nearest multiple of ``2**-16``
+  (an error of at most ``2**-17`` in the keep probability);
+* a mask can be given explicitly in the variable collection ``'dropout_masks'``
+  (name ``'keep'``, boolean, broadcastable to the input), so that exact
+  enumeration runs the very forward pass that Monte Carlo sampling runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxuq._src.keys import check_rate
+
+MASK_COLLECTION = "dropout_masks"
+_MAX_BITS = 16
+
+
+def bits_per_unit(rate: float) -> int:
+  """Random bits drawn per unit: the least ``k`` with ``rate * 2**k`` whole, at most 16."""
+  for k in range(1, _MAX_BITS + 1):
+    if (rate * 2**k).is_integer():
+      return k
+  return _MAX_BITS
+
+
+def keep_threshold(rate: float) -> tuple[int, int]:
+  """Returns ``(k, t)``: a unit is kept when its ``k``-bit draw is below ``t``."""
+  k = bits_per_unit(rate)
+  return k, round((1.0 - rate) * 2**k)
+
+
+def effective_keep_probability(rate: float) -> float:
+  """The keep probability that :func:`keep_mask` realises exactly for ``rate``."""
+  k, t = keep_threshold(rate)
+  return t / 2**k
+
+
+def keep_mask(key: jax.Array, shape: Sequence[int], rate: float) -> jax.Array:
+  """Draws a boolean keep mask, ``True`` with probability ``1 - rate``.
+
+  Each 32-bit random word is cut into ``32 // k`` fields of ``k`` bits
+  (``k = bits_per_unit(rate)``); unit ``i`` is kept when its field is below
+  ``round((1 - rate) * 2**k)``. The mask depends only on ``key``, ``shape`` and
+  ``rate``.
+
+  Args:
+    key: a typed PRNG key.
+    shape: the mask's shape.
+    rate: probability to drop, in ``[0, 1)``.
+
+  Returns:
+    A ``bool`` array of ``shape``.
+  """
+  shape = tuple(int(d) for d in shape)
+  k, threshold = keep_threshold(rate)
+  per_word = 32 // k
+  size = math.prod(shape)
+  words = jax.random.bits(key, (-(-size // per_word),), jnp.uint32)
+  shifts = jnp.arange(per_word, dtype=jnp.uint32) * jnp.uint32(k)
+  fields = (words[:, None] >> shifts[None, :]) & jnp.uint32(2**k - 1)
+  keep = fields < jnp.uint32(threshold)
+  return keep.reshape(-1)[:size].reshape(shape)
+
+
+def apply_keep_mask(x: jax.Array, keep: jax.Array, rate: float) -> jax.Array:
+  """Inverted dropout: kept units scaled by ``1 / (1 - rate)``, dropped ones zero."""
+  return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
+
+
+def mask_shape(shape: Sequence[int], broadcast_dims: Sequence[int]) -> tuple[int, ...]:
+  """The shape of a mask over ``shape`` that is shared along ``broadcast_dims``."""
+  out = list(shape)
+  for d in broadcast_dims:
+    out[d] = 1
+  return tuple(out)
+
+
+class Dropout(nn.Module):
+  """Inverted dropout with cheap packed masks and optional explicit masks.
+
+  Attributes:
+    rate: probability to drop a unit, in ``[0, 1)``.
+    broadcast_dims: axes along which one mask value is shared.
+    deterministic: if true, the layer is the identity (as in Flax, may be given
+      here or at call time, not both).
+    rng_collection: the rng stream the mask is drawn from.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxuq
+    >>> layer = jaxuq.Dropout(0.5)
+    >>> y = layer.apply({}, jnp.ones((2, 4)), deterministic=False,
+    ...                 rngs={'dropout': jax.random.key(0)})
+    >>> sorted(set(y.ravel().tolist())) in ([0.0, 2.0], [0.0], [2.0])
+    True
+  """
+
+  rate: float
+  broadcast_dims: Sequence[int] = ()
+  deterministic: bool | None = None
+  rng_collection: str = "dropout"
+
+  def __post_init__(self) -> None:
+    check_rate(self.rate, "Dropout.rate")
+    super().__post_init__()
+
+  def __call__(self, inputs: jax.Array, deterministic: bool | None = None) -> jax.Array:
+    deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
+    if deterministic or self.rate == 0.0:
+      return inputs
+    return self.stochastic(inputs)
+
+  def stochastic(self, inputs: jax.Array) -> jax.Array:
+    """Applies dropout whatever ``deterministic`` says (used by the adapters)."""
+    if self.rate == 0.0:
+      return inputs
+    if self.has_variable(MASK_COLLECTION, "keep"):
+      keep: jax.Array = self.get_variable(MASK_COLLECTION, "keep")
+    else:
+      key = self.make_rng(self.rng_collection)
+      keep = keep_mask(key, mask_shape(inputs.shape, self.broadcast_dims), self.rate)
+    return apply_keep_mask(inputs, keep, self.rate)
+
+
+def forced_flax_dropout(module: nn.Dropout, inputs: jax.Array) -> jax.Array:
+  """Applies a ``flax.linen.Dropout`` layer's dropout with jaxuq's masks, always on."""
+  rate = check_rate(float(module.rate), "flax Dropout.rate")
+  if rate == 0.0:
+    return inputs
+  key = module.make_rng(module.rng_collection)
+  keep = keep_mask(key, mask_shape(inputs.shape, module.broadcast_dims), rate)
+  return apply_keep_mask(inputs, keep, rate)

@@ -1,0 +1,76 @@
+"""Validation of PRNG keys and of the static settings shared by the samplers."""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+
+# Key implementations whose batching rule draws every vmapped key's bits from
+# the first key: under vmap, sample t would not be fn(keys[t]).
+_UNBATCHABLE_IMPLS = ("rbg", "unsafe_rbg")
+
+
+def key_impl_name(key: jax.Array) -> str:
+  """The name of a typed key's implementation, e.g. ``'threefry2x32'``."""
+  impl = jax.random.key_impl(key)
+  return str(getattr(impl, "name", impl))
+
+
+def check_key(key: object, name: str = "key") -> None:
+  """Raises unless ``key`` is a scalar typed PRNG key that vmaps per key.
+
+  Args:
+    key: the object to check.
+    name: the argument's name, used in the error message.
+
+  Raises:
+    TypeError: ``key`` is an integer, a legacy ``uint32`` key or not an array.
+    ValueError: ``key`` is not a scalar, or its implementation (``rbg``,
+      ``unsafe_rbg``) would give every vmapped sample the first key's bits.
+  """
+  if isinstance(key, numbers.Integral):
+    raise TypeError(
+      f"{name} must be a typed PRNG key, got the integer {key!r}. "
+      f"Make one with jax.random.key({key!r})."
+    )
+  dtype = getattr(key, "dtype", None)
+  if dtype is None or not jnp.issubdtype(dtype, jax.dtypes.prng_key):
+    shape = getattr(key, "shape", None)
+    raise TypeError(
+      f"{name} must be a typed PRNG key made with jax.random.key(seed), got "
+      f"{type(key).__name__} of dtype {dtype} and shape {shape}. A legacy "
+      "uint32 key from jax.random.PRNGKey converts with "
+      "jax.random.wrap_key_data(key)."
+    )
+  assert isinstance(key, jax.Array)
+  if key.shape != ():
+    raise ValueError(
+      f"{name} must be a single (scalar) PRNG key, got a key array of shape "
+      f"{key.shape}; pass one key and let jaxuq split it."
+    )
+  impl = key_impl_name(key)
+  if impl in _UNBATCHABLE_IMPLS:
+    raise ValueError(
+      f"{name} uses the {impl!r} PRNG implementation, whose batching rule draws "
+      "every vmapped key's bits from the first key, so the samples would not be "
+      "fn(keys[i]). Use jax.random.key(seed, impl='philox4x32') (fast on CPU) "
+      "or the default threefry2x32."
+    )
+
+
+def check_positive_int(value: object, name: str) -> int:
+  """Returns ``value`` as an int, or raises if it is not a positive integer."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    raise ValueError(f"{name} must be a positive int, got {value!r}")
+  return int(value)
+
+
+def check_rate(rate: object, name: str = "rate") -> float:
+  """Returns ``rate`` as a float, or raises unless ``0 <= rate < 1``."""
+  if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+    raise TypeError(f"{name} must be a float in [0, 1), got {rate!r}")
+  if not 0.0 <= float(rate) < 1.0:
+    raise ValueError(f"{name} must be in [0, 1) (the probability to drop a unit), got {rate!r}")
+  return float(rate)

@@ -1,0 +1,55 @@
+"""The ``jaxuq`` command: one subcommand per experiment and the benchmarks.
+
+Each subcommand lives in a module of ``jaxuq.experiments`` that defines
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; the
+module is imported only when its subcommand runs, so ``jaxuq --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help). Keep the help here so --help imports nothing.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+  "quickstart": (
+    "jaxuq.experiments.quickstart",
+    "MC dropout on a small untrained MLP: mc_sample vs sequential_sample",
+  ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+    prog="jaxuq",
+    description="Monte Carlo dropout uncertainty in JAX: experiments and benchmarks.",
+  )
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+  for name, (module, help_text) in SUBCOMMANDS.items():
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    p.set_defaults(_module=module)
+    # Arguments are added lazily (see main) so --help stays import-free;
+    # `jaxuq NAME --help` imports that one module.
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  parser = build_parser()
+  if not argv or argv[0] not in SUBCOMMANDS:
+    args = parser.parse_args(argv)
+    if args.command is None:
+      parser.print_help()
+      return 0
+  name = argv[0]
+  module = importlib.import_module(SUBCOMMANDS[name][0])
+  sub = argparse.ArgumentParser(prog=f"jaxuq {name}", description=SUBCOMMANDS[name][1])
+  module.add_arguments(sub)
+  return int(module.run(sub.parse_args(argv[1:])) or 0)
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

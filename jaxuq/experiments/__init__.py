@@ -1,0 +1,1 @@
+"""The experiments behind the ``jaxuq`` command (top layer: nothing imports them)."""

@@ -1,0 +1,151 @@
+"""from_linen and from_nnx: dropout on, masks per example or shared, BatchNorm frozen."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jaxuq
+from tests.helpers import MLP, mlp_predictive
+
+
+class OnlyDropout(nn.Module):
+  rate: float = 0.3
+
+  @nn.compact
+  def __call__(self, x):
+    return jaxuq.Dropout(self.rate, deterministic=True)(x)
+
+
+def _dropout_samples(shared, num_samples=200, batch=8, units=64, rate=0.3):
+  x = jnp.ones((batch, units))
+  model = OnlyDropout(rate)
+  f = jaxuq.from_linen(model, {"params": {}}, shared_mask=shared)
+  return np.asarray(jaxuq.mc_sample(f, jax.random.key(0), x, num_samples=num_samples))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_mask_options_shapes_and_drop_fraction(shared):
+  s = _dropout_samples(shared)
+  assert s.shape == (200, 8, 64)
+  dropped = (s == 0).mean()
+  n = s.size // 8 if shared else s.size  # shared: batch rows are copies
+  assert abs(dropped - 0.3) < 4 * np.sqrt(0.3 * 0.7 / n)
+  np.testing.assert_allclose(s[s != 0], 1 / 0.7, rtol=1e-6)
+  rows_equal = np.all(s == s[:, :1, :], axis=(1, 2))
+  assert rows_equal.all() if shared else not rows_equal.any()
+
+
+def test_shared_mask_samples_match_the_loop():
+  f = jaxuq.from_linen(
+    MLP(width=16), MLP(width=16).init(jax.random.key(0), jnp.ones((5, 1))), shared_mask=True
+  )
+  x = jnp.linspace(0, 1, 5)[:, None]
+  a = jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=6, chunk_size=4)
+  b = jaxuq.sequential_sample(f, jax.random.key(1), x, num_samples=6)
+  np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
+
+
+def test_flax_dropout_is_switched_on_even_when_deterministic():
+  predict, x = mlp_predictive(jax.random.key(0), flax_dropout=True)
+  s = jaxuq.mc_sample(predict, jax.random.key(1), x, num_samples=20)
+  det = predict.module.apply(predict.variables, x)  # dropout off
+  assert float(jnp.std(s, axis=0).min()) > 0
+  assert not np.allclose(s[0], det)
+  # Inverted dropout keeps the mean of each unit: compare one layer exactly.
+  f = jaxuq.from_linen(nn.Dropout(0.5, deterministic=True), {"params": {}})
+  y = jaxuq.mc_sample(f, jax.random.key(2), jnp.ones((4, 10)), num_samples=3)
+  assert set(np.unique(np.asarray(y)).tolist()) == {0.0, 2.0}
+
+
+class BNNet(nn.Module):
+  rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.BatchNorm(use_running_average=not train)(x)
+    return jaxuq.Dropout(self.rate, deterministic=not train)(x)
+
+
+def test_linen_batchnorm_uses_running_averages_and_is_not_updated():
+  x = jnp.array([[1.0, 2.0], [3.0, 5.0], [0.0, -1.0]])
+  variables = BNNet().init(jax.random.key(0), x)
+  stats = {"mean": jnp.array([3.0, -1.0]), "var": jnp.array([4.0, 0.25])}
+  variables = {"params": variables["params"], "batch_stats": {"BatchNorm_0": stats}}
+  f = jaxuq.from_linen(BNNet(), variables, train=False)
+  s = jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=2)
+  want = (x - stats["mean"][None]) / jnp.sqrt(stats["var"][None] + 1e-5)  # rate 0: BN alone
+  np.testing.assert_allclose(s[0], want, rtol=1e-6)
+  np.testing.assert_array_equal(f.variables["batch_stats"]["BatchNorm_0"]["mean"], stats["mean"])
+
+
+def test_model_without_dropout_is_refused():
+  model = nn.Dense(3)
+  f = jaxuq.from_linen(model, model.init(jax.random.key(0), jnp.ones((2, 2))))
+  with pytest.raises(ValueError, match="no dropout layer"):
+    jaxuq.mc_sample(f, jax.random.key(0), jnp.ones((2, 2)), num_samples=2)
+
+
+def test_bad_variables_are_refused():
+  with pytest.raises(ValueError, match="'params'"):
+    jaxuq.from_linen(MLP(), {"batch_stats": {}})
+  with pytest.raises(TypeError, match="mapping"):
+    jaxuq.from_linen(MLP(), [1, 2])
+  with pytest.raises(TypeError, match="flax.linen.Module"):
+    jaxuq.from_linen(lambda x: x, {"params": {}})
+
+
+class NnxNet(nnx.Module):
+  def __init__(self, rngs: nnx.Rngs, rate: float = 0.5):
+    self.dense = nnx.Linear(1, 32, rngs=rngs)
+    self.bn = nnx.BatchNorm(32, rngs=rngs)
+    self.drop = nnx.Dropout(rate, rngs=rngs)
+    self.out = nnx.Linear(32, 1, rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(self.drop(nnx.relu(self.bn(self.dense(x)))))
+
+
+def _as_numpy(x):
+  if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  return np.asarray(x)
+
+
+def test_nnx_model_matches_the_loop_and_is_left_unchanged():
+  model = NnxNet(nnx.Rngs(0))
+  model.bn.mean[...] = jnp.full((32,), 0.5)
+  before = jax.tree.map(_as_numpy, nnx.state(model))
+  f = jaxuq.from_nnx(model)
+  x = jnp.linspace(-1, 1, 12)[:, None]
+  a = jaxuq.mc_sample(f, jax.random.key(3), x, num_samples=10, chunk_size=3)
+  b = jaxuq.sequential_sample(f, jax.random.key(3), x, num_samples=10)
+  np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
+  assert float(jnp.std(a, axis=0).mean()) > 0
+  jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(_as_numpy, nnx.state(model)))
+  # Running averages, not batch statistics: with dropout rate 0 the output is
+  # the model's own eval-mode output.
+  model0 = NnxNet(nnx.Rngs(0), rate=0.0)
+  model0.bn.mean[...] = jnp.full((32,), 0.5)
+  s = jaxuq.mc_sample(jaxuq.from_nnx(model0), jax.random.key(1), x, num_samples=2)
+  model0.eval()
+  np.testing.assert_allclose(s[0], model0(x), rtol=1e-6, atol=1e-6)
+
+
+def test_nnx_shared_mask_gives_one_network_per_sample():
+  model = NnxNet(nnx.Rngs(0))
+  f = jaxuq.from_nnx(model, shared_mask=True)
+  x = jnp.ones((6, 1))
+  s = np.asarray(jaxuq.mc_sample(f, jax.random.key(0), x, num_samples=8))
+  assert np.all(s == s[:, :1])  # equal inputs, equal mask: equal outputs
+  assert np.std(s[:, 0]) > 0
+
+
+def test_nnx_model_without_dropout_is_refused():
+  model = nnx.Linear(1, 1, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="no nnx.Dropout"):
+    jaxuq.mc_sample(jaxuq.from_nnx(model), jax.random.key(0), jnp.ones((2, 1)), num_samples=2)
+  with pytest.raises(TypeError, match="nnx.Module"):
+    jaxuq.from_nnx(MLP())

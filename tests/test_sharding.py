@@ -1,0 +1,41 @@
+"""mc_sample over 8 (simulated CPU) devices: the same masks as one device."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+  """
+    import jax, jax.numpy as jnp, numpy as np
+    import jaxuq
+    from tests.helpers import mask_fn, mlp_predictive
+    assert len(jax.devices()) == 8, jax.devices()
+    key = jax.random.key(11)
+    x = jnp.arange(3.0)
+    for n, chunk in [(16, None), (13, 1), (13, 2), (5, 4), (1, 1)]:
+        got = jaxuq.mc_sample(mask_fn, key, x, num_samples=n, chunk_size=chunk)
+        want = jaxuq.sequential_sample(mask_fn, key, x, num_samples=n)
+        jax.tree.map(np.testing.assert_array_equal, got, want)
+        single = jaxuq.mc_sample(mask_fn, key, x, num_samples=n, devices=jax.devices()[:1])
+        jax.tree.map(np.testing.assert_array_equal, got, single)
+    got = jaxuq.mc_sample(mask_fn, key, x, num_samples=16)
+    assert len(got["mask"].sharding.device_set) == 8, got["mask"].sharding
+    predict, xs = mlp_predictive(key)
+    a = jaxuq.mc_sample(predict, key, xs, num_samples=12, chunk_size=2)
+    b = jaxuq.sequential_sample(predict, key, xs, num_samples=12)
+    np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
+    print("OK")
+    """
+)
+
+
+def test_eight_devices_match_one_device_and_the_loop():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+  proc = subprocess.run(
+    [sys.executable, "-c", SCRIPT], env=env, cwd=root, capture_output=True, text=True, timeout=600
+  )
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert proc.stdout.strip().endswith("OK")
