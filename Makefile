@@ -8,6 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 OUT ?= out
 JOBS ?= 2
+SRC := $(wildcard jaxuq tests examples benchmarks)
 
 .PHONY: demo test test-fast test-slow lint format venv clean
 
@@ -33,13 +34,13 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -q -m slow
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check jaxuq tests examples benchmarks
-	$(VENV)/bin/ruff format --check jaxuq tests examples benchmarks
+	$(VENV)/bin/ruff check $(SRC)
+	$(VENV)/bin/ruff format --check $(SRC)
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix jaxuq tests examples benchmarks
-	$(VENV)/bin/ruff format jaxuq tests examples benchmarks
+	$(VENV)/bin/ruff check --fix $(SRC)
+	$(VENV)/bin/ruff format $(SRC)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
