@@ -112,7 +112,7 @@ class MaskProbabilities:
 
 def index_masks(layout: MaskLayout, index: jax.Array) -> tuple[jax.Array, ...]:
   """The masks of indices ``index`` (``(n,)`` uint32): per layer ``(n, *shape)`` bool."""
-  bits = (index[:, None] >> jnp.arange(layout.num_units, dtype=jnp.uint32)) & jnp.uint32(1)
+  bits = (index[:, None] >> jnp.arange(layout.num_units, dtype=jnp.uint32)[None, :]) & jnp.uint32(1)
   out, offset = [], 0
   for shape, size in zip(layout.shapes, layout.sizes, strict=True):
     out.append(bits[:, offset : offset + size].astype(jnp.bool_).reshape((-1, *shape)))

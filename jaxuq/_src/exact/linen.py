@@ -10,6 +10,7 @@ tracing the predictive function once under ``jax.eval_shape`` (nothing runs).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -36,6 +37,11 @@ def check_linen(fn: object) -> LinenPredictive:
       f"{type(fn).__name__}: a plain f(key, x) hides its masks, so they cannot be enumerated"
     )
   return fn
+
+
+def _path(module: nn.Module) -> tuple[str, ...]:
+  assert module.scope is not None  # bound: it is running
+  return tuple(module.scope.path)
 
 
 def _batch_size(args: tuple) -> int:
@@ -65,7 +71,7 @@ def discover(fn: LinenPredictive, args: tuple) -> tuple[MaskLayout, tuple[tuple[
   def record(next_fun, fargs, fkwargs, context):
     module = context.module
     if context.method_name == "__call__" and isinstance(module, _DROPOUT_LAYERS):
-      path = tuple(module.scope.path)
+      path = _path(module)
       inputs = fargs[0] if fargs else fkwargs["inputs"]
       name = "/".join(path) or type(module).__name__
       if path in found:
@@ -85,11 +91,11 @@ def discover(fn: LinenPredictive, args: tuple) -> tuple[MaskLayout, tuple[tuple[
       found[path] = (mask, float(module.rate))
     return next_fun(*fargs, **fkwargs)
 
-  def trace():
+  def trace(f, a):
     with nn.intercept_methods(record):
-      return fn(jax.random.key(0), *args)
+      return f(jax.random.key(0), *a)
 
-  jax.eval_shape(trace)
+  jax.eval_shape(trace, fn, args)  # abstract weights and inputs work too
   layers = [(p, s, r) for p, (s, r) in found.items() if r > 0.0 and math.prod(s) > 0]
   layout = MaskLayout(
     shapes=tuple(s for _, s, _ in layers),
@@ -108,7 +114,7 @@ def _require_masks(next_fun, fargs, fkwargs, context):
     and not module.has_variable(MASK_COLLECTION, "keep")
   ):
     raise ValueError(
-      f"dropout layer {'/'.join(module.scope.path)!r} ran without an explicit mask; the "
+      f"dropout layer {'/'.join(_path(module))!r} ran without an explicit mask; the "
       "model's dropout layers changed between tracing and enumeration"
     )
   return next_fun(*fargs, **fkwargs)
@@ -132,7 +138,7 @@ class MaskedLinen:
     )
     variables = {**self.predictive.variables, MASK_COLLECTION: tree}
     with nn.intercept_methods(_require_masks):
-      return self.predictive.replace(variables=variables)(key, *args)
+      return dataclasses.replace(self.predictive, variables=variables)(key, *args)
 
 
 def masked(fn: LinenPredictive, paths: tuple[tuple[str, ...], ...]) -> MaskedLinen:
