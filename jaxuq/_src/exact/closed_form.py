@@ -82,7 +82,9 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> ClosedFormMoments:
     raise _refuse("the dropout's output does not go straight into one nn.Dense layer")
   _, _, kernel, out = fed[0]
   if out is not y:
-    raise _refuse("the model does not return that Dense layer's output as it is")
+    raise _refuse(
+      "the Dense layer it feeds is not the last: the model does not return its output as it is"
+    )
   rate = float(module.rate)
   dtype = y.dtype
   h2 = jnp.square(h.astype(dtype))
