@@ -33,7 +33,7 @@ def _f64(tree):
   return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
   width=st.integers(1, 6),
   outputs=st.integers(1, 3),
