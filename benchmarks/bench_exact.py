@@ -83,7 +83,9 @@ def bench_enumeration(units: list[int], repeats: int) -> list[dict]:
   return rows
 
 
-def bench_closed_form(batches: list[int], samples: int, key_impl: str, repeats: int) -> list[dict]:
+def bench_closed_form(
+  batches: list[int], samples: int, key_impl: str, repeats: int, seq_samples: int
+) -> list[dict]:
   rows = []
   model = MLP((1024,) * 4, last_only=True)
   params = model.init(jax.random.key(0), jnp.ones((1, 1)))
@@ -93,6 +95,10 @@ def bench_closed_form(batches: list[int], samples: int, key_impl: str, repeats: 
     x = jnp.linspace(-2.0, 3.0, batch)[:, None]
     _, t_cf = _time(lambda x=x: ex.closed_form_moments(f, x).var, repeats)
     _, t_mc = _time(lambda x=x: jaxuq.mc_sample(f, key, x, num_samples=samples), 1)
+    t_seq = None
+    if seq_samples:
+      _, t = _time(lambda x=x: jaxuq.sequential_sample(f, key, x, num_samples=seq_samples), 1)
+      t_seq = t * samples / seq_samples  # extrapolated: the loop's cost is linear in masks
     cf = ex.closed_form_moments(f, x)
     s = np.asarray(jaxuq.mc_sample(f, key, x, num_samples=samples), np.float64)
     # Agreement: MC mean within 4 SE of the closed-form mean (median over inputs).
@@ -104,6 +110,8 @@ def bench_closed_form(batches: list[int], samples: int, key_impl: str, repeats: 
       "closed_form_s": t_cf,
       "mc_sample_s": t_mc,
       "ratio": t_mc / t_cf,
+      "sequential_sample_s_extrapolated": t_seq,
+      "sequential_sample_measured_masks": seq_samples,
       "median_z_of_mc_mean": float(np.median(z)),
     }
     rows.append(row)
@@ -112,6 +120,12 @@ def bench_closed_form(batches: list[int], samples: int, key_impl: str, repeats: 
       f"ratio {t_mc / t_cf:6.0f}x   (median |z| of MC mean {np.median(z):.2f})",
       flush=True,
     )
+    if t_seq is not None:
+      print(
+        f"    sequential_sample x{samples} (extrapolated from {seq_samples}) {t_seq:7.1f} s   "
+        f"ratio {t_seq / t_cf:6.0f}x",
+        flush=True,
+      )
   return rows
 
 
@@ -122,6 +136,12 @@ def main() -> None:
   p.add_argument("--samples", type=int, default=1000)
   p.add_argument("--key-impl", default="threefry2x32")
   p.add_argument("--repeats", type=int, default=3)
+  p.add_argument(
+    "--sequential-samples",
+    type=int,
+    default=20,
+    help="masks timed with sequential_sample, extrapolated to --samples (0: skip)",
+  )
   p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results/exact.json"))
   args = p.parse_args()
   device = jax.devices()[0]
@@ -132,7 +152,9 @@ def main() -> None:
   print("enumeration (exact_moments, one input):")
   enum = bench_enumeration(args.units, args.repeats)
   print(f"closed form vs mc_sample (seed MLP 1-4x1024-1, last-layer dropout, {args.key_impl} key):")
-  cf = bench_closed_form(args.batch, args.samples, args.key_impl, args.repeats)
+  cf = bench_closed_form(
+    args.batch, args.samples, args.key_impl, args.repeats, args.sequential_samples
+  )
   result = {
     "device": f"{device.platform} {device.device_kind}",
     "cpus": os.cpu_count(),
