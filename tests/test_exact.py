@@ -1,5 +1,6 @@
 """Mask enumeration: the tiny table, an independent NumPy check, MC frequencies, limits, chunks."""
 
+import doctest
 import itertools
 
 import flax.linen as nn
@@ -10,7 +11,8 @@ import pytest
 
 import jaxuq
 import jaxuq.exact as ex
-from jaxuq._src.exact import engine, linen
+from jaxuq._src.exact import closed_form, engine, linen
+from jaxuq._src.exact import enumerate as enumerate_module
 from jaxuq._src.exact.enumerate import merge_values
 
 TABLE_PROBS = [0.49, 0.21, 0.21, 0.09]
@@ -229,3 +231,8 @@ def test_merge_tolerance():
   np.testing.assert_allclose(d.values[:, 0], [1.0 + 2**-23, 2.0])
   assert len(merge_values(values, probs, 0.0).probs) == 3
   assert len(merge_values(values, probs, 1.5).probs) == 1
+
+
+@pytest.mark.parametrize("module", [enumerate_module, closed_form])
+def test_docstring_examples_run(module):
+  assert doctest.testmod(module, verbose=False).failed == 0

@@ -106,10 +106,8 @@ def print_table(summary: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from jaxuq._src.keys import check_positive_int
-
-  if args.samples:
-    check_positive_int(args.samples, "--samples")
+  if args.samples < 0:
+    raise SystemExit(f"jaxuq exact: --samples must be a non-negative int, got {args.samples}")
   if args.convergence and not args.out:
     raise SystemExit("jaxuq exact: --convergence needs --out DIR to write the figure into")
   summary = tiny_table(args.samples, args.key)

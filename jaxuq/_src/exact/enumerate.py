@@ -144,7 +144,7 @@ def enumerate_outputs(
   Examples:
     >>> import jaxuq, jaxuq.exact
     >>> e = jaxuq.exact.enumerate_outputs(jaxuq.exact.tiny_predictive(), jaxuq.exact.tiny_input())
-    >>> e.probs.round(4).tolist(), e.outputs[:, 0, 0].round(2).tolist()
+    >>> e.probs.round(4).tolist(), e.outputs[:, 0, 0].astype(float).round(2).tolist()
     ([0.49, 0.21, 0.21, 0.09], [11.0, -355.67, 511.0, 144.33])
   """
   g, layout, chunk, out = _prepare(fn, args, max_units, chunk_size, memory_budget)
