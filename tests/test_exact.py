@@ -127,6 +127,8 @@ def test_chunks_bound_memory():
   assert sizes == [4] * 8  # 32 masks, never more than 4 at a time
   assert engine.auto_enum_chunk(g, layout, (x,), memory_budget=1) == 1
   assert engine.auto_enum_chunk(g, layout, (x,), memory_budget=2**40) == 32
+  with pytest.raises(ValueError, match="atol must be"):
+    ex.exact_distribution(f, x, atol=-1.0)
 
 
 def test_mc_frequencies_within_four_standard_errors():

@@ -13,6 +13,11 @@ float32 by default, so a value such as ``11 - 110 / 0.3`` is exact to float32
 rounding (about 1e-7 relative). For outputs exact to float64, run inside
 ``with jax.enable_x64(True):`` (scoped, not a global switch) with float64
 variables and inputs.
+
+Probabilities use each layer's nominal rate. ``jaxuq.Dropout`` samples with
+exactly that rate when it is a multiple of ``2**-k`` (``k <= 16``), else with a
+keep probability within ``2**-17`` of it (0.7: 0.3000031), far below what MC
+frequencies can resolve.
 """
 
 from __future__ import annotations
@@ -190,12 +195,24 @@ def exact_moments(
   return ExactMoments(acc.mean, acc.m2 / acc.weight, cov)
 
 
+def _check_atol(atol: object) -> None:
+  ok = atol is None or (
+    isinstance(atol, (int, float))
+    and not isinstance(atol, bool)
+    and np.isfinite(atol)
+    and atol >= 0
+  )
+  if not ok:
+    raise ValueError(f"atol must be a non-negative float or None, got {atol!r}")
+
+
 def merge_values(values: np.ndarray, probs: np.ndarray, atol: float | None) -> Distribution:
   """Sorts ``values`` (``(n, ...)``) and merges neighbours within ``atol``.
 
   Merged values are replaced by their probability-weighted mean.
   """
   flat = values.reshape(values.shape[0], -1).astype(np.float64)
+  _check_atol(atol)
   if atol is None:
     eps = float(np.finfo(values.dtype).eps) if values.dtype.kind == "f" else 0.0
     atol = 64 * eps * max(1.0, float(np.abs(flat).max(initial=0.0)))
@@ -238,6 +255,7 @@ def exact_distribution(
     >>> d.values[:, 0].round(2).tolist(), d.probs.round(4).tolist()
     ([-355.67, 11.0, 144.33, 511.0], [0.21, 0.49, 0.09, 0.21])
   """
+  _check_atol(atol)
   e = enumerate_outputs(fn, *args, max_units=max_units, chunk_size=chunk_size, max_bytes=max_bytes)
   return [merge_values(e.outputs[:, b], e.probs, atol) for b in range(e.outputs.shape[1])]
 
