@@ -24,6 +24,7 @@ from jaxuq._src.exact.enumerate import enumerate_outputs as enumerate_outputs
 from jaxuq._src.exact.enumerate import exact_distribution as exact_distribution
 from jaxuq._src.exact.enumerate import exact_moments as exact_moments
 from jaxuq._src.exact.enumerate import exact_quantiles as exact_quantiles
+from jaxuq._src.exact.enumerate import mask_layout as mask_layout
 from jaxuq._src.tiny import TINY_RATE as TINY_RATE
 from jaxuq._src.tiny import TINY_X as TINY_X
 from jaxuq._src.tiny import TinyNet as TinyNet
@@ -46,6 +47,7 @@ __all__ = [
   "exact_distribution",
   "exact_moments",
   "exact_quantiles",
+  "mask_layout",
   "tiny_input",
   "tiny_predictive",
   "tiny_variables",

@@ -161,6 +161,7 @@ def test_too_many_units_is_refused_before_anything_is_computed():
   variables = jax.eval_shape(model.init, jax.random.key(0), x)
   f = jaxuq.from_linen(model, variables)
   before = len(jax.live_arrays())
+  assert ex.mask_layout(f, x).num_units == 8192
   with pytest.raises(ValueError, match=r"2\^8192 masks.*mc_sample.*closed_form_moments"):
     ex.exact_moments(f, x)
   with pytest.raises(ValueError, match=r"8192 droppable units"):

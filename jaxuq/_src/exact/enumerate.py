@@ -83,6 +83,30 @@ class Distribution(NamedTuple):
   probs: np.ndarray
 
 
+def mask_layout(fn: Any, *args: Any) -> engine.MaskLayout:
+  """The dropout layers a linen model runs on ``args``, found without computing.
+
+  Traces ``fn(key, *args)`` once under ``jax.eval_shape``; abstract inputs
+  (``jax.ShapeDtypeStruct``) work. ``2 ** layout.num_units`` is the number of
+  masks an enumeration would run.
+
+  Args:
+    fn: a predictive function from :func:`jaxuq.from_linen`.
+    *args: the inputs, with a leading batch axis.
+
+  Returns:
+    A :class:`MaskLayout`: per layer its name, mask shape (one example) and
+    keep probability.
+
+  Examples:
+    >>> import jaxuq.exact
+    >>> layout = jaxuq.exact.mask_layout(jaxuq.exact.tiny_predictive(), jaxuq.exact.tiny_input())
+    >>> layout.names, layout.shapes, layout.num_units
+    (('dropout',), ((1, 2),), 2)
+  """
+  return discover(check_linen(fn), args)[0]
+
+
 def _prepare(
   fn: Any, args: tuple, max_units: int, chunk_size: int | None, memory_budget: int | None
 ):
