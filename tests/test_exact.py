@@ -239,3 +239,26 @@ def test_merge_tolerance():
 @pytest.mark.parametrize("module", [enumerate_module, closed_form])
 def test_docstring_examples_run(module):
   assert doctest.testmod(module, verbose=False).failed == 0
+
+
+class SmallConv(nn.Module):
+  """Conv, BatchNorm, spatial jaxuq.Dropout (shared over H, W), flax Dropout, Dense(3)."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    h = nn.BatchNorm(use_running_average=not train)(nn.relu(nn.Conv(4, (3, 3))(x)))
+    h = jaxuq.Dropout(0.5, broadcast_dims=(1, 2), deterministic=not train)(h)
+    h = nn.Dropout(0.25, deterministic=not train)(h.mean(axis=(1, 2)))
+    return nn.Dense(3)(h)
+
+
+def test_conv_model_mc_mean_within_four_standard_errors_of_exact():
+  x = jax.random.normal(jax.random.key(0), (4, 6, 6, 2))
+  model = SmallConv()
+  f = jaxuq.from_linen(model, model.init(jax.random.key(1), x), train=False)
+  layout = ex.mask_layout(f, x)
+  assert layout.shapes == ((1, 1, 1, 4), (1, 4)) and layout.keep_probs == (0.5, 0.75)
+  m = ex.exact_moments(f, x)
+  n = 4000
+  s = np.asarray(jaxuq.mc_sample(f, jax.random.key(2), x, num_samples=n), np.float64)
+  assert np.all(np.abs(s.mean(0) - m.mean) < 4 * np.sqrt(m.var / n))
