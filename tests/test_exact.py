@@ -262,3 +262,12 @@ def test_conv_model_mc_mean_within_four_standard_errors_of_exact():
   n = 4000
   s = np.asarray(jaxuq.mc_sample(f, jax.random.key(2), x, num_samples=n), np.float64)
   assert np.all(np.abs(s.mean(0) - m.mean) < 4 * np.sqrt(m.var / n))
+
+
+@pytest.mark.parametrize("layer", [nn.Dropout(0.5), jaxuq.Dropout(0.5)])
+def test_explicit_mask_replaces_the_draw_under_from_linen(layer):
+  keep = jnp.array([[True, False, True]])
+  f = jaxuq.from_linen(layer, {"params": {}, jaxuq.MASK_COLLECTION: {"keep": keep}})
+  x = jnp.ones((2, 3))
+  for seed in range(3):
+    np.testing.assert_array_equal(f(jax.random.key(seed), x), [[2.0, 0.0, 2.0]] * 2)
