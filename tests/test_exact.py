@@ -271,3 +271,10 @@ def test_explicit_mask_replaces_the_draw_under_from_linen(layer):
   x = jnp.ones((2, 3))
   for seed in range(3):
     np.testing.assert_array_equal(f(jax.random.key(seed), x), [[2.0, 0.0, 2.0]] * 2)
+
+
+@pytest.mark.parametrize("kwargs", [{"chunk_size": 0}, {"memory_budget": -1}, {"chunk_size": 2.5}])
+def test_bad_chunk_settings_are_refused(kwargs):
+  f, _, x = _two_layer()
+  with pytest.raises(ValueError, match="must be a positive int"):
+    ex.exact_moments(f, x, **kwargs)

@@ -112,6 +112,10 @@ def _prepare(
 ):
   """Discovers the masks, refuses too many, checks the model; returns ``(g, layout, chunk, out)``."""
   predictive = check_linen(fn)
+  if chunk_size is not None:
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+  if memory_budget is not None:
+    memory_budget = check_positive_int(memory_budget, "memory_budget")
   layout, paths = discover(predictive, args)  # jax.eval_shape: nothing is computed
   if layout.num_units == 0:
     raise ValueError(
@@ -126,10 +130,8 @@ def _prepare(
   engine.check_key_unused(g, layout, args)
   if chunk_size is None:
     budget = default_memory_budget() if memory_budget is None else memory_budget
-    chunk_size = engine.auto_enum_chunk(
-      g, layout, args, check_positive_int(budget, "memory_budget")
-    )
-  return g, layout, check_positive_int(chunk_size, "chunk_size"), out
+    chunk_size = engine.auto_enum_chunk(g, layout, args, budget)
+  return g, layout, chunk_size, out
 
 
 def _check_bytes(layout: engine.MaskLayout, out: jax.ShapeDtypeStruct, max_bytes: int) -> None:
