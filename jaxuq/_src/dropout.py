@@ -9,7 +9,8 @@ probability to drop a unit). Two differences:
   (an error of at most ``2**-17`` in the keep probability);
 * a mask can be given explicitly in the variable collection ``'dropout_masks'``
   (name ``'keep'``, boolean, broadcastable to the input), so that exact
-  enumeration runs the very forward pass that Monte Carlo sampling runs.
+  enumeration runs the very forward pass that Monte Carlo sampling runs. Under
+  :func:`jaxuq.from_linen`, Flax's own ``nn.Dropout`` honours it too.
 """
 
 from __future__ import annotations
@@ -138,19 +139,28 @@ class Dropout(nn.Module):
     """Applies dropout whatever ``deterministic`` says (used by the adapters)."""
     if self.rate == 0.0:
       return inputs
-    if self.has_variable(MASK_COLLECTION, "keep"):
-      keep: jax.Array = self.get_variable(MASK_COLLECTION, "keep")
-    else:
-      key = self.make_rng(self.rng_collection)
-      keep = keep_mask(key, mask_shape(inputs.shape, self.broadcast_dims), self.rate)
+    keep = explicit_or_drawn_mask(self, inputs, self.rate, self.broadcast_dims)
     return apply_keep_mask(inputs, keep, self.rate)
 
 
+def explicit_or_drawn_mask(
+  module: nn.Module, inputs: jax.Array, rate: float, broadcast_dims: Sequence[int]
+) -> jax.Array:
+  """The layer's explicit mask (collection ``'dropout_masks'``) if given, else a drawn one."""
+  if module.has_variable(MASK_COLLECTION, "keep"):
+    keep: jax.Array = module.get_variable(MASK_COLLECTION, "keep")
+    return keep
+  key = module.make_rng(module.rng_collection)  # type: ignore[attr-defined]
+  return keep_mask(key, mask_shape(inputs.shape, broadcast_dims), rate)
+
+
 def forced_flax_dropout(module: nn.Dropout, inputs: jax.Array) -> jax.Array:
-  """Applies a ``flax.linen.Dropout`` layer's dropout with jaxuq's masks, always on."""
+  """Applies a ``flax.linen.Dropout`` layer's dropout with jaxuq's masks, always on.
+
+  An explicit mask in ``'dropout_masks'`` is used as for :class:`Dropout`.
+  """
   rate = check_rate(float(module.rate), "flax Dropout.rate")
   if rate == 0.0:
     return inputs
-  key = module.make_rng(module.rng_collection)
-  keep = keep_mask(key, mask_shape(inputs.shape, module.broadcast_dims), rate)
+  keep = explicit_or_drawn_mask(module, inputs, rate, module.broadcast_dims)
   return apply_keep_mask(inputs, keep, rate)
