@@ -1,0 +1,154 @@
+"""Synthetic letters A-Z / a-z rendered from fonts: the offline stand-in for EMNIST.
+
+Each glyph is drawn white on black with Pillow at a large size with a random
+stroke width, rotated and sheared by small random amounts, then normalised like
+MNIST (fit in 20x20, centred by mass in 28x28; see ``mnist_like``). Random
+settings are drawn with ``jax.random`` from one key, so a key fixes the set.
+These are printed letters, not handwriting: results on them are not EMNIST
+results, and every output that uses them must say so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from jaxuq._src.data.fonts import LETTERS
+from jaxuq._src.data.mnist_like import to_mnist_like
+from jaxuq._src.keys import check_key, check_positive_int
+
+RENDER_SIZE = 64  # font size in pixels before shrinking to 20x20
+CANVAS = 160
+
+
+class RenderedLetters(NamedTuple):
+  """Font-rendered letters (synthetic).
+
+  Attributes:
+    images: uint8 ``(N, 28, 28)``, ink bright, MNIST-normalised.
+    labels: int32 ``(N,)``, the letter's index 0..25 (``A``/``a`` -> 0), both
+      cases of a letter sharing a label as in EMNIST letters.
+    chars: ``(N,)`` str, the character drawn (``'A'`` or ``'a'``...).
+    font_index: int32 ``(N,)``, index into ``fonts``.
+    fonts: the font files used.
+    params: float32 ``(N, 3)``: rotation (degrees), shear, stroke width (pixels
+      at size 64).
+  """
+
+  images: np.ndarray
+  labels: np.ndarray
+  chars: np.ndarray
+  font_index: np.ndarray
+  fonts: tuple[str, ...]
+  params: np.ndarray
+
+
+def _affine_inverse(angle_deg: float, shear: float, center: float) -> tuple[float, ...]:
+  """PIL AFFINE coefficients (output -> input) of rotation(angle) @ shear about ``center``."""
+  t = math.radians(angle_deg)
+  c, s = math.cos(t), math.sin(t)
+  # forward: p' = R S (p - ctr) + ctr, with S = [[1, shear], [0, 1]], R = [[c, -s], [s, c]]
+  a, b, d, e = c, c * shear - s, s, s * shear + c
+  det = a * e - b * d
+  ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
+  return (ia, ib, center - ia * center - ib * center, id_, ie, center - id_ * center - ie * center)
+
+
+def render_glyph(
+  font: object, char: str, *, rotation: float = 0.0, shear: float = 0.0, stroke: int = 0
+) -> np.ndarray:
+  """One character as an MNIST-like uint8 28x28 image.
+
+  Args:
+    font: a ``PIL.ImageFont.FreeTypeFont`` (e.g. ``ImageFont.truetype(path, 64)``).
+    char: the character.
+    rotation: degrees, counter-clockwise.
+    shear: horizontal shear factor (x += shear * y, about the centre).
+    stroke: extra stroke width in pixels at the font's size.
+
+  Returns:
+    ``(28, 28)`` uint8.
+  """
+  from PIL import Image, ImageDraw
+
+  canvas = Image.new("L", (CANVAS, CANVAS), 0)
+  draw = ImageDraw.Draw(canvas)
+  draw.text(
+    (CANVAS / 2, CANVAS / 2), char, fill=255, font=font, anchor="mm", stroke_width=stroke, stroke_fill=255
+  )
+  if rotation or shear:
+    coeffs = _affine_inverse(rotation, shear, CANVAS / 2)
+    canvas = canvas.transform(canvas.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+  return to_mnist_like(np.asarray(canvas), threshold=8)
+
+
+def render_letters(
+  key: jax.Array,
+  fonts: Sequence[str | Path],
+  *,
+  letters: str = LETTERS,
+  variants: int = 1,
+  max_rotation: float = 12.0,
+  max_shear: float = 0.25,
+  max_stroke: int = 2,
+) -> RenderedLetters:
+  """Renders every letter in every font ``variants`` times with random distortions.
+
+  For each glyph, rotation ~ U(-max_rotation, max_rotation) degrees, shear ~
+  U(-max_shear, max_shear) and stroke width ~ uniform on {0, ..., max_stroke}
+  pixels (at font size 64, before shrinking), all drawn from ``key``.
+
+  Args:
+    key: a typed PRNG key.
+    fonts: font files (``.ttf``/``.otf``), e.g. from ``find_fonts``.
+    letters: the characters to draw, letters only (default A-Z then a-z).
+    variants: renderings per (font, letter).
+    max_rotation: degrees, ``>= 0``.
+    max_shear: ``>= 0``.
+    max_stroke: pixels, an int ``>= 0``.
+
+  Returns:
+    :class:`RenderedLetters`, ordered by variant, font, then letter.
+
+  Raises:
+    ValueError: no fonts, a non-letter, or a negative setting.
+  """
+  from PIL import ImageFont
+
+  check_key(key)
+  variants = check_positive_int(variants, "variants")
+  if not fonts:
+    raise ValueError("fonts must name at least one font file, got none (see find_fonts)")
+  if not letters or not all(c.isascii() and c.isalpha() for c in letters):
+    raise ValueError(f"letters must be ASCII letters, got {letters!r}")
+  for name, value in (("max_rotation", max_rotation), ("max_shear", max_shear), ("max_stroke", max_stroke)):
+    if not value >= 0:
+      raise ValueError(f"{name} must be >= 0, got {value!r}")
+  if int(max_stroke) != max_stroke:
+    raise ValueError(f"max_stroke must be an int, got {max_stroke!r}")
+  loaded = [ImageFont.truetype(str(f), RENDER_SIZE) for f in fonts]
+  n = variants * len(loaded) * len(letters)
+  k_rot, k_shear, k_stroke = jax.random.split(key, 3)
+  rotation = np.asarray(jax.random.uniform(k_rot, (n,), minval=-max_rotation, maxval=max_rotation))
+  shear = np.asarray(jax.random.uniform(k_shear, (n,), minval=-max_shear, maxval=max_shear))
+  stroke = np.asarray(jax.random.randint(k_stroke, (n,), 0, int(max_stroke) + 1))
+  images = np.empty((n, 28, 28), dtype=np.uint8)
+  chars = np.empty(n, dtype="<U1")
+  font_index = np.empty(n, dtype=np.int32)
+  i = 0
+  for _ in range(variants):
+    for j, font in enumerate(loaded):
+      for char in letters:
+        images[i] = render_glyph(
+          font, char, rotation=float(rotation[i]), shear=float(shear[i]), stroke=int(stroke[i])
+        )
+        chars[i], font_index[i] = char, j
+        i += 1
+  labels = np.asarray([ord(c.upper()) - ord("A") for c in chars], dtype=np.int32)
+  params = np.stack([rotation, shear, stroke.astype(np.float32)], axis=1).astype(np.float32)
+  return RenderedLetters(images, labels, chars, font_index, tuple(str(f) for f in fonts), params)
