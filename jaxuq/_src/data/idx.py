@@ -85,7 +85,9 @@ def parse_idx(data: bytes, *, name: str = "<bytes>") -> np.ndarray:
     raise ValueError(f"{name}: unknown IDX type code {code:#04x}, expected one of {known}")
   header = 4 + 4 * ndim
   if len(data) < header:
-    raise ValueError(f"{name}: truncated IDX header, {ndim} dimensions need {header} bytes, got {len(data)}")
+    raise ValueError(
+      f"{name}: truncated IDX header, {ndim} dimensions need {header} bytes, got {len(data)}"
+    )
   shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
   dtype = IDX_DTYPES[code]
   expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize

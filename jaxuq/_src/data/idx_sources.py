@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxuq._src.data import paths
-from jaxuq._src.data.idx import KNOWN_SHA256, read_idx
 from jaxuq._src.data.errors import SourceUnavailable
+from jaxuq._src.data.idx import KNOWN_SHA256, read_idx
 
 # EMNIST's archive and the name stem of its letters files.
 EMNIST_ZIP = "gzip.zip"
@@ -61,7 +61,9 @@ def read_idx_pair(
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> None:
   if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-    raise ValueError(f"{where}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}")
+    raise ValueError(
+      f"{where}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}"
+    )
   if labels.shape != images.shape[:1]:
     raise ValueError(f"{where}: {images.shape[0]} images but labels of shape {labels.shape}")
 
@@ -75,7 +77,9 @@ def load_emnist_letters_idx(folder: Path, split: str) -> tuple[np.ndarray, np.nd
   Raises:
     SourceUnavailable: neither the archive nor the files are in ``folder``.
   """
-  stems = [EMNIST_LETTERS.format(split=split, kind=k, n=n) for k, n in (("images", 3), ("labels", 1))]
+  stems = [
+    EMNIST_LETTERS.format(split=split, kind=k, n=n) for k, n in (("images", 3), ("labels", 1))
+  ]
   archive = folder / EMNIST_ZIP
   if archive.is_file():
     with zipfile.ZipFile(archive) as z:
@@ -87,14 +91,16 @@ def load_emnist_letters_idx(folder: Path, split: str) -> tuple[np.ndarray, np.nd
     images, labels = (read_idx(archive, m) for m in members)
     where = f"{archive}"
   else:
-    found = [_find(folder, s) or _find(folder / "gzip", s) for s in stems]
-    if found[0] is None or found[1] is None:
+    image_file, label_file = (_find(folder, s) or _find(folder / "gzip", s) for s in stems)
+    if image_file is None or label_file is None:
       raise SourceUnavailable(f"no {EMNIST_ZIP} nor {stems[0]}[.gz] in {folder}")
-    images, labels = (read_idx(f) for f in found)
-    where = str(found[0].parent)
+    images, labels = read_idx(image_file), read_idx(label_file)
+    where = str(image_file.parent)
   _check_pair(images, labels, where)
   labels = labels.astype(np.int64)
   if labels.size and (labels.min() < 1 or labels.max() > 26):
-    raise ValueError(f"{where}: EMNIST letters labels must run 1..26, got {labels.min()}..{labels.max()}")
+    raise ValueError(
+      f"{where}: EMNIST letters labels must run 1..26, got {labels.min()}..{labels.max()}"
+    )
   images = np.ascontiguousarray(images.transpose(0, 2, 1))
   return images, labels - 1, f"idx:EMNIST letters at {where} (sha256 not recorded, unchecked)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import numpy as np
@@ -21,6 +21,9 @@ import numpy as np
 from jaxuq._src.data.fonts import LETTERS
 from jaxuq._src.data.mnist_like import to_mnist_like
 from jaxuq._src.keys import check_key, check_positive_int
+
+if TYPE_CHECKING:
+  from PIL import ImageFont
 
 RENDER_SIZE = 64  # font size in pixels before shrinking to 20x20
 CANVAS = 160
@@ -60,7 +63,12 @@ def _affine_inverse(angle_deg: float, shear: float, center: float) -> tuple[floa
 
 
 def render_glyph(
-  font: object, char: str, *, rotation: float = 0.0, shear: float = 0.0, stroke: int = 0
+  font: ImageFont.FreeTypeFont,
+  char: str,
+  *,
+  rotation: float = 0.0,
+  shear: float = 0.0,
+  stroke: int = 0,
 ) -> np.ndarray:
   """One character as an MNIST-like uint8 28x28 image.
 
@@ -79,11 +87,19 @@ def render_glyph(
   canvas = Image.new("L", (CANVAS, CANVAS), 0)
   draw = ImageDraw.Draw(canvas)
   draw.text(
-    (CANVAS / 2, CANVAS / 2), char, fill=255, font=font, anchor="mm", stroke_width=stroke, stroke_fill=255
+    (CANVAS / 2, CANVAS / 2),
+    char,
+    fill=255,
+    font=font,
+    anchor="mm",
+    stroke_width=stroke,
+    stroke_fill=255,
   )
   if rotation or shear:
     coeffs = _affine_inverse(rotation, shear, CANVAS / 2)
-    canvas = canvas.transform(canvas.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+    canvas = canvas.transform(
+      canvas.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
+    )
   return to_mnist_like(np.asarray(canvas), threshold=8)
 
 
@@ -126,7 +142,11 @@ def render_letters(
     raise ValueError("fonts must name at least one font file, got none (see find_fonts)")
   if not letters or not all(c.isascii() and c.isalpha() for c in letters):
     raise ValueError(f"letters must be ASCII letters, got {letters!r}")
-  for name, value in (("max_rotation", max_rotation), ("max_shear", max_shear), ("max_stroke", max_stroke)):
+  for name, value in (
+    ("max_rotation", max_rotation),
+    ("max_shear", max_shear),
+    ("max_stroke", max_stroke),
+  ):
     if not value >= 0:
       raise ValueError(f"{name} must be >= 0, got {value!r}")
   if int(max_stroke) != max_stroke:

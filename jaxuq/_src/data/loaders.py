@@ -30,7 +30,18 @@ from jaxuq._src.data.mnist_like import to_float_images
 
 DIGITS = tuple(str(d) for d in range(10))
 LETTER_NAMES = tuple(chr(ord("A") + i) for i in range(26))
-FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION = (
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
+)
 CLASS_NAMES = {"mnist": DIGITS, "fashion_mnist": FASHION, "letters": LETTER_NAMES}
 # The sources 'auto' tries, in order, per dataset.
 AUTO_SOURCES = {
@@ -168,7 +179,12 @@ def load_dataset(
   """
   _check_args(name, split, source)
   folder = paths.resolve_data_dir(data_dir)
-  options = {"key": key, "variants": font_variants, "system_fonts": system_fonts, "max_fonts": max_fonts}
+  options = {
+    "key": key,
+    "variants": font_variants,
+    "system_fonts": system_fonts,
+    "max_fonts": max_fonts,
+  }
   tried = AUTO_SOURCES[name] if source == "auto" else (source,)
   failures = []
   for candidate in tried:

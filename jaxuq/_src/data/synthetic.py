@@ -27,7 +27,9 @@ LETTERS_CACHE_SUBDIR = Path("letters")
 RENDERER_VERSION = 1  # bump when rendering changes, to invalidate caches
 
 
-def _cache_path(data_dir: Path, split: str, fonts: list[Path], key: jax.Array, variants: int) -> Path:
+def _cache_path(
+  data_dir: Path, split: str, fonts: list[Path], key: jax.Array, variants: int
+) -> Path:
   spec = {
     "version": RENDERER_VERSION,
     "size": RENDER_SIZE,
@@ -40,11 +42,11 @@ def _cache_path(data_dir: Path, split: str, fonts: list[Path], key: jax.Array, v
   return data_dir / LETTERS_CACHE_SUBDIR / f"fonts-{split}-{digest}.npz"
 
 
-def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
+def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
-      np.savez_compressed(f, **arrays)
+      np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
     os.replace(f.name, path)
   except OSError:  # a read-only data folder: rendering still worked, just not cached
     pass
@@ -81,7 +83,9 @@ def load_font_letters(
   found = find_fonts(data_dir, system=system_fonts)
   fonts = [f for files in found.values() for f in files][:max_fonts]
   if not fonts:
-    raise SourceUnavailable("no font with all 52 letters found (install matplotlib, or run `make data`)")
+    raise SourceUnavailable(
+      "no font with all 52 letters found (install matplotlib, or run `make data`)"
+    )
   key = jax.random.fold_in(jax.random.key(0) if key is None else key, SPLIT_INDEX[split])
   counts = ", ".join(f"{len(v)} {k}" for k, v in found.items())
   description = (
@@ -94,7 +98,9 @@ def load_font_letters(
       return stored["images"], stored["labels"].astype(np.int64), f"{description} (cached {cache})"
   rendered = render_letters(key, fonts, variants=variants)
   if cache is not None and data_dir is not None and data_dir.is_dir():
-    _save_atomic(cache, images=rendered.images, labels=rendered.labels, chars=rendered.chars)
+    _save_atomic(
+      cache, {"images": rendered.images, "labels": rendered.labels, "chars": rendered.chars}
+    )
   return rendered.images, rendered.labels.astype(np.int64), description
 
 

@@ -67,15 +67,35 @@ def bounded_downloads(
 
 def _examples_to_arrays(examples: list[dict[str, Any]], name: str) -> tuple[np.ndarray, np.ndarray]:
   _, transposed, offset = TFDS_DATASETS[name]
-  images = np.stack([np.asarray(ex["image"]) for ex in examples]) if examples else np.zeros((0, 28, 28, 1))
+  images = (
+    np.stack([np.asarray(ex["image"]) for ex in examples]) if examples else np.zeros((0, 28, 28, 1))
+  )
   labels = np.asarray([int(ex["label"]) for ex in examples], dtype=np.int64)
   if images.ndim == 4 and images.shape[-1] == 1:
     images = images[..., 0]
   if images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-    raise ValueError(f"tfds {name}: expected uint8 images of 28x28, got {images.dtype} {images.shape}")
+    raise ValueError(
+      f"tfds {name}: expected uint8 images of 28x28, got {images.dtype} {images.shape}"
+    )
   if transposed:
     images = np.ascontiguousarray(images.transpose(0, 2, 1))
   return images, labels - offset
+
+
+def _read_all(source: Any) -> list[dict[str, Any]]:
+  """All records of a data source: batched ``__getitems__`` where it works, else one by one."""
+  n = len(source)
+  getitems = getattr(source, "__getitems__", None)
+  if getitems is not None:
+    try:
+      return [
+        ex
+        for start in range(0, n, 4096)
+        for ex in getitems(list(range(start, min(n, start + 4096))))
+      ]
+    except TypeError:  # tfds 4.9.10's mocked array_record source breaks __getitems__
+      pass
+  return [source[i] for i in range(n)]
 
 
 def load_tfds(
@@ -108,10 +128,12 @@ def load_tfds(
     )
   except (RuntimeError, AssertionError, OSError, ValueError, KeyError) as e:
     where = data_dir or "tfds's default data folder ($TFDS_DATA_DIR or ~/tensorflow_datasets)"
-    raise SourceUnavailable(f"tfds {tfds_name} is not prepared in {where} ({type(e).__name__})") from e
+    raise SourceUnavailable(
+      f"tfds {tfds_name} is not prepared in {where} ({type(e).__name__})"
+    ) from e
   finally:
     absl_logger.setLevel(level)
-  examples = list(source.__getitems__(range(len(source))))
+  examples = _read_all(source)
   images, labels = _examples_to_arrays(examples, name)
   if name == "letters" and labels.size and (labels.min() < 0 or labels.max() > 25):
     raise ValueError(
