@@ -122,3 +122,15 @@ def test_docstring_examples_run(module):
     importlib.import_module(f"jaxuq._src.data.{module}"), raise_on_error=False
   )
   assert result.attempted > 0 and result.failed == 0
+
+
+HAVE_FASHION = (REPO_DATA / "fashion_mnist").is_dir()
+
+
+@pytest.mark.skipif(not HAVE_FASHION, reason="real Fashion-MNIST not fetched (run `make data`)")
+def test_fashion_mnist_from_debians_folder(monkeypatch):
+  # Debian installs the .gz files in /usr/share/datasets/fashion-mnist/; point there at a copy.
+  monkeypatch.setattr(paths, "DEBIAN_FASHION_DIR", REPO_DATA / "fashion_mnist")
+  ds = load_dataset("fashion_mnist", "test", data_dir=REPO_DATA / "nothing", source="debian")
+  assert ds.source.startswith("debian:dataset-fashion-mnist") and "sha256 verified" in ds.source
+  np.testing.assert_array_equal(ds.labels[:5], [9, 2, 1, 1, 6])

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -228,11 +229,12 @@ def fetch_all(data_dir: str | os.PathLike | None = None, *, tfds: bool = False) 
     steps["tfds (mnist, emnist/letters)"] = lambda: fetch_tfds(folder)
   report = {}
   for name, step in steps.items():
+    start = time.perf_counter()
     try:
       report[name] = step()
-    except (FetchError, ValueError, OSError, ImportError) as e:
+    except (FetchError, ValueError, OSError, ImportError, LookupError) as e:
       report[name] = f"FAILED: {e}"
-    print(f"{name}: {report[name]}", flush=True)
+    print(f"{name}: {report[name]} [{time.perf_counter() - start:.1f} s]", flush=True)
   return report
 
 
