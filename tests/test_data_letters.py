@@ -3,8 +3,11 @@
 import jax
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxuq._src.data.fonts import matplotlib_font_dir
+from jaxuq._src.data.letters import stroke_thickness
 from jaxuq.data import center_of_mass, find_fonts, load_dataset, render_letters, to_mnist_like
 
 pytest.importorskip("PIL")
@@ -48,9 +51,10 @@ def test_rendered_letters_shapes_ranges_and_mass(mpl_fonts):
   assert out.images.shape == (n, 28, 28) and out.images.dtype == np.uint8
   assert out.labels.dtype == np.int32 and sorted(set(out.labels.tolist())) == [0, 6, 25]
   assert list(out.chars[:3]) == ["A", "g", "Z"]
-  assert out.params.shape == (n, 3)
+  assert out.params.shape == (n, 4)
   assert np.all(np.abs(out.params[:, 0]) <= 12) and np.all(np.abs(out.params[:, 1]) <= 0.25)
-  assert set(out.params[:, 2].tolist()) <= {0.0, 1.0, 2.0}
+  assert np.all((0.09 <= out.params[:, 2]) & (out.params[:, 2] <= 0.17))
+  assert np.all(out.params[:, 3] == np.round(out.params[:, 3]))  # whole pixels grown or eroded
   for image in out.images:
     assert image.max() > 200  # solid ink, like MNIST strokes
     assert max(_bbox(image)) == 20  # fit in 20x20
@@ -75,6 +79,8 @@ def test_render_letters_bad_arguments(mpl_fonts):
     render_letters(key, mpl_fonts[:1], letters="A1")
   with pytest.raises(ValueError, match="max_shear"):
     render_letters(key, mpl_fonts[:1], max_shear=-0.1)
+  with pytest.raises(ValueError, match="thickness must be"):
+    render_letters(key, mpl_fonts[:1], thickness=(0.2, 0.1))
   with pytest.raises(TypeError, match="typed PRNG key"):
     render_letters(0, mpl_fonts[:1])
 
@@ -101,3 +107,39 @@ def test_font_letters_dataset_is_labelled_synthetic(tmp_path):
 
 def test_matplotlib_fonts_found_without_importing_matplotlib():
   assert matplotlib_font_dir() is not None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+  h=st.integers(1, 90),
+  w=st.integers(1, 90),
+  top=st.integers(0, 20),
+  left=st.integers(0, 20),
+  value=st.integers(1, 255),
+)
+def test_to_mnist_like_on_solid_rectangles(h, w, top, left, value):
+  image = np.zeros((h + top + 5, w + left + 5), np.uint8)
+  image[top : top + h, left : left + w] = value
+  out = to_mnist_like(image)
+  scale = 20 / max(h, w)
+  expected = (max(1, round(h * scale)), max(1, round(w * scale)))
+  assert tuple(_bbox(out)) == expected  # fit in 20x20, aspect ratio kept
+  cy, cx = center_of_mass(out)  # a symmetric block is centred on (14, 14) to half a pixel
+  assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+
+
+@pytest.mark.parametrize("width", [3, 6, 10])
+def test_stroke_thickness_of_a_long_bar(width):
+  bar = np.zeros((width + 4, 404), bool)
+  bar[2 : 2 + width, 2:402] = True
+  assert abs(stroke_thickness(bar) - width) <= 0.05 * width + 0.2
+
+
+def test_strokes_are_brought_into_the_asked_range(mpl_fonts):
+  # A thin and a thick target on the same glyphs: the thick one has more ink.
+  fonts = mpl_fonts[:3]
+  thin = render_letters(jax.random.key(0), fonts, letters="HnO", thickness=(0.08, 0.08))
+  thick = render_letters(jax.random.key(0), fonts, letters="HnO", thickness=(0.18, 0.18))
+  assert np.all(thick.images.sum((1, 2)) > thin.images.sum((1, 2)))
+  own = render_letters(jax.random.key(0), fonts, letters="HnO", thickness=None)
+  assert np.all(own.params[:, 3] == 0) and np.all(np.isnan(own.params[:, 2]))

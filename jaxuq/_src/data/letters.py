@@ -1,7 +1,7 @@
 """Synthetic letters A-Z / a-z rendered from fonts: the offline stand-in for EMNIST.
 
-Each glyph is drawn white on black with Pillow at a large size with a random
-stroke width, rotated and sheared by small random amounts, then normalised like
+Each glyph is drawn white on black with Pillow at a large size, its strokes
+thickened or thinned to a random thickness in MNIST's range, rotated and sheared by small random amounts, then normalised like
 MNIST (fit in 20x20, centred by mass in 28x28; see ``mnist_like``). Random
 settings are drawn with ``jax.random`` from one key, so a key fixes the set.
 These are printed letters, not handwriting: results on them are not EMNIST
@@ -23,9 +23,12 @@ from jaxuq._src.data.mnist_like import to_mnist_like
 from jaxuq._src.keys import check_key, check_positive_int
 
 if TYPE_CHECKING:
-  from PIL import ImageFont
+  from PIL import Image, ImageFont
 
 RENDER_SIZE = 64  # font size in pixels before shrinking to 20x20
+# Stroke thickness as a fraction of the glyph's longer side, drawn uniformly in
+# this range; chosen so that the strokes' thickness matches MNIST's (README, Data).
+THICKNESS = (0.09, 0.17)
 CANVAS = 160
 
 
@@ -39,8 +42,9 @@ class RenderedLetters(NamedTuple):
     chars: ``(N,)`` str, the character drawn (``'A'`` or ``'a'``...).
     font_index: int32 ``(N,)``, index into ``fonts``.
     fonts: the font files used.
-    params: float32 ``(N, 3)``: rotation (degrees), shear, stroke width (pixels
-      at size 64).
+    params: float32 ``(N, 4)``: rotation (degrees), shear, target stroke
+      thickness (fraction of the glyph's longer side; NaN if not set), and the
+      pixels added (+) or eroded (-) per side at size 64.
   """
 
   images: np.ndarray
@@ -62,31 +66,31 @@ def _affine_inverse(angle_deg: float, shear: float, center: float) -> tuple[floa
   return (ia, ib, center - ia * center - ib * center, id_, ie, center - id_ * center - ie * center)
 
 
-def render_glyph(
-  font: ImageFont.FreeTypeFont,
-  char: str,
-  *,
-  rotation: float = 0.0,
-  shear: float = 0.0,
-  stroke: int = 0,
-) -> np.ndarray:
-  """One character as an MNIST-like uint8 28x28 image.
+def stroke_thickness(ink: np.ndarray) -> float:
+  """Mean stroke thickness of a binary glyph in pixels: ``2 * area / boundary``.
+
+  For a long stroke of width ``t`` the area is ``t * length`` and the boundary
+  (ink pixels with a blank 4-neighbour) about ``2 * length``.
 
   Args:
-    font: a ``PIL.ImageFont.FreeTypeFont`` (e.g. ``ImageFont.truetype(path, 64)``).
-    char: the character.
-    rotation: degrees, counter-clockwise.
-    shear: horizontal shear factor (x += shear * y, about the centre).
-    stroke: extra stroke width in pixels at the font's size.
+    ink: a 2-D boolean array.
 
   Returns:
-    ``(28, 28)`` uint8.
+    the thickness, 0 for an empty glyph.
   """
+  padded = np.pad(ink, 1)
+  inner = (
+    padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+  )
+  border = int((ink & ~inner).sum())
+  return 2.0 * float(ink.sum()) / border if border else 0.0
+
+
+def _draw(font: ImageFont.FreeTypeFont, char: str, stroke: int) -> Image.Image:
   from PIL import Image, ImageDraw
 
   canvas = Image.new("L", (CANVAS, CANVAS), 0)
-  draw = ImageDraw.Draw(canvas)
-  draw.text(
+  ImageDraw.Draw(canvas).text(
     (CANVAS / 2, CANVAS / 2),
     char,
     fill=255,
@@ -95,12 +99,55 @@ def render_glyph(
     stroke_width=stroke,
     stroke_fill=255,
   )
+  return canvas
+
+
+def render_glyph(
+  font: ImageFont.FreeTypeFont,
+  char: str,
+  *,
+  rotation: float = 0.0,
+  shear: float = 0.0,
+  thickness: float | None = None,
+) -> tuple[np.ndarray, int]:
+  """One character as an MNIST-like uint8 28x28 image.
+
+  Args:
+    font: a ``PIL.ImageFont.FreeTypeFont`` (e.g. ``ImageFont.truetype(path, 64)``).
+    char: the character.
+    rotation: degrees, counter-clockwise.
+    shear: horizontal shear factor (x += shear * y, about the centre).
+    thickness: the wanted stroke thickness as a fraction of the glyph's longer
+      side (MNIST's strokes are ~0.1-0.17 of the 20-pixel box); the font's own
+      strokes are thickened with a wider outline, or thinned by erosion (never
+      below 3 pixels at the font's size). None keeps the font's strokes.
+
+  Returns:
+    ``(image, change)``: the ``(28, 28)`` uint8 image, and the pixels (at the
+    font's size) added to (``> 0``) or removed from (``< 0``) each side of the strokes.
+  """
+  from PIL import Image, ImageFilter
+
+  canvas = _draw(font, char, 0)
+  change = 0
+  if thickness is not None:
+    ink = np.asarray(canvas) > 127
+    if ink.any():
+      rows, cols = np.nonzero(ink)
+      side = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+      own = stroke_thickness(ink)
+      change = round((thickness * side - own) / 2)
+      change = max(change, -math.floor(max(own - 3.0, 0.0) / 2))
+  if change > 0:
+    canvas = _draw(font, char, change)
+  elif change < 0:
+    canvas = canvas.filter(ImageFilter.MinFilter(2 * -change + 1))
   if rotation or shear:
     coeffs = _affine_inverse(rotation, shear, CANVAS / 2)
     canvas = canvas.transform(
       canvas.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
     )
-  return to_mnist_like(np.asarray(canvas), threshold=8)
+  return to_mnist_like(np.asarray(canvas), threshold=8), change
 
 
 def render_letters(
@@ -111,13 +158,15 @@ def render_letters(
   variants: int = 1,
   max_rotation: float = 12.0,
   max_shear: float = 0.25,
-  max_stroke: int = 2,
+  thickness: tuple[float, float] | None = THICKNESS,
 ) -> RenderedLetters:
   """Renders every letter in every font ``variants`` times with random distortions.
 
   For each glyph, rotation ~ U(-max_rotation, max_rotation) degrees, shear ~
-  U(-max_shear, max_shear) and stroke width ~ uniform on {0, ..., max_stroke}
-  pixels (at font size 64, before shrinking), all drawn from ``key``.
+  U(-max_shear, max_shear) and the stroke thickness, as a fraction of the
+  glyph's longer side, ~ U(*thickness), all drawn from ``key``. The default
+  thickness range makes the strokes' distribution close to MNIST's, so that
+  letters cannot be told from digits by ink weight alone.
 
   Args:
     key: a typed PRNG key.
@@ -126,13 +175,14 @@ def render_letters(
     variants: renderings per (font, letter).
     max_rotation: degrees, ``>= 0``.
     max_shear: ``>= 0``.
-    max_stroke: pixels, an int ``>= 0``.
+    thickness: ``(low, high)`` with ``0 < low <= high < 1``, or None to keep
+      each font's own strokes.
 
   Returns:
     :class:`RenderedLetters`, ordered by variant, font, then letter.
 
   Raises:
-    ValueError: no fonts, a non-letter, or a negative setting.
+    ValueError: no fonts, a non-letter, or a setting out of range.
   """
   from PIL import ImageFont
 
@@ -142,33 +192,37 @@ def render_letters(
     raise ValueError("fonts must name at least one font file, got none (see find_fonts)")
   if not letters or not all(c.isascii() and c.isalpha() for c in letters):
     raise ValueError(f"letters must be ASCII letters, got {letters!r}")
-  for name, value in (
-    ("max_rotation", max_rotation),
-    ("max_shear", max_shear),
-    ("max_stroke", max_stroke),
-  ):
+  for name, value in (("max_rotation", max_rotation), ("max_shear", max_shear)):
     if not value >= 0:
       raise ValueError(f"{name} must be >= 0, got {value!r}")
-  if int(max_stroke) != max_stroke:
-    raise ValueError(f"max_stroke must be an int, got {max_stroke!r}")
+  if thickness is not None and not (len(thickness) == 2 and 0 < thickness[0] <= thickness[1] < 1):
+    raise ValueError(
+      f"thickness must be (low, high) with 0 < low <= high < 1, or None, got {thickness!r}"
+    )
   loaded = [ImageFont.truetype(str(f), RENDER_SIZE) for f in fonts]
   n = variants * len(loaded) * len(letters)
-  k_rot, k_shear, k_stroke = jax.random.split(key, 3)
+  k_rot, k_shear, k_thick = jax.random.split(key, 3)
   rotation = np.asarray(jax.random.uniform(k_rot, (n,), minval=-max_rotation, maxval=max_rotation))
   shear = np.asarray(jax.random.uniform(k_shear, (n,), minval=-max_shear, maxval=max_shear))
-  stroke = np.asarray(jax.random.randint(k_stroke, (n,), 0, int(max_stroke) + 1))
+  low, high = thickness if thickness is not None else (np.nan, np.nan)
+  target = np.asarray(jax.random.uniform(k_thick, (n,), minval=low, maxval=high))
   images = np.empty((n, 28, 28), dtype=np.uint8)
   chars = np.empty(n, dtype="<U1")
   font_index = np.empty(n, dtype=np.int32)
+  change = np.zeros(n, dtype=np.float32)
   i = 0
   for _ in range(variants):
     for j, font in enumerate(loaded):
       for char in letters:
-        images[i] = render_glyph(
-          font, char, rotation=float(rotation[i]), shear=float(shear[i]), stroke=int(stroke[i])
+        images[i], change[i] = render_glyph(
+          font,
+          char,
+          rotation=float(rotation[i]),
+          shear=float(shear[i]),
+          thickness=None if thickness is None else float(target[i]),
         )
         chars[i], font_index[i] = char, j
         i += 1
   labels = np.asarray([ord(c.upper()) - ord("A") for c in chars], dtype=np.int32)
-  params = np.stack([rotation, shear, stroke.astype(np.float32)], axis=1).astype(np.float32)
+  params = np.stack([rotation, shear, target, change], axis=1).astype(np.float32)
   return RenderedLetters(images, labels, chars, font_index, tuple(str(f) for f in fonts), params)

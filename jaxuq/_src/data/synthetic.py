@@ -24,7 +24,7 @@ from jaxuq._src.data.mnist_like import to_mnist_like
 
 SPLIT_INDEX = {"train": 0, "test": 1}
 LETTERS_CACHE_SUBDIR = Path("letters")
-RENDERER_VERSION = 1  # bump when rendering changes, to invalidate caches
+RENDERER_VERSION = 2  # bump when rendering changes, to invalidate caches
 
 
 def _cache_path(
