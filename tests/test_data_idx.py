@@ -126,3 +126,10 @@ def test_emnist_letters_from_a_zip_of_gz(tmp_path):
   np.testing.assert_array_equal(ds.labels, [0, 25])
   assert ds.class_names[25] == "Z" and not ds.synthetic
   assert "EMNIST" in ds.source and "unchecked" in ds.source
+
+
+def test_corrupt_gzip_is_a_clear_error(tmp_path):
+  data = gzip.compress(HAND)
+  (tmp_path / "cut.gz").write_bytes(data[:-6])
+  with pytest.raises(ValueError, match="cut.gz is not a valid gzip file.*make data"):
+    read_idx(tmp_path / "cut.gz")

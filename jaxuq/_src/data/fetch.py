@@ -91,12 +91,18 @@ def _run(cmd: Sequence[str], *, cwd: Path, timeout: float) -> str:
 
 
 def _check_dir(folder: Path, dataset: str) -> bool:
-  """True if ``folder`` holds all four known files of ``dataset`` with good hashes."""
+  """True if ``folder`` holds all four known files of ``dataset`` with good hashes.
+
+  A missing or mismatching file gives False: the step then fetches it again.
+  """
   for stem, digest in KNOWN_SHA256[dataset].items():
     found = [p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()]
     if not found:
       return False
-    check_sha256(read_idx_bytes(found[0]), digest, name=str(found[0]))
+    try:
+      check_sha256(read_idx_bytes(found[0]), digest, name=str(found[0]))
+    except (ValueError, OSError):  # a checksum mismatch, or a truncated or broken .gz
+      return False
   return True
 
 

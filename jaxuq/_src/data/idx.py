@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -114,16 +115,25 @@ def read_idx_bytes(path: str | os.PathLike, member: str | None = None) -> bytes:
   Raises:
     FileNotFoundError: ``path`` does not exist.
     KeyError: the archive has no such member.
+    ValueError: a ``.gz`` file or member is corrupt or truncated.
   """
   path = Path(path)
   if member is not None:
     with zipfile.ZipFile(path) as archive:
       data = archive.read(member)
-    return gzip.decompress(data) if member.endswith(".gz") else data
+    return _gunzip(data, f"{path}:{member}") if member.endswith(".gz") else data
   if path.suffix == ".gz":
-    with gzip.open(path, "rb") as f:
-      return f.read()
+    return _gunzip(path.read_bytes(), str(path))
   return path.read_bytes()
+
+
+def _gunzip(data: bytes, name: str) -> bytes:
+  try:
+    return gzip.decompress(data)
+  except (OSError, EOFError, zlib.error) as e:
+    raise ValueError(
+      f"{name} is not a valid gzip file ({e}); delete it and run `make data` (or fetch it again)"
+    ) from e
 
 
 def check_sha256(data: bytes, expected: str, *, name: str) -> None:
