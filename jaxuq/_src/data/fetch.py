@@ -12,7 +12,8 @@
 - With ``--tfds``: MNIST and EMNIST letters prepared by tensorflow-datasets
   (needs internet and TensorFlow; EMNIST is a 536 MiB download).
 
-Every file with a recorded SHA-256 is checked. Each step has a timeout and
+``apt-get download`` needs the package lists: when they are empty and we are
+root, ``apt-get update`` runs once. Every file with a recorded SHA-256 is checked. Each step has a timeout and
 never retries for minutes; a step that fails is reported and the others go on.
 Run ``python -m jaxuq._src.data.fetch [--data-dir DIR] [--tfds]``.
 """
@@ -33,7 +34,7 @@ from pathlib import Path
 from jaxuq._src.data import paths
 from jaxuq._src.data.idx import KNOWN_SHA256, check_sha256, read_idx_bytes
 
-# Debian font packages for the letters: ~14 MB of downloads, varied shapes
+# Debian font packages for the letters: ~10 MB of downloads (33 MB unpacked), varied shapes
 # (sans, serif, rounded, handwriting-like, monospace).
 FONT_PACKAGES = (
   "fonts-dejavu-core",
