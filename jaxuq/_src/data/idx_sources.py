@@ -83,12 +83,11 @@ def load_emnist_letters_idx(folder: Path, split: str) -> tuple[np.ndarray, np.nd
   archive = folder / EMNIST_ZIP
   if archive.is_file():
     with zipfile.ZipFile(archive) as z:
-      names = set(z.namelist())
-    members = [f"gzip/{s}.gz" for s in stems]
-    missing = [m for m in members if m not in names]
+      by_base = {Path(n).name: n for n in z.namelist()}  # NIST's members sit in gzip/
+    missing = [f"{s}.gz" for s in stems if f"{s}.gz" not in by_base]
     if missing:
       raise SourceUnavailable(f"{archive} has no {', '.join(missing)}")
-    images, labels = (read_idx(archive, m) for m in members)
+    images, labels = (read_idx(archive, by_base[f"{s}.gz"]) for s in stems)
     where = f"{archive}"
   else:
     image_file, label_file = (_find(folder, s) or _find(folder / "gzip", s) for s in stems)
