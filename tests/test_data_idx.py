@@ -110,17 +110,21 @@ def test_loader_refuses_files_that_are_not_the_known_mnist(tmp_path):
     load_dataset("mnist", "test", data_dir=tmp_path, source="idx")
 
 
-def test_emnist_letters_from_a_zip_of_gz(tmp_path):
+@pytest.mark.parametrize("layout", ["zip", "gz-files"])
+def test_emnist_letters_from_a_zip_of_gz_or_its_files(tmp_path, layout):
   # NIST stores EMNIST transposed, letters labelled 1..26: the loader undoes both.
   upright = np.zeros((2, 28, 28), np.uint8)
   upright[0, 2, :] = 255  # a horizontal bar at the top
   upright[1, :, 3] = 255  # a vertical bar at the left
   labels = np.array([1, 26], np.uint8)
-  (tmp_path / "emnist").mkdir()
-  with zipfile.ZipFile(tmp_path / "emnist" / "gzip.zip", "w") as z:
-    for kind, arr in (("images-idx3", upright.transpose(0, 2, 1)), ("labels-idx1", labels)):
-      write_idx(tmp_path / f"x-{kind}.gz", arr)
-      z.write(tmp_path / f"x-{kind}.gz", f"gzip/emnist-letters-test-{kind}-ubyte.gz")
+  (tmp_path / "emnist" / "gzip").mkdir(parents=True)
+  for kind, arr in (("images-idx3", upright.transpose(0, 2, 1)), ("labels-idx1", labels)):
+    write_idx(tmp_path / "emnist" / "gzip" / f"emnist-letters-test-{kind}-ubyte.gz", arr)
+  if layout == "zip":  # NIST's gzip.zip holds gzip/*.gz
+    with zipfile.ZipFile(tmp_path / "emnist" / "gzip.zip", "w") as z:
+      for f in sorted((tmp_path / "emnist" / "gzip").iterdir()):
+        z.write(f, f"gzip/{f.name}")
+        f.unlink()
   ds = load_dataset("letters", "test", data_dir=tmp_path, source="idx")
   np.testing.assert_array_equal(ds.images[..., 0], upright / 255.0)
   np.testing.assert_array_equal(ds.labels, [0, 25])
