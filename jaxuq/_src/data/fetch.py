@@ -133,9 +133,11 @@ def _apt_download(packages: Sequence[str], cwd: Path, timeout: float) -> None:
   try:
     _run([*cmd, *packages], cwd=cwd, timeout=timeout)
   except FetchError as e:
-    if "Unable to locate" not in str(e) or os.geteuid() != 0:
+    lists = Path("/var/lib/apt/lists")
+    empty = not any(lists.glob("*_Packages*")) if lists.is_dir() else True
+    if "Unable to locate" not in str(e) or not empty or os.geteuid() != 0:
       raise
-    _run(["apt-get", "update", "-qq"], cwd=cwd, timeout=timeout)  # empty package lists
+    _run(["apt-get", "update", "-qq"], cwd=cwd, timeout=timeout)  # a fresh machine has no lists
     _run([*cmd, *packages], cwd=cwd, timeout=timeout)
 
 
@@ -173,13 +175,20 @@ def fetch_fonts(
   failed = []
   with tempfile.TemporaryDirectory() as tmp:
     tmp_path = Path(tmp)
+    if missing:
+      try:  # one apt-get for all (fast); one per package if any is unavailable
+        _apt_download(missing, tmp_path, timeout)
+      except FetchError:
+        for package in missing:
+          try:
+            _apt_download([package], tmp_path, timeout)
+          except FetchError as e:
+            failed.append(f"{package} ({e})")
     for package in missing:
-      try:
-        _apt_download([package], tmp_path, timeout)
-      except FetchError as e:
-        failed.append(f"{package} ({e})")
+      debs = list(tmp_path.glob(f"{package}_*.deb"))
+      if not debs:
         continue
-      (deb,) = tmp_path.glob(f"{package}_*.deb")
+      deb = debs[0]
       root = tmp_path / package
       _deb_extract(deb, root, timeout)
       (fonts / package).mkdir(parents=True, exist_ok=True)
