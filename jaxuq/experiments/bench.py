@@ -106,7 +106,7 @@ def _check_moments(moments, samples) -> dict:
   """Closed-form mean vs the MC mean of the same model: within 5 standard errors."""
   import numpy as np
 
-  mean = np.asarray(moments[0]).reshape(samples.shape[1:])
+  mean = np.asarray(moments).reshape(samples.shape[1:])
   mc_mean = samples.mean(0)
   se = samples.std(0) / math.sqrt(samples.shape[0]) + 1e-6
   z = float(np.max(np.abs(mean - mc_mean) / se))
@@ -287,13 +287,14 @@ def _plot(rows: list[dict], path: pathlib.Path) -> None:
     if variant == "sequential" or len(pts) < 2:
       continue
     pts.sort()
-    ax.plot(*zip(*pts, strict=False), marker="o", label=f"{model} b{batch} {variant}")
+    ax.plot(*zip(*pts, strict=True), marker="o", label=f"{model} b{batch} {variant}")
   ax.set_xscale("log")
   ax.set_yscale("log")
   ax.axhline(1.0, color="k", lw=0.8)
   ax.set_xlabel("masks T")
   ax.set_ylabel("speedup over sequential_sample")
-  ax.legend(fontsize=6, ncol=2)
+  if any(line.get_label()[:1] != "_" for line in ax.get_lines()):
+    ax.legend(fontsize=6, ncol=2)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
