@@ -293,7 +293,7 @@ def _plot(rows: list[dict], path: pathlib.Path) -> None:
   ax.axhline(1.0, color="k", lw=0.8)
   ax.set_xlabel("masks T")
   ax.set_ylabel("speedup over sequential_sample")
-  if any(line.get_label()[:1] != "_" for line in ax.get_lines()):
+  if any(not str(line.get_label()).startswith("_") for line in ax.get_lines()):
     ax.legend(fontsize=6, ncol=2)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
