@@ -1,0 +1,149 @@
+"""Eager validation shared by the metrics.
+
+Shapes and static settings are checked always, before any work. Values
+(probabilities on the simplex, labels in range, binary OOD labels with both
+classes present) are checked when the inputs are concrete arrays; under
+``jax.jit`` they are tracers whose values are unknown, so only the shapes are
+checked and invalid values give undefined results (typically ``nan``).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+
+def is_concrete(x: object) -> bool:
+  """Whether ``x``'s values are known now (not a tracer under jit/vmap/grad)."""
+  return not isinstance(x, jax.core.Tracer)
+
+
+def as_float(x: ArrayLike, name: str) -> jax.Array:
+  """``x`` as a floating JAX array (integers and booleans become float32)."""
+  dtype = getattr(x, "dtype", None)
+  if dtype is not None and not (
+    jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)
+  ):
+    raise TypeError(f"{name} must be a real array, got dtype {dtype}")
+  if dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating):
+    raise TypeError(f"{name} must be real, got dtype {dtype}")
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(jnp.float32)
+  return x
+
+
+def check_ndim(x: jax.Array, ndim: int, name: str, layout: str) -> None:
+  if x.ndim != ndim:
+    raise ValueError(f"{name} must have shape {layout} ({ndim} axes), got shape {x.shape}")
+
+
+def check_nonempty(x: jax.Array, name: str, layout: str) -> None:
+  if x.size == 0:
+    raise ValueError(f"{name} must not be empty, got shape {x.shape} ({layout})")
+
+
+def check_simplex(probs: jax.Array, name: str) -> None:
+  """Raises unless every row (last axis) is a probability vector.
+
+  Entries must lie in ``[0, 1]`` and each row must sum to 1 within
+  ``sqrt(eps)`` of the dtype (3.5e-4 in float32). Nothing is renormalised.
+  """
+  if not is_concrete(probs):
+    return
+  p = np.asarray(probs, dtype=np.float64)
+  tol = float(np.sqrt(np.finfo(np.dtype(probs.dtype)).eps))
+  if not np.all(np.isfinite(p)):
+    raise ValueError(f"{name} must be finite, got nan or inf")
+  if np.any(p < 0) or np.any(p > 1 + tol):
+    raise ValueError(
+      f"{name} must be probabilities in [0, 1], got values in [{p.min():.6g}, {p.max():.6g}]"
+    )
+  sums = p.sum(axis=-1)
+  worst = float(np.max(np.abs(sums - 1.0))) if sums.size else 0.0
+  if worst > tol:
+    raise ValueError(
+      f"{name} must sum to 1 over its last (class) axis within {tol:.2g}, but a row "
+      f"sums to {float(sums.ravel()[np.argmax(np.abs(sums - 1.0))]):.6g}; "
+      "pass softmax outputs (jax.nn.softmax(logits)), not logits or unnormalised scores"
+    )
+
+
+def check_labels(labels: ArrayLike, batch_shape: tuple[int, ...], num_classes: int) -> jax.Array:
+  """Integer class labels of shape ``batch_shape`` with values in ``[0, num_classes)``."""
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+  if labels.shape != batch_shape:
+    raise ValueError(
+      f"labels must have shape {batch_shape} (one class index per row of probs), got {labels.shape}"
+    )
+  if is_concrete(labels) and labels.size:
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+      raise ValueError(
+        f"labels must be class indices in [0, {num_classes}), got values in [{lo}, {hi}]"
+      )
+  return labels
+
+
+def check_binary_labels(labels: ArrayLike, length: int | None = None) -> jax.Array:
+  """1-D labels, 1 = out of distribution (positive), 0 = in distribution, both present."""
+  labels = jnp.asarray(labels)
+  if labels.ndim != 1 or (length is not None and labels.shape[0] != length):
+    want = "(n,)" if length is None else f"({length},)"
+    raise ValueError(f"labels must have shape {want}, got {labels.shape}")
+  if not (jnp.issubdtype(labels.dtype, jnp.integer) or jnp.issubdtype(labels.dtype, jnp.bool_)):
+    raise TypeError(
+      f"labels must be integers or booleans (1 = out of distribution), got dtype {labels.dtype}"
+    )
+  if is_concrete(labels):
+    lab = np.asarray(labels).astype(np.int64)
+    if lab.size and not np.all((lab == 0) | (lab == 1)):
+      raise ValueError(
+        f"labels must be 0 (in distribution) or 1 (out of distribution), got values "
+        f"{np.unique(lab)[:10].tolist()}"
+      )
+    if lab.size == 0 or lab.min() == lab.max():
+      raise ValueError(
+        "labels must contain both classes (0 = in distribution, 1 = out of distribution); "
+        f"got {lab.size} labels, all {int(lab[0]) if lab.size else '-'}: the metric is undefined"
+      )
+  return labels.astype(jnp.int32)
+
+
+def check_finite(x: jax.Array, name: str) -> None:
+  if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
+    raise ValueError(f"{name} must be finite, got nan or inf")
+
+
+def check_binary(labels: ArrayLike, scores: ArrayLike) -> tuple[jax.Array, jax.Array]:
+  """Binary labels (1 = positive = out of distribution) and float scores, same 1-D shape."""
+  scores = as_float(scores, "scores")
+  if scores.ndim != 1:
+    raise ValueError(f"scores must be 1-D, shape (n,), got {scores.shape}")
+  labels = check_binary_labels(labels, scores.shape[0])
+  check_finite(scores, "scores")
+  return labels, scores
+
+
+def check_level(level: object, name: str = "level") -> float:
+  """A probability strictly between 0 and 1, as a Python float."""
+  if isinstance(level, bool) or not isinstance(level, numbers.Real):
+    raise TypeError(f"{name} must be a float in (0, 1), got {level!r}")
+  if not 0.0 < float(level) < 1.0:
+    raise ValueError(f"{name} must be in (0, 1), got {level!r}")
+  return float(level)
+
+
+def check_reduction(reduction: str) -> None:
+  if reduction not in ("mean", "none"):
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def reduce(values: jax.Array, reduction: str) -> jax.Array:
+  return values.mean() if reduction == "mean" else values
