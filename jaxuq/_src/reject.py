@@ -103,7 +103,7 @@ def _check_features(features: ArrayLike, num_features: int | None = None) -> jax
 
 
 def _check_nonnegative(value: object, name: str) -> float:
-  if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+  if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) >= 0:
     raise ValueError(f"{name} must be a non-negative float, got {value!r}")
   return float(value)
 

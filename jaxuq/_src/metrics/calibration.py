@@ -106,13 +106,13 @@ class ReliabilityDiagram(NamedTuple):
       ``(edges[b], edges[b + 1]]``.
     confidence: mean top-label confidence in each bin, ``nan`` where empty.
     accuracy: fraction of correct top-label predictions per bin, ``nan`` where empty.
-    count: number of examples per bin (int32).
+    counts: number of examples per bin (int32).
   """
 
   edges: jax.Array
   confidence: jax.Array
   accuracy: jax.Array
-  count: jax.Array
+  counts: jax.Array
 
 
 def _check_num_bins(num_bins: object) -> int:
@@ -180,7 +180,7 @@ def reliability_diagram(
   """The data of a reliability diagram: per-bin confidence, accuracy and count.
 
   Uses the bins of :func:`expected_calibration_error`;
-  ``ECE = Σ_b count_b |accuracy_b - confidence_b| / N`` over non-empty bins.
+  ``ECE = Σ_b counts_b |accuracy_b - confidence_b| / N`` over non-empty bins.
 
   Args:
     probs: shape ``(batch, classes)``.
@@ -206,5 +206,5 @@ def reliability_diagram(
     edges=edges,
     confidence=jnp.where(count > 0, sums[:, 0] / safe, jnp.nan),
     accuracy=jnp.where(count > 0, sums[:, 1] / safe, jnp.nan),
-    count=count,
+    counts=count,
   )

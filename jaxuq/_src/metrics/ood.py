@@ -139,7 +139,8 @@ def threshold_at_tpr(labels: ArrayLike, scores: ArrayLike, tpr: float = 0.95) ->
   ``TPR(t) = #{y=1, s >= t} / n₁ >= tpr``; it has the lowest false-positive
   rate of all thresholds reaching the target. Ties are never split: a tie
   group is above the threshold or not as a whole. ``TPR(t)`` is compared
-  with ``tpr`` in the scores' floating type.
+  with ``tpr`` in the scores' floating type, so a rate equal to the target's
+  decimal value (``4/5`` for ``tpr=0.8``) reaches it.
 
   Args:
     labels: 1 = out of distribution (positive), 0 = in distribution, shape ``(n,)``.
