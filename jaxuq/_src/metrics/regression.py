@@ -87,7 +87,11 @@ def gaussian_nll(
   mu, sigma, t = (_checks.as_float(a, n) for a, n in ((mean, "mean"), (std, "std"), (y, "y")))
   if mu.shape != t.shape:
     raise ValueError(f"mean and y must have the same shape, got {mu.shape} and {t.shape}")
-  if jnp.broadcast_shapes(sigma.shape, mu.shape) != mu.shape:
+  try:
+    broadcast = np.broadcast_shapes(sigma.shape, mu.shape)
+  except ValueError:
+    broadcast = None
+  if broadcast != mu.shape:
     raise ValueError(f"std of shape {sigma.shape} does not broadcast to mean's {mu.shape}")
   if _checks.is_concrete(sigma) and not bool((np.asarray(sigma) > 0).all()):
     raise ValueError("std must be positive")
