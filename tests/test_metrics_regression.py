@@ -61,7 +61,9 @@ def test_crps_matches_double_sum_and_integral(seed, m, ties):
   with jax.enable_x64(True):
     ours = np.asarray(metrics.crps(samples, y, reduction="none"))
   for i in range(4):
-    np.testing.assert_allclose(ours[i], crps_double_sum(samples[:, i], y[i]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+      ours[i], crps_double_sum(samples[:, i], y[i]), rtol=1e-10, atol=1e-12
+    )
     np.testing.assert_allclose(ours[i], crps_integral(samples[:, i], y[i]), rtol=1e-10, atol=1e-12)
   assert np.all(ours >= -1e-12)
 
@@ -103,7 +105,9 @@ def test_calibrated_model_is_calibrated():
   # Plus 0.01 for the bias of a 200-sample quantile, O(1/200), and its spread.
   assert np.all(np.abs(curve.observed - curve.expected) <= 4 * se + 0.01)
   np.testing.assert_allclose(curve.expected, np.arange(1, 20) / 20, rtol=1e-6)
-  assert abs(float(metrics.interval_coverage(samples, y, 0.9)) - 0.9) <= 4 * np.sqrt(0.09 / n) + 0.01
+  assert (
+    abs(float(metrics.interval_coverage(samples, y, 0.9)) - 0.9) <= 4 * np.sqrt(0.09 / n) + 0.01
+  )
 
 
 def test_bad_inputs():

@@ -71,9 +71,7 @@ def test_logistic_fit_matches_sklearn():
   ref = LogisticRegression(C=1 / (l2 * 200), tol=1e-10, max_iter=10_000).fit(z, y)
   np.testing.assert_allclose(params.weights, ref.coef_[0], rtol=2e-3, atol=2e-3)
   np.testing.assert_allclose(params.bias, ref.intercept_[0], rtol=2e-3, atol=2e-3)
-  np.testing.assert_allclose(
-    reject.predict_proba(params, x), ref.predict_proba(z)[:, 1], atol=1e-3
-  )
+  np.testing.assert_allclose(reject.predict_proba(params, x), ref.predict_proba(z)[:, 1], atol=1e-3)
 
 
 def test_decide_runs_under_jit_and_constant_feature_is_harmless():
