@@ -23,6 +23,7 @@ def synthetic_prob_samples(key, n, ood):
   return jax.nn.softmax(logits, axis=-1)
 
 
+@functools.cache
 def synthetic_split(seed, n=600):
   key = jax.random.key(seed)
   labels = (jnp.arange(n) % 3 == 0).astype(jnp.int32)  # a third out of distribution

@@ -47,30 +47,39 @@ def check_nonempty(x: jax.Array, name: str, layout: str) -> None:
     raise ValueError(f"{name} must not be empty, got shape {x.shape} ({layout})")
 
 
+@jax.jit
+def _simplex_stats(p: jax.Array):
+  sums = p.sum(axis=-1)
+  worst = jnp.argmax(jnp.abs(sums - 1).ravel())
+  return jnp.isfinite(p).all(), p.min(), p.max(), sums.ravel()[worst]
+
+
 def check_simplex(probs: jax.Array, name: str) -> None:
   """Raises unless every row (last axis) is a probability vector.
 
   Entries must lie in ``[0, 1]`` and each row must sum to 1 within
   ``sqrt(eps)`` of the dtype (3.5e-4 in float32). Nothing is renormalised.
+  The reductions run on the array's device; only four scalars come back.
   """
-  if not is_concrete(probs):
+  if not is_concrete(probs) or probs.size == 0:
     return
-  p = np.asarray(probs, dtype=np.float64)
+  finite, lo, hi, worst = jax.device_get(_simplex_stats(probs))
   tol = float(np.sqrt(np.finfo(np.dtype(probs.dtype)).eps))
-  if not np.all(np.isfinite(p)):
+  if not finite:
     raise ValueError(f"{name} must be finite, got nan or inf")
-  if np.any(p < 0) or np.any(p > 1 + tol):
-    raise ValueError(
-      f"{name} must be probabilities in [0, 1], got values in [{p.min():.6g}, {p.max():.6g}]"
-    )
-  sums = p.sum(axis=-1)
-  worst = float(np.max(np.abs(sums - 1.0))) if sums.size else 0.0
-  if worst > tol:
+  if lo < 0 or hi > 1 + tol:
+    raise ValueError(f"{name} must be probabilities in [0, 1], got values in [{lo:.6g}, {hi:.6g}]")
+  if abs(float(worst) - 1.0) > tol:
     raise ValueError(
       f"{name} must sum to 1 over its last (class) axis within {tol:.2g}, but a row "
-      f"sums to {float(sums.ravel()[np.argmax(np.abs(sums - 1.0))]):.6g}; "
-      "pass softmax outputs (jax.nn.softmax(logits)), not logits or unnormalised scores"
+      f"sums to {float(worst):.6g}; pass softmax outputs (jax.nn.softmax(logits)), not "
+      "logits or unnormalised scores"
     )
+
+
+@jax.jit
+def range_of(x: jax.Array):
+  return x.min(), x.max()
 
 
 def check_labels(labels: ArrayLike, batch_shape: tuple[int, ...], num_classes: int) -> jax.Array:
@@ -83,7 +92,7 @@ def check_labels(labels: ArrayLike, batch_shape: tuple[int, ...], num_classes: i
       f"labels must have shape {batch_shape} (one class index per row of probs), got {labels.shape}"
     )
   if is_concrete(labels) and labels.size:
-    lo, hi = int(labels.min()), int(labels.max())
+    lo, hi = (int(v) for v in jax.device_get(range_of(labels)))
     if lo < 0 or hi >= num_classes:
       raise ValueError(
         f"labels must be class indices in [0, {num_classes}), got values in [{lo}, {hi}]"
@@ -101,23 +110,28 @@ def check_binary_labels(labels: ArrayLike, length: int | None = None) -> jax.Arr
     raise TypeError(
       f"labels must be integers or booleans (1 = out of distribution), got dtype {labels.dtype}"
     )
+  labels = labels.astype(jnp.int32)
   if is_concrete(labels):
-    lab = np.asarray(labels).astype(np.int64)
-    if lab.size and not np.all((lab == 0) | (lab == 1)):
+    lo, hi = (int(v) for v in jax.device_get(range_of(labels))) if labels.size else (0, 0)
+    if lo < 0 or hi > 1:
       raise ValueError(
-        f"labels must be 0 (in distribution) or 1 (out of distribution), got values "
-        f"{np.unique(lab)[:10].tolist()}"
+        f"labels must be 0 (in distribution) or 1 (out of distribution), got values in [{lo}, {hi}]"
       )
-    if lab.size == 0 or lab.min() == lab.max():
+    if labels.size == 0 or lo == hi:
       raise ValueError(
         "labels must contain both classes (0 = in distribution, 1 = out of distribution); "
-        f"got {lab.size} labels, all {int(lab[0]) if lab.size else '-'}: the metric is undefined"
+        f"got {labels.size} labels, all {lo if labels.size else '-'}: the metric is undefined"
       )
-  return labels.astype(jnp.int32)
+  return labels
+
+
+@jax.jit
+def _all_finite(x: jax.Array) -> jax.Array:
+  return jnp.isfinite(x).all()
 
 
 def check_finite(x: jax.Array, name: str) -> None:
-  if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
+  if is_concrete(x) and x.size and not bool(_all_finite(x)):
     raise ValueError(f"{name} must be finite, got nan or inf")
 
 

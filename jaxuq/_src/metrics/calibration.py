@@ -7,6 +7,7 @@ renormalised); ``labels`` holds integer class indices, shape ``(batch,)``.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import NamedTuple
 
@@ -57,9 +58,12 @@ def nll(probs: ArrayLike, labels: ArrayLike, *, reduction: str = "mean") -> jax.
     Society B 14(1), 107-114.
   """
   _checks.check_reduction(reduction)
-  p, y = _check(probs, labels)
-  values = -jnp.log(jnp.take_along_axis(p, y[:, None], axis=1)[:, 0])
-  return _checks.reduce(values, reduction)
+  return _checks.reduce(_nll(*_check(probs, labels)), reduction)
+
+
+@jax.jit
+def _nll(p: jax.Array, y: jax.Array) -> jax.Array:
+  return -jnp.log(jnp.take_along_axis(p, y[:, None], axis=1)[:, 0])
 
 
 def brier_score(probs: ArrayLike, labels: ArrayLike, *, reduction: str = "mean") -> jax.Array:
@@ -93,9 +97,12 @@ def brier_score(probs: ArrayLike, labels: ArrayLike, *, reduction: str = "mean")
     Probability. Monthly Weather Review 78(1), 1-3.
   """
   _checks.check_reduction(reduction)
-  p, y = _check(probs, labels)
-  values = jnp.square(p - jax.nn.one_hot(y, p.shape[1], dtype=p.dtype)).sum(axis=1)
-  return _checks.reduce(values, reduction)
+  return _checks.reduce(_brier(*_check(probs, labels)), reduction)
+
+
+@jax.jit
+def _brier(p: jax.Array, y: jax.Array) -> jax.Array:
+  return jnp.square(p - jax.nn.one_hot(y, p.shape[1], dtype=p.dtype)).sum(axis=1)
 
 
 class ReliabilityDiagram(NamedTuple):
@@ -123,7 +130,11 @@ def _check_num_bins(num_bins: object) -> int:
 
 def _binned(probs: ArrayLike, labels: ArrayLike, num_bins: object):
   num_bins = _check_num_bins(num_bins)
-  p, y = _check(probs, labels)
+  return _bin_sums(*_check(probs, labels), num_bins=num_bins)
+
+
+@functools.partial(jax.jit, static_argnames="num_bins")
+def _bin_sums(p: jax.Array, y: jax.Array, *, num_bins: int):
   conf = p.max(axis=1)
   correct = (p.argmax(axis=1) == y).astype(p.dtype)
   edges = jnp.arange(num_bins + 1, dtype=p.dtype) / num_bins

@@ -57,7 +57,11 @@ def auroc(labels: ArrayLike, scores: ArrayLike) -> jax.Array:
     Hanley, J. A., McNeil, B. J. (1982). The Meaning and Use of the Area under a
     Receiver Operating Characteristic (ROC) Curve. Radiology 143(1), 29-36.
   """
-  y, s = _checks.check_binary(labels, scores)
+  return _auroc(*_checks.check_binary(labels, scores))
+
+
+@jax.jit
+def _auroc(y: jax.Array, s: jax.Array) -> jax.Array:
   order = jnp.argsort(s)
   s, pos = s[order], y[order]
   cneg = _cumulative(1 - pos)
@@ -102,7 +106,11 @@ def average_precision(labels: ArrayLike, scores: ArrayLike) -> jax.Array:
     Davis, J., Goadrich, M. (2006). The Relationship Between Precision-Recall and
     ROC Curves. ICML.
   """
-  y, s = _checks.check_binary(labels, scores)
+  return _average_precision(*_checks.check_binary(labels, scores))
+
+
+@jax.jit
+def _average_precision(y: jax.Array, s: jax.Array) -> jax.Array:
   order = jnp.argsort(-s)
   desc, pos = -s[order], y[order]  # ascending in -score, i.e. descending score
   end = jnp.searchsorted(desc, desc, side="right")  # one past each tie group
@@ -160,13 +168,18 @@ def threshold_at_tpr(labels: ArrayLike, scores: ArrayLike, tpr: float = 0.95) ->
   """
   target = _check_tpr(tpr)
   y, s = _checks.check_binary(labels, scores)
+  return _threshold_at_tpr(y, s, jnp.asarray(target, s.dtype))
+
+
+@jax.jit
+def _threshold_at_tpr(y: jax.Array, s: jax.Array, target: jax.Array) -> OperatingPoint:
   order = jnp.argsort(-s)
   desc, pos = -s[order], y[order]
   end = jnp.searchsorted(desc, desc, side="right")
   tp = _cumulative(pos)[end]
   n_pos = pos.sum()
   rate = tp.astype(s.dtype) / n_pos.astype(s.dtype)
-  reach = rate >= jnp.asarray(target, s.dtype)  # monotone: False...False True...True
+  reach = rate >= target  # monotone: False...False True...True
   first = jnp.argmax(reach)  # the last position always reaches (rate 1)
   n_neg = s.shape[0] - n_pos
   return OperatingPoint(

@@ -93,12 +93,15 @@ def gaussian_nll(
     broadcast = None
   if broadcast != mu.shape:
     raise ValueError(f"std of shape {sigma.shape} does not broadcast to mean's {mu.shape}")
-  if _checks.is_concrete(sigma) and not bool((np.asarray(sigma) > 0).all()):
+  if _checks.is_concrete(sigma) and sigma.size and not float(_checks.range_of(sigma)[0]) > 0:
     raise ValueError("std must be positive")
-  sigma = jnp.broadcast_to(sigma, mu.shape)
+  return _checks.reduce(_gaussian_nll(mu, jnp.broadcast_to(sigma, mu.shape), t), reduction)
+
+
+@jax.jit
+def _gaussian_nll(mu: jax.Array, sigma: jax.Array, t: jax.Array) -> jax.Array:
   z = (t - mu) / sigma
-  values = 0.5 * jnp.log(2 * jnp.pi) + jnp.log(sigma) + 0.5 * jnp.square(z)
-  return _checks.reduce(values, reduction)
+  return 0.5 * jnp.log(2 * jnp.pi) + jnp.log(sigma) + 0.5 * jnp.square(z)
 
 
 def crps(samples: ArrayLike, y: ArrayLike, *, reduction: str = "mean") -> jax.Array:
@@ -134,12 +137,16 @@ def crps(samples: ArrayLike, y: ArrayLike, *, reduction: str = "mean") -> jax.Ar
     for Ensemble Prediction Systems. Weather and Forecasting 15(5), 559-570.
   """
   _checks.check_reduction(reduction)
-  s, t = _check_samples_y(samples, y)
+  return _checks.reduce(_crps(*_check_samples_y(samples, y)), reduction)
+
+
+@jax.jit
+def _crps(s: jax.Array, t: jax.Array) -> jax.Array:
   m = s.shape[0]
   spread = jnp.abs(s - t[None]).mean(axis=0)
   weights = (2 * jnp.arange(1, m + 1) - m - 1).astype(s.dtype)
   pair = jnp.tensordot(weights, jnp.sort(s, axis=0), axes=1) / (m * m)  # ½ mean |x_i - x_j|
-  return _checks.reduce(spread - pair, reduction)
+  return spread - pair
 
 
 def interval_coverage(samples: ArrayLike, y: ArrayLike, level: float = 0.9) -> jax.Array:

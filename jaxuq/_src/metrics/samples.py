@@ -52,7 +52,11 @@ def predictive_entropy(prob_samples: ArrayLike) -> jax.Array:
     Gal, Y. (2016). Uncertainty in Deep Learning. PhD thesis, University of
     Cambridge, section 3.3.1.
   """
-  p = _check_prob_samples(prob_samples)
+  return _predictive_entropy(_check_prob_samples(prob_samples))
+
+
+@jax.jit
+def _predictive_entropy(p: jax.Array) -> jax.Array:
   return entr(p.mean(axis=0)).sum(axis=-1)
 
 
@@ -74,7 +78,11 @@ def expected_entropy(prob_samples: ArrayLike) -> jax.Array:
     Houlsby, N., Huszár, F., Ghahramani, Z., Lengyel, M. (2011). Bayesian
     Active Learning for Classification and Preference Learning. arXiv:1112.5745.
   """
-  p = _check_prob_samples(prob_samples)
+  return _expected_entropy(_check_prob_samples(prob_samples))
+
+
+@jax.jit
+def _expected_entropy(p: jax.Array) -> jax.Array:
   return entr(p).sum(axis=-1).mean(axis=0)
 
 
@@ -108,9 +116,12 @@ def mutual_information(prob_samples: ArrayLike) -> jax.Array:
     Gal, Y., Islam, R., Ghahramani, Z. (2017). Deep Bayesian Active Learning
     with Image Data. ICML.
   """
-  p = _check_prob_samples(prob_samples)
-  mean = p.mean(axis=0)
-  kl = xlogy(p, p) - xlogy(p, mean[None])  # 0 where p_sc = 0 (then 0 * log p̄ = 0)
+  return _mutual_information(_check_prob_samples(prob_samples))
+
+
+@jax.jit
+def _mutual_information(p: jax.Array) -> jax.Array:
+  kl = xlogy(p, p) - xlogy(p, p.mean(axis=0)[None])  # 0 where p_sc = 0 (0 log p̄ = 0)
   return kl.sum(axis=-1).mean(axis=0)
 
 
@@ -134,7 +145,11 @@ def variation_ratio(prob_samples: ArrayLike) -> jax.Array:
     Freeman, L. C. (1965). Elementary Applied Statistics. Wiley.
     Gal, Y. (2016). Uncertainty in Deep Learning. PhD thesis, section 3.3.1.
   """
-  p = _check_prob_samples(prob_samples)
+  return _variation_ratio(_check_prob_samples(prob_samples))
+
+
+@jax.jit
+def _variation_ratio(p: jax.Array) -> jax.Array:
   votes = jax.nn.one_hot(p.argmax(axis=-1), p.shape[-1], dtype=p.dtype).sum(axis=0)
   return 1.0 - votes.max(axis=-1) / p.shape[0]
 

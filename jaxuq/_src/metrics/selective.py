@@ -32,11 +32,10 @@ def _check(correct: ArrayLike, uncertainty: ArrayLike) -> tuple[jax.Array, jax.A
       f"shapes {c.shape} and {u.shape}"
     )
   if _checks.is_concrete(c):
-    cn = jax.device_get(c)
-    if not ((cn >= 0) & (cn <= 1)).all():
-      raise ValueError("correct must be 0/1 (or a score in [0, 1]) per input")
-  if _checks.is_concrete(u) and not jnp.isfinite(u).all():
-    raise ValueError("uncertainty must be finite, got nan or inf")
+    lo, hi = jax.device_get(_checks.range_of(c))
+    if not 0 <= lo <= hi <= 1:
+      raise ValueError(f"correct must be 0/1 (or a score in [0, 1]) per input, got [{lo}, {hi}]")
+  _checks.check_finite(u, "uncertainty")
   return c.astype(jnp.result_type(c, u)), u
 
 
@@ -76,7 +75,11 @@ def accuracy_coverage_curve(correct: ArrayLike, uncertainty: ArrayLike) -> Cover
     Geifman, Y., El-Yaniv, R. (2017). Selective Classification for Deep Neural
     Networks. NeurIPS.
   """
-  c, u = _check(correct, uncertainty)
+  return _accuracy_coverage_curve(*_check(correct, uncertainty))
+
+
+@jax.jit
+def _accuracy_coverage_curve(c: jax.Array, u: jax.Array) -> CoverageCurve:
   n = c.shape[0]
   order = jnp.argsort(u)
   u, c = u[order], c[order]
