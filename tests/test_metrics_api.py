@@ -102,3 +102,23 @@ def test_metrics_import_only_array_code():
       for name in names:
         ok = name.split(".")[0] in allowed or name.startswith(allowed_jaxuq)
         assert ok, f"{path.name} imports {name}"
+
+
+def test_tie_bounds():
+  from jaxuq._src.metrics._sorting import tie_bounds
+
+  start, end = tie_bounds(np.array([1.0, 1.0, 2.0, 3.0, 3.0, 3.0]))
+  np.testing.assert_array_equal(start, [0, 0, 2, 3, 3, 3])
+  np.testing.assert_array_equal(end, [2, 2, 3, 6, 6, 6])
+  start, end = tie_bounds(np.array([5.0]))
+  np.testing.assert_array_equal([start[0], end[0]], [0, 1])
+
+
+def test_no_retrace_for_new_values_or_target():
+  from jaxuq._src.metrics import ood
+
+  metrics.fpr_at_tpr(OOD, SCORES, tpr=0.9)
+  size = ood._threshold_at_tpr._cache_size()
+  metrics.fpr_at_tpr(OOD[::-1].copy(), SCORES * 2, tpr=0.5)
+  metrics.threshold_at_tpr(OOD, SCORES + 1, tpr=0.95)
+  assert ood._threshold_at_tpr._cache_size() == size

@@ -17,11 +17,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxuq._src.metrics import _checks
-
-
-def _cumulative(x: jax.Array) -> jax.Array:
-  """``c[k] = x[:k].sum()`` for ``k = 0..n`` (int32)."""
-  return jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(x, dtype=jnp.int32)])
+from jaxuq._src.metrics._sorting import cumulative, sort_by, tie_bounds
 
 
 def auroc(labels: ArrayLike, scores: ArrayLike) -> jax.Array:
@@ -62,11 +58,11 @@ def auroc(labels: ArrayLike, scores: ArrayLike) -> jax.Array:
 
 @jax.jit
 def _auroc(y: jax.Array, s: jax.Array) -> jax.Array:
-  order = jnp.argsort(s)
-  s, pos = s[order], y[order]
-  cneg = _cumulative(1 - pos)
-  below = cneg[jnp.searchsorted(s, s, side="left")]
-  tied = cneg[jnp.searchsorted(s, s, side="right")] - below
+  s, pos = sort_by(s, y)
+  start, end = tie_bounds(s)
+  cneg = cumulative(1 - pos)
+  below = cneg[start]
+  tied = cneg[end] - below
   n_pos = pos.sum().astype(s.dtype)
   n_neg = s.shape[0] - n_pos
   twice_u = jnp.sum(jnp.where(pos == 1, 2 * below + tied, 0).astype(s.dtype))
@@ -111,10 +107,9 @@ def average_precision(labels: ArrayLike, scores: ArrayLike) -> jax.Array:
 
 @jax.jit
 def _average_precision(y: jax.Array, s: jax.Array) -> jax.Array:
-  order = jnp.argsort(-s)
-  desc, pos = -s[order], y[order]  # ascending in -score, i.e. descending score
-  end = jnp.searchsorted(desc, desc, side="right")  # one past each tie group
-  precision = _cumulative(pos)[end].astype(s.dtype) / end.astype(s.dtype)
+  desc, pos = sort_by(-s, y)  # ascending in -score, i.e. descending score
+  _, end = tie_bounds(desc)  # one past each tie group
+  precision = cumulative(pos)[end].astype(s.dtype) / end.astype(s.dtype)
   return jnp.sum(jnp.where(pos == 1, precision, 0)) / pos.sum().astype(s.dtype)
 
 
@@ -173,10 +168,9 @@ def threshold_at_tpr(labels: ArrayLike, scores: ArrayLike, tpr: float = 0.95) ->
 
 @jax.jit
 def _threshold_at_tpr(y: jax.Array, s: jax.Array, target: jax.Array) -> OperatingPoint:
-  order = jnp.argsort(-s)
-  desc, pos = -s[order], y[order]
-  end = jnp.searchsorted(desc, desc, side="right")
-  tp = _cumulative(pos)[end]
+  desc, pos = sort_by(-s, y)
+  _, end = tie_bounds(desc)
+  tp = cumulative(pos)[end]
   n_pos = pos.sum()
   rate = tp.astype(s.dtype) / n_pos.astype(s.dtype)
   reach = rate >= target  # monotone: False...False True...True

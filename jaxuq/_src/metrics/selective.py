@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxuq._src.metrics import _checks
+from jaxuq._src.metrics._sorting import cumulative, sort_by, tie_bounds
 
 
 class CoverageCurve(NamedTuple):
@@ -81,11 +82,9 @@ def accuracy_coverage_curve(correct: ArrayLike, uncertainty: ArrayLike) -> Cover
 @jax.jit
 def _accuracy_coverage_curve(c: jax.Array, u: jax.Array) -> CoverageCurve:
   n = c.shape[0]
-  order = jnp.argsort(u)
-  u, c = u[order], c[order]
-  cum = jnp.concatenate([jnp.zeros(1, c.dtype), jnp.cumsum(c)])
-  start = jnp.searchsorted(u, u, side="left")
-  end = jnp.searchsorted(u, u, side="right")
+  u, c = sort_by(u, c)
+  cum = cumulative(c, c.dtype)
+  start, end = tie_bounds(u)
   k = jnp.arange(1, n + 1)
   group_mean = (cum[end] - cum[start]) / (end - start).astype(c.dtype)
   kept = cum[start] + (k - start).astype(c.dtype) * group_mean
