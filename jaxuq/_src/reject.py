@@ -20,9 +20,9 @@ from jaxuq._src.keys import check_positive_int
 from jaxuq._src.metrics import _checks
 from jaxuq._src.metrics.ood import threshold_at_tpr
 from jaxuq._src.metrics.samples import (
-  class_std,
-  mutual_information,
-  predictive_entropy,
+  _check_prob_samples,
+  _mutual_information,
+  _predictive_entropy,
 )
 
 FEATURE_NAMES = ("predictive_entropy", "mutual_information", "max_probability", "class_std")
@@ -88,8 +88,13 @@ def uncertainty_features(prob_samples: ArrayLike) -> jax.Array:
   Raises:
     ValueError: as :func:`jaxuq.metrics.predictive_entropy`.
   """
-  p = jnp.asarray(prob_samples)
-  cols = [predictive_entropy(p), mutual_information(p), p.mean(axis=0).max(axis=-1), class_std(p)]
+  return _features(_check_prob_samples(prob_samples))
+
+
+@jax.jit
+def _features(p: jax.Array) -> jax.Array:
+  mean_std = p.std(axis=0).mean(axis=-1)  # class_std(p)
+  cols = [_predictive_entropy(p), _mutual_information(p), p.mean(axis=0).max(axis=-1), mean_std]
   return jnp.stack(cols, axis=1)
 
 
