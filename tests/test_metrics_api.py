@@ -122,3 +122,10 @@ def test_no_retrace_for_new_values_or_target():
   metrics.fpr_at_tpr(OOD[::-1].copy(), SCORES * 2, tpr=0.5)
   metrics.threshold_at_tpr(OOD, SCORES + 1, tpr=0.95)
   assert ood._threshold_at_tpr._cache_size() == size
+
+
+def test_submodules_are_attributes_of_the_package():
+  assert jaxuq.metrics is metrics and jaxuq.reject is reject
+  assert {"metrics", "reject"} <= set(jaxuq.__all__)
+  for module in (metrics, reject):
+    assert all(hasattr(module, name) for name in module.__all__)
