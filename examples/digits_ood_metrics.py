@@ -8,7 +8,6 @@ rejector on the uncertainty features decides "digit I know or not".
 # jaxuq-example: quick
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from sklearn.datasets import load_digits
