@@ -64,7 +64,7 @@ def check_simplex(probs: jax.Array, name: str) -> None:
   if not is_concrete(probs) or probs.size == 0:
     return
   finite, lo, hi, worst = jax.device_get(_simplex_stats(probs))
-  tol = float(np.sqrt(np.finfo(np.dtype(probs.dtype)).eps))
+  tol = float(np.sqrt(float(jnp.finfo(probs.dtype).eps)))
   if not finite:
     raise ValueError(f"{name} must be finite, got nan or inf")
   if lo < 0 or hi > 1 + tol:
