@@ -99,8 +99,15 @@ def test_permutation_invariance_and_bool_labels():
     np.testing.assert_allclose(f(labels, scores), f(labels.astype(bool), scores), rtol=1e-6)
 
 
-def test_one_class_only_under_jit_is_nan():
-  assert np.isnan(jax.jit(metrics.auroc)(np.ones(4, np.int32), np.arange(4.0)))
+@pytest.mark.parametrize("fill", [0, 1])
+def test_one_class_only_under_jit_is_nan(fill):
+  labels = np.full(4, fill, np.int32)
+  for f in (metrics.auroc, metrics.fpr_at_tpr):
+    assert np.isnan(jax.jit(f)(labels, np.arange(4.0))), f.__name__
+  # Average precision needs positives only: all positive gives precision 1 everywhere.
+  ap = float(jax.jit(metrics.average_precision)(labels, np.arange(4.0)))
+  assert ap == 1.0 if fill else np.isnan(ap)
+  assert np.isnan(jax.jit(metrics.threshold_at_tpr)(labels, np.arange(4.0))).all()
 
 
 def test_bad_inputs():

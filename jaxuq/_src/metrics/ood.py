@@ -87,7 +87,7 @@ def average_precision(labels: ArrayLike, scores: ArrayLike) -> jax.Array:
     A scalar in ``(0, 1]``; the fraction of positives for uninformative scores.
 
   Raises:
-    ValueError: as :func:`auroc`.
+    ValueError: as :func:`auroc` (under ``jax.jit``, no positives gives ``nan``).
     TypeError: as :func:`auroc`.
 
   Examples:
@@ -154,7 +154,8 @@ def threshold_at_tpr(labels: ArrayLike, scores: ArrayLike, tpr: float = 0.95) ->
     An :class:`OperatingPoint` (threshold, achieved TPR, FPR).
 
   Raises:
-    ValueError: as :func:`auroc`, or ``tpr`` outside ``(0, 1]``.
+    ValueError: as :func:`auroc`, or ``tpr`` outside ``(0, 1]``. Under
+      ``jax.jit`` one class only gives ``nan`` in every field.
     TypeError: as :func:`auroc`.
 
   References:
@@ -176,10 +177,12 @@ def _threshold_at_tpr(y: jax.Array, s: jax.Array, target: jax.Array) -> Operatin
   reach = rate >= target  # monotone: False...False True...True
   first = jnp.argmax(reach)  # the last position always reaches (rate 1)
   n_neg = s.shape[0] - n_pos
+  fpr = (end[first] - tp[first]).astype(s.dtype) / n_neg.astype(s.dtype)
+  defined = (n_pos > 0) & (n_neg > 0)  # one class only (possible under jit): nan
   return OperatingPoint(
-    threshold=-desc[first],
-    tpr=rate[first],
-    fpr=(end[first] - tp[first]).astype(s.dtype) / n_neg.astype(s.dtype),
+    threshold=jnp.where(defined, -desc[first], jnp.nan),
+    tpr=jnp.where(defined, rate[first], jnp.nan),
+    fpr=jnp.where(defined, fpr, jnp.nan),
   )
 
 
