@@ -54,11 +54,15 @@ def test_every_public_metric_is_covered():
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_jit_matches_eager(name):
+def test_jit_and_vmap_match_eager(name):
   fn, args = CASES[name]
   eager = fn(*args)
   jitted = jax.jit(fn)(*args)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), eager, jitted)
+  stacked = jax.vmap(fn)(*(np.stack([a, a]) for a in args))
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a[1], b, rtol=1e-6, atol=1e-7), stacked, eager
+  )
 
 
 def test_vmap_over_an_extra_axis():

@@ -136,7 +136,7 @@ def variation_ratio(prob_samples: ArrayLike) -> jax.Array:
     prob_samples: shape ``(samples, batch, classes)``, see :func:`predictive_entropy`.
 
   Returns:
-    Shape ``(batch,)``, in ``[0, 1 - 1/min(S, classes)]``.
+    Shape ``(batch,)``, between 0 and at most ``1 - 1/min(S, classes)``.
 
   Raises:
     ValueError: as :func:`predictive_entropy`.
