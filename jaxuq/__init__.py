@@ -3,6 +3,7 @@
 The public API. Implementation lives in ``jaxuq._src``; import from here.
 """
 
+from jaxuq import exact as exact  # the public submodule jaxuq.exact
 from jaxuq._src.adapters import LinenPredictive as LinenPredictive
 from jaxuq._src.adapters import NnxPredictive as NnxPredictive
 from jaxuq._src.adapters import from_linen as from_linen
@@ -27,6 +28,7 @@ __all__ = [
   "NnxPredictive",
   "Summary",
   "auto_chunk_size",
+  "exact",
   "from_linen",
   "from_nnx",
   "keep_mask",

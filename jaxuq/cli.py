@@ -18,6 +18,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jaxuq.experiments.quickstart",
     "MC dropout on a small untrained MLP: mc_sample vs sequential_sample",
   ),
+  "exact": (
+    "jaxuq.experiments.exact",
+    "the tiny network's exact output distribution, and MC against it",
+  ),
+  "bench": (
+    "jaxuq.experiments.bench",
+    "benchmark mc_sample against sequential sampling and PyTorch/Keras loops",
+  ),
 }
 
 

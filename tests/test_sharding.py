@@ -25,6 +25,11 @@ SCRIPT = textwrap.dedent(
     a = jaxuq.mc_sample(predict, key, xs, num_samples=12, chunk_size=2)
     b = jaxuq.sequential_sample(predict, key, xs, num_samples=12)
     np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
+    try:
+        jaxuq.mc_sample(mask_fn, jax.random.key(0, impl="philox4x32"), x, num_samples=8)
+        raise AssertionError("philox keys on 8 devices must be refused")
+    except ValueError as e:
+        assert "philox4x32" in str(e)
     print("OK")
     """
 )

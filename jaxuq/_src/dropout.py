@@ -9,7 +9,8 @@ probability to drop a unit). Two differences:
   (an error of at most ``2**-17`` in the keep probability);
 * a mask can be given explicitly in the variable collection ``'dropout_masks'``
   (name ``'keep'``, boolean, broadcastable to the input), so that exact
-  enumeration runs the very forward pass that Monte Carlo sampling runs.
+  enumeration runs the very forward pass that Monte Carlo sampling runs. Under
+  :func:`jaxuq.from_linen`, Flax's own ``nn.Dropout`` honours it too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from jaxuq._src.keys import check_rate
 
 MASK_COLLECTION = "dropout_masks"
 _MAX_BITS = 16
+# Masks are drawn with threefry4x32, seeded by four words from the caller's key:
+# on CPU it draws about 3x faster than the default threefry2x32 (measured here:
+# 305 vs 94 M words/s), and the mask still depends only on the caller's key.
+# philox4x32 draws faster still (550 M words/s) but with JAX 0.10 it does not
+# compile for several devices (its mulhi fails to lower), so it cannot keep the
+# masks independent of the device count.
+_MASK_IMPL = "threefry4x32"
 
 
 def bits_per_unit(rate: float) -> int:
@@ -47,13 +55,19 @@ def effective_keep_probability(rate: float) -> float:
   return t / 2**k
 
 
+def mask_key(key: jax.Array) -> jax.Array:
+  """A threefry4x32 key seeded by four words drawn from ``key``."""
+  return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl=_MASK_IMPL)
+
+
 def keep_mask(key: jax.Array, shape: Sequence[int], rate: float) -> jax.Array:
   """Draws a boolean keep mask, ``True`` with probability ``1 - rate``.
 
   Each 32-bit random word is cut into ``32 // k`` fields of ``k`` bits
   (``k = bits_per_unit(rate)``); unit ``i`` is kept when its field is below
-  ``round((1 - rate) * 2**k)``. The mask depends only on ``key``, ``shape`` and
-  ``rate``.
+  ``round((1 - rate) * 2**k)``. The words come from a threefry4x32 key seeded
+  with four words drawn from ``key`` (fast on every backend, whatever ``key``'s
+  implementation). The mask depends only on ``key``, ``shape`` and ``rate``.
 
   Args:
     key: a typed PRNG key.
@@ -67,7 +81,7 @@ def keep_mask(key: jax.Array, shape: Sequence[int], rate: float) -> jax.Array:
   k, threshold = keep_threshold(rate)
   per_word = 32 // k
   size = math.prod(shape)
-  words = jax.random.bits(key, (-(-size // per_word),), jnp.uint32)
+  words = jax.random.bits(mask_key(key), (-(-size // per_word),), jnp.uint32)
   shifts = jnp.arange(per_word, dtype=jnp.uint32) * jnp.uint32(k)
   fields = (words[:, None] >> shifts[None, :]) & jnp.uint32(2**k - 1)
   keep = fields < jnp.uint32(threshold)
@@ -125,19 +139,28 @@ class Dropout(nn.Module):
     """Applies dropout whatever ``deterministic`` says (used by the adapters)."""
     if self.rate == 0.0:
       return inputs
-    if self.has_variable(MASK_COLLECTION, "keep"):
-      keep: jax.Array = self.get_variable(MASK_COLLECTION, "keep")
-    else:
-      key = self.make_rng(self.rng_collection)
-      keep = keep_mask(key, mask_shape(inputs.shape, self.broadcast_dims), self.rate)
+    keep = explicit_or_drawn_mask(self, inputs, self.rate, self.broadcast_dims)
     return apply_keep_mask(inputs, keep, self.rate)
 
 
+def explicit_or_drawn_mask(
+  module: nn.Module, inputs: jax.Array, rate: float, broadcast_dims: Sequence[int]
+) -> jax.Array:
+  """The layer's explicit mask (collection ``'dropout_masks'``) if given, else a drawn one."""
+  if module.has_variable(MASK_COLLECTION, "keep"):
+    keep: jax.Array = module.get_variable(MASK_COLLECTION, "keep")
+    return keep
+  key = module.make_rng(module.rng_collection)  # type: ignore[attr-defined]
+  return keep_mask(key, mask_shape(inputs.shape, broadcast_dims), rate)
+
+
 def forced_flax_dropout(module: nn.Dropout, inputs: jax.Array) -> jax.Array:
-  """Applies a ``flax.linen.Dropout`` layer's dropout with jaxuq's masks, always on."""
+  """Applies a ``flax.linen.Dropout`` layer's dropout with jaxuq's masks, always on.
+
+  An explicit mask in ``'dropout_masks'`` is used as for :class:`Dropout`.
+  """
   rate = check_rate(float(module.rate), "flax Dropout.rate")
   if rate == 0.0:
     return inputs
-  key = module.make_rng(module.rng_collection)
-  keep = keep_mask(key, mask_shape(inputs.shape, module.broadcast_dims), rate)
+  keep = explicit_or_drawn_mask(module, inputs, rate, module.broadcast_dims)
   return apply_keep_mask(inputs, keep, rate)

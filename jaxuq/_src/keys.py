@@ -55,8 +55,7 @@ def check_key(key: object, name: str = "key") -> None:
     raise ValueError(
       f"{name} uses the {impl!r} PRNG implementation, whose batching rule draws "
       "every vmapped key's bits from the first key, so the samples would not be "
-      "fn(keys[i]). Use jax.random.key(seed, impl='philox4x32') (fast on CPU) "
-      "or the default threefry2x32."
+      "fn(keys[i]). Use the default jax.random.key(seed) (threefry2x32)."
     )
 
 

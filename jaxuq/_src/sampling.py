@@ -20,7 +20,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxuq._src.keys import check_key, check_positive_int
+from jaxuq._src.keys import check_key, check_positive_int, key_impl_name
 
 PyTree = Any
 SAMPLE_AXIS = "samples"
@@ -95,7 +95,9 @@ def _map_chunks(fn: Callable[..., Any], keys: jax.Array, args: tuple, chunk: int
   return jax.lax.map(one, keys, batch_size=chunk)
 
 
-@functools.partial(jax.jit, static_argnames=("static", "num_samples", "chunk_size", "mesh"))
+@functools.partial(
+  jax.jit, static_argnames=("static", "num_samples", "chunk_size", "memory_budget", "mesh")
+)
 def _mc_sample_jit(
   static: _Static,
   dynamic: list[Any],
@@ -103,27 +105,40 @@ def _mc_sample_jit(
   args: tuple,
   *,
   num_samples: int,
-  chunk_size: int,
+  chunk_size: int | None,
+  memory_budget: int,
   mesh: Mesh | None,
 ) -> PyTree:
   fn = _combine(static, dynamic)
+  num_devices = 1 if mesh is None else mesh.devices.size
+  if chunk_size is None:  # decided while tracing, so jit's cache remembers it
+    per_device = -(-num_samples // num_devices)
+    chunk_size = _chunk_for_budget(fn, key, args, per_device, memory_budget)
   keys = jax.random.split(key, num_samples)
   if mesh is None:
     return _map_chunks(fn, keys, args, chunk_size)
-  num_devices = mesh.devices.size
-  padded = -(-num_samples // num_devices) * num_devices
+  per_device = -(-num_samples // num_devices)
+  padded = per_device * num_devices
   if padded != num_samples:  # extra keys only fill the devices; dropped below
     keys = keys[jnp.arange(padded) % num_samples]
-  keys = jax.lax.with_sharding_constraint(keys, NamedSharding(mesh, P(SAMPLE_AXIS)))
-  per_device = jax.shard_map(
-    lambda k, d, a: _map_chunks(_combine(static, d), k, a, chunk_size),
-    mesh=mesh,
-    in_specs=(P(SAMPLE_AXIS), P(), P()),
-    out_specs=P(SAMPLE_AXIS),
-    check_vma=False,
+  # A leading device axis, sharded over the mesh: GSPMD gives each device its
+  # own row, and each device runs its keys chunk by chunk.
+  keys = jax.lax.with_sharding_constraint(
+    keys.reshape(num_devices, per_device), NamedSharding(mesh, P(SAMPLE_AXIS))
   )
-  out = per_device(keys, dynamic, args)
-  return jax.tree.map(lambda y: y[:num_samples], out)
+  out = jax.vmap(lambda k: _map_chunks(fn, k, args, chunk_size))(keys)
+  out = jax.tree.map(
+    lambda y: jax.lax.with_sharding_constraint(y, NamedSharding(mesh, P(SAMPLE_AXIS))), out
+  )
+  return jax.tree.map(lambda y: y.reshape((padded,) + y.shape[2:])[:num_samples], out)
+
+
+def _chunk_for_budget(
+  fn: Callable[..., Any], key: jax.Array, args: tuple, per_device: int, budget: int
+) -> int:
+  structs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), args)
+  key_struct = jax.ShapeDtypeStruct(key.shape, key.dtype)
+  return int(max(1, min(per_device, budget // per_sample_bytes(fn, key_struct, *structs))))
 
 
 def _sample_mesh(devices: Sequence[jax.Device] | None) -> Mesh | None:
@@ -150,7 +165,7 @@ def default_memory_budget(devices: Sequence[jax.Device] | None = None) -> int:
   return int(limit) // 4 if limit else 2**30
 
 
-def per_sample_bytes(fn: Callable[..., Any], key: jax.Array, *args: Any) -> int:
+def per_sample_bytes(fn: Callable[..., Any], key: Any, *args: Any) -> int:
   """Estimates the memory one sample needs: twice its largest intermediate.
 
   The estimate traces ``fn`` once (no compilation, no computation): a layer's
@@ -203,7 +218,7 @@ def auto_chunk_size(
   """
   budget = default_memory_budget(devices) if memory_budget is None else memory_budget
   per_device = -(-num_samples // max(1, len(devices or jax.devices())))
-  return int(max(1, min(per_device, budget // per_sample_bytes(fn, key, *args))))
+  return _chunk_for_budget(fn, key, args, per_device, budget)
 
 
 def mc_sample(
@@ -228,9 +243,9 @@ def mc_sample(
   Args:
     fn: a pure predictive function ``fn(key, *args)`` returning a pytree of
       arrays; see :func:`jaxuq.from_linen` and :func:`jaxuq.from_nnx`.
-    key: a typed PRNG key (``jax.random.key(seed)``; ``impl='philox4x32'``
-      draws faster on CPU). ``rbg`` keys are refused: under vmap they give every
-      sample the first key's bits.
+    key: a typed PRNG key (``jax.random.key(seed)``). ``rbg`` keys are
+      refused (under vmap they give every sample the first key's bits), and so
+      are ``philox4x32`` keys with several devices (JAX cannot compile them).
     *args: arrays passed to every call of ``fn`` (not split over samples).
     num_samples: how many passes, a positive int.
     chunk_size: how many samples are vmapped at once on each device (the rest
@@ -261,15 +276,27 @@ def mc_sample(
   num_samples = check_positive_int(num_samples, "num_samples")
   if memory_budget is not None:
     memory_budget = check_positive_int(memory_budget, "memory_budget")
-  if chunk_size is None:
-    chunk_size = auto_chunk_size(
-      fn, key, *args, num_samples=num_samples, memory_budget=memory_budget, devices=devices
-    )
-  chunk_size = check_positive_int(chunk_size, "chunk_size")
+  if chunk_size is not None:
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+  if memory_budget is None:
+    memory_budget = default_memory_budget(devices)
   mesh = _sample_mesh(devices)
+  if mesh is not None and key_impl_name(key) == "philox4x32":
+    raise ValueError(
+      "key is a philox4x32 key, which JAX cannot compile for several devices (its "
+      "mulhi fails to lower). Use the default jax.random.key(seed), or pass "
+      "devices=[one device]."
+    )
   static, dynamic = partition(fn)
   return _mc_sample_jit(
-    static, dynamic, key, args, num_samples=num_samples, chunk_size=chunk_size, mesh=mesh
+    static,
+    dynamic,
+    key,
+    args,
+    num_samples=num_samples,
+    chunk_size=chunk_size,
+    memory_budget=memory_budget,
+    mesh=mesh,
   )
 
 

@@ -1,0 +1,1 @@
+"""Exact dropout: mask enumeration and closed-form moments (see ``jaxuq.exact``)."""

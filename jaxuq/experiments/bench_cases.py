@@ -1,0 +1,177 @@
+"""The models and sampler variants that ``jaxuq bench`` times.
+
+Each variant is built for one case (model, batch, masks T) and returns a
+zero-argument function producing the samples, so the timing loop is the same
+for all. Variants that use jaxuq's masks with the same keys must return the
+samples of ``sequential_sample`` to float rounding; the bench checks that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxuq
+
+MODELS = ("mlp", "mlp-last", "cnn")
+
+
+class SeedMLP(nn.Module):
+  """The seed MLP 1 -> depth x width ReLU -> 1, dropout after all or the last hidden layer."""
+
+  width: int = 1024
+  depth: int = 4
+  rate: float = 0.5
+  last_only: bool = False
+  flax_dropout: bool = False  # flax.linen.Dropout (what people write) instead of jaxuq's
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    layer = nn.Dropout if self.flax_dropout else jaxuq.Dropout
+    for i in range(self.depth):
+      x = nn.relu(nn.Dense(self.width)(x))
+      if not self.last_only or i == self.depth - 1:
+        x = layer(self.rate, deterministic=not train)(x)
+    return nn.Dense(1)(x)
+
+
+class SeedCNN(nn.Module):
+  """The seed's basic CNN: Conv32 3x3 ReLU, MaxPool 2, Dense100 ReLU, Dropout 0.25, Dense10."""
+
+  flax_dropout: bool = False
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    layer = nn.Dropout if self.flax_dropout else jaxuq.Dropout
+    x = nn.relu(nn.Conv(32, (3, 3), padding="VALID")(x))
+    x = nn.max_pool(x, (2, 2), strides=(2, 2)).reshape(x.shape[0], -1)
+    x = nn.relu(nn.Dense(100, kernel_init=nn.initializers.he_uniform())(x))
+    return nn.Dense(10)(layer(0.25, deterministic=not train)(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  model: str
+  batch: int
+  masks: int
+  width: int = 1024
+
+  @property
+  def name(self) -> str:
+    return f"{self.model} b{self.batch} T{self.masks}"
+
+
+def build_model(case: Case, flax_dropout: bool = False) -> nn.Module:
+  if case.model == "cnn":
+    return SeedCNN(flax_dropout=flax_dropout)
+  return SeedMLP(width=case.width, last_only=case.model == "mlp-last", flax_dropout=flax_dropout)
+
+
+def inputs(case: Case) -> jax.Array:
+  if case.model == "cnn":
+    return jax.random.uniform(jax.random.key(1), (case.batch, 28, 28, 1))
+  return jnp.linspace(-2.0, 3.0, case.batch, dtype=jnp.float32)[:, None]
+
+
+def setup(case: Case) -> tuple[nn.Module, Any, jax.Array]:
+  model = build_model(case)
+  x = inputs(case)
+  return model, model.init(jax.random.key(0), x[:2]), x
+
+
+def forward_flops(case: Case) -> float:
+  """FLOPs of one deterministic forward pass over the batch (XLA's cost analysis)."""
+  model, variables, x = setup(case)
+  compiled = jax.jit(lambda v, xx: model.apply(v, xx)).lower(variables, x).compile()
+  cost: Any = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float((cost or {}).get("flops", 0.0))
+
+
+SAMPLE_KEY = jax.random.key(42)
+
+
+def variant_names(case: Case, num_devices: int) -> list[str]:
+  names = ["sequential", "loop_flax_default", "eager", "mc_auto", "mc_shared"]
+  names += [f"mc_chunk{c}" for c in (1, 10, 100) if c < case.masks]
+  if num_devices > 1:
+    names.append("mc_sharded")
+  if case.model in ("mlp-last", "cnn"):
+    names.append("closed_form")
+  return names
+
+
+@dataclasses.dataclass
+class Variant:
+  run: Callable[[], Any]  # returns the samples (or moments), blocking not included
+  calls: int = 1  # how many of the case's masks one run computes (eager: fewer)
+  compare: str = "sequential"  # what its output is checked against, "" for nothing
+
+
+def build_variant(name: str, case: Case) -> Variant:
+  """The zero-argument function that runs variant ``name`` on ``case``."""
+  model, variables, x = setup(case)
+  predict = jaxuq.from_linen(model, variables)
+  t = case.masks
+  if name == "sequential":
+    return Variant(lambda: jaxuq.sequential_sample(predict, SAMPLE_KEY, x, num_samples=t))
+  if name == "eager":
+    calls = min(t, 3)
+    keys = jax.random.split(SAMPLE_KEY, t)
+
+    def eager():
+      with jax.disable_jit():
+        return jnp.stack([predict(keys[i], x) for i in range(calls)])
+
+    return Variant(eager, calls=calls, compare="sequential_prefix")
+  if name == "loop_flax_default":
+    # What people write today: flax.linen.Dropout, the default threefry key,
+    # a jitted apply called in a Python loop.
+    flax_model = build_model(case, flax_dropout=True)
+    apply = jax.jit(lambda v, xx, k: flax_model.apply(v, xx, train=True, rngs={"dropout": k}))
+    key = jax.random.key(42)
+
+    def loop():
+      keys = jax.random.split(key, t)
+      return jnp.stack([apply(variables, x, keys[i]) for i in range(t)])
+
+    return Variant(loop, compare="")
+  if name == "mc_auto":
+    return Variant(lambda: jaxuq.mc_sample(predict, SAMPLE_KEY, x, num_samples=t))
+  if name.startswith("mc_chunk"):
+    c = int(name.removeprefix("mc_chunk"))
+    return Variant(lambda: jaxuq.mc_sample(predict, SAMPLE_KEY, x, num_samples=t, chunk_size=c))
+  if name == "mc_shared":
+    shared = jaxuq.from_linen(model, variables, shared_mask=True)
+    return Variant(
+      lambda: jaxuq.mc_sample(shared, SAMPLE_KEY, x, num_samples=t), compare="sequential_shared"
+    )
+  if name == "mc_sharded":
+    return Variant(
+      lambda: jaxuq.mc_sample(predict, SAMPLE_KEY, x, num_samples=t, devices=jax.devices())
+    )
+  if name == "closed_form":
+    from jaxuq import exact  # noqa: PLC0415 - only where a closed form exists
+
+    return Variant(lambda: exact.closed_form_moments(predict, x).mean, compare="moments")
+  raise ValueError(f"unknown variant {name!r}")
+
+
+def reference(kind: str, case: Case) -> Any:
+  """What a variant's output is compared against."""
+  model, variables, x = setup(case)
+  if kind == "sequential_shared":
+    f = jaxuq.from_linen(model, variables, shared_mask=True)
+  else:
+    f = jaxuq.from_linen(model, variables)
+  return jaxuq.sequential_sample(f, SAMPLE_KEY, x, num_samples=case.masks)
+
+
+def max_abs_diff(a: Any, b: Any) -> float:
+  return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
