@@ -38,3 +38,8 @@ __all__ = [
   "sequential_sample",
   "summarize",
 ]
+
+from jaxuq import metrics as metrics  # noqa: E402  (submodule: jaxuq.metrics.auroc, ...)
+from jaxuq import reject as reject  # noqa: E402
+
+__all__ += ["metrics", "reject"]

@@ -1,0 +1,1 @@
+"""Uncertainty metrics: pure array code, split by concern; public in ``jaxuq.metrics``."""

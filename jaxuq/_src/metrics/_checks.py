@@ -1,0 +1,163 @@
+"""Eager validation shared by the metrics.
+
+Shapes and static settings are checked always, before any work. Values
+(probabilities on the simplex, labels in range, binary OOD labels with both
+classes present) are checked when the inputs are concrete arrays; under
+``jax.jit`` they are tracers whose values are unknown, so only the shapes are
+checked and invalid values give undefined results (typically ``nan``).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+
+def is_concrete(x: object) -> bool:
+  """Whether ``x``'s values are known now (not a tracer under jit/vmap/grad)."""
+  return not isinstance(x, jax.core.Tracer)
+
+
+def as_float(x: ArrayLike, name: str) -> jax.Array:
+  """``x`` as a floating JAX array (integers and booleans become float32)."""
+  dtype = getattr(x, "dtype", None)
+  if dtype is not None and not (
+    jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)
+  ):
+    raise TypeError(f"{name} must be a real array, got dtype {dtype}")
+  if dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating):
+    raise TypeError(f"{name} must be real, got dtype {dtype}")
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(jnp.float32)
+  return x
+
+
+def check_ndim(x: jax.Array, ndim: int, name: str, layout: str) -> None:
+  if x.ndim != ndim:
+    raise ValueError(f"{name} must have shape {layout} ({ndim} axes), got shape {x.shape}")
+
+
+def check_nonempty(x: jax.Array, name: str, layout: str) -> None:
+  if x.size == 0:
+    raise ValueError(f"{name} must not be empty, got shape {x.shape} ({layout})")
+
+
+@jax.jit
+def _simplex_stats(p: jax.Array):
+  sums = p.sum(axis=-1)
+  worst = jnp.argmax(jnp.abs(sums - 1).ravel())
+  return jnp.isfinite(p).all(), p.min(), p.max(), sums.ravel()[worst]
+
+
+def check_simplex(probs: jax.Array, name: str) -> None:
+  """Raises unless every row (last axis) is a probability vector.
+
+  Entries must lie in ``[0, 1]`` and each row must sum to 1 within
+  ``sqrt(eps)`` of the dtype (3.5e-4 in float32). Nothing is renormalised.
+  The reductions run on the array's device; only four scalars come back.
+  """
+  if not is_concrete(probs) or probs.size == 0:
+    return
+  finite, lo, hi, worst = jax.device_get(_simplex_stats(probs))
+  tol = float(np.sqrt(float(jnp.finfo(probs.dtype).eps)))
+  if not finite:
+    raise ValueError(f"{name} must be finite, got nan or inf")
+  if lo < 0 or hi > 1 + tol:
+    raise ValueError(f"{name} must be probabilities in [0, 1], got values in [{lo:.6g}, {hi:.6g}]")
+  if abs(float(worst) - 1.0) > tol:
+    raise ValueError(
+      f"{name} must sum to 1 over its last (class) axis within {tol:.2g}, but a row "
+      f"sums to {float(worst):.6g}; pass softmax outputs (jax.nn.softmax(logits)), not "
+      "logits or unnormalised scores"
+    )
+
+
+@jax.jit
+def range_of(x: jax.Array):
+  return x.min(), x.max()
+
+
+def check_labels(labels: ArrayLike, batch_shape: tuple[int, ...], num_classes: int) -> jax.Array:
+  """Integer class labels of shape ``batch_shape`` with values in ``[0, num_classes)``."""
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+  if labels.shape != batch_shape:
+    raise ValueError(
+      f"labels must have shape {batch_shape} (one class index per row of probs), got {labels.shape}"
+    )
+  if is_concrete(labels) and labels.size:
+    lo, hi = (int(v) for v in jax.device_get(range_of(labels)))
+    if lo < 0 or hi >= num_classes:
+      raise ValueError(
+        f"labels must be class indices in [0, {num_classes}), got values in [{lo}, {hi}]"
+      )
+  return labels
+
+
+def check_binary_labels(labels: ArrayLike, length: int | None = None) -> jax.Array:
+  """1-D labels, 1 = out of distribution (positive), 0 = in distribution, both present."""
+  labels = jnp.asarray(labels)
+  if labels.ndim != 1 or (length is not None and labels.shape[0] != length):
+    want = "(n,)" if length is None else f"({length},)"
+    raise ValueError(f"labels must have shape {want}, got {labels.shape}")
+  if not (jnp.issubdtype(labels.dtype, jnp.integer) or jnp.issubdtype(labels.dtype, jnp.bool_)):
+    raise TypeError(
+      f"labels must be integers or booleans (1 = out of distribution), got dtype {labels.dtype}"
+    )
+  labels = labels.astype(jnp.int32)
+  if is_concrete(labels):
+    lo, hi = (int(v) for v in jax.device_get(range_of(labels))) if labels.size else (0, 0)
+    if lo < 0 or hi > 1:
+      raise ValueError(
+        f"labels must be 0 (in distribution) or 1 (out of distribution), got values in [{lo}, {hi}]"
+      )
+    if labels.size == 0 or lo == hi:
+      raise ValueError(
+        "labels must contain both classes (0 = in distribution, 1 = out of distribution); "
+        f"got {labels.size} labels, all {lo if labels.size else '-'}: the metric is undefined"
+      )
+  return labels
+
+
+@jax.jit
+def _all_finite(x: jax.Array) -> jax.Array:
+  return jnp.isfinite(x).all()
+
+
+def check_finite(x: jax.Array, name: str) -> None:
+  if is_concrete(x) and x.size and not bool(_all_finite(x)):
+    raise ValueError(f"{name} must be finite, got nan or inf")
+
+
+def check_binary(labels: ArrayLike, scores: ArrayLike) -> tuple[jax.Array, jax.Array]:
+  """Binary labels (1 = positive = out of distribution) and float scores, same 1-D shape."""
+  scores = as_float(scores, "scores")
+  if scores.ndim != 1:
+    raise ValueError(f"scores must be 1-D, shape (n,), got {scores.shape}")
+  labels = check_binary_labels(labels, scores.shape[0])
+  check_finite(scores, "scores")
+  return labels, scores
+
+
+def check_level(level: object, name: str = "level") -> float:
+  """A probability strictly between 0 and 1, as a Python float."""
+  if isinstance(level, bool) or not isinstance(level, numbers.Real):
+    raise TypeError(f"{name} must be a float in (0, 1), got {level!r}")
+  if not 0.0 < float(level) < 1.0:
+    raise ValueError(f"{name} must be in (0, 1), got {level!r}")
+  return float(level)
+
+
+def check_reduction(reduction: str) -> None:
+  if reduction not in ("mean", "none"):
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def reduce(values: jax.Array, reduction: str) -> jax.Array:
+  return values.mean() if reduction == "mean" else values

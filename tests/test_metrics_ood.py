@@ -1,0 +1,132 @@
+"""AUROC, average precision and FPR@TPR against scikit-learn and brute force, ties included."""
+
+from fractions import Fraction
+
+import hypothesis.strategies as st
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from jaxuq import metrics
+
+
+def mann_whitney(labels, scores):
+  """The double sum over (positive, negative) pairs, ties counted half, as a fraction."""
+  pos, neg = scores[labels == 1], scores[labels == 0]
+  wins = sum(Fraction(int(p > q)) + Fraction(int(p == q), 2) for p in pos for q in neg)
+  return wins / (len(pos) * len(neg))
+
+
+def brute_threshold(labels, scores, target):
+  """The largest distinct score t with TPR(t) >= target, and the FPR there (exact fractions)."""
+  n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
+  for t in sorted(set(scores.tolist()), reverse=True):
+    tpr = Fraction(int(((scores >= t) & (labels == 1)).sum()), n_pos)
+    if tpr >= Fraction(str(target)):  # the decimal written, e.g. 4/5 reaches 0.8
+      return t, tpr, Fraction(int(((scores >= t) & (labels == 0)).sum()), n_neg)
+  raise AssertionError("unreachable: the lowest threshold has TPR 1")
+
+
+def case(seed, n, levels):
+  """Random binary labels with both classes and integer-valued scores (many ties)."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 2, n)
+  labels[:2] = [0, 1]
+  scores = rng.integers(0, levels, n).astype(np.float64) + 0.5 * labels * rng.random(n)
+  return labels, np.round(scores, 1)
+
+
+def test_hand_computed():
+  labels = np.array([0, 0, 1, 1, 0, 1])
+  scores = np.array([0.1, 0.4, 0.4, 0.8, 0.8, 0.9])
+  # pairs (pos, neg): 0.4 vs (0.1 win, 0.4 tie, 0.8 loss) 1.5; 0.8 vs: 2.5; 0.9: 3 -> 7/9
+  np.testing.assert_allclose(metrics.auroc(labels, scores), 7 / 9, rtol=1e-6)
+  # thresholds 0.9: P 1, R 1/3; 0.8: P 2/3, R 2/3; 0.4: P 3/5, R 1 -> (1 + 2/3 + 3/5) / 3
+  np.testing.assert_allclose(metrics.average_precision(labels, scores), (1 + 2 / 3 + 0.6) / 3)
+  op = metrics.threshold_at_tpr(labels, scores, tpr=2 / 3)
+  np.testing.assert_allclose([op.threshold, op.tpr, op.fpr], [0.8, 2 / 3, 1 / 3], rtol=1e-6)
+  np.testing.assert_allclose(metrics.fpr_at_tpr(labels, scores, tpr=0.7), 2 / 3, rtol=1e-6)
+  np.testing.assert_allclose(metrics.fpr_at_tpr(labels, scores, tpr=1.0), 2 / 3, rtol=1e-6)
+  # Perfect, reversed and constant scores.
+  assert float(metrics.auroc(labels, labels * 1.0)) == 1.0
+  assert float(metrics.auroc(labels, -labels * 1.0)) == 0.0
+  assert float(metrics.auroc(labels, np.zeros(6))) == 0.5
+  assert float(metrics.fpr_at_tpr(labels, labels * 1.0)) == 0.0
+  np.testing.assert_allclose(metrics.average_precision(labels, np.zeros(6)), 0.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([8, 40]), st.sampled_from([2, 5, 1000]))
+def test_match_sklearn_and_mann_whitney(seed, n, levels):
+  labels, scores = case(seed, n, levels)
+  with jax.enable_x64(True):
+    auc = float(metrics.auroc(labels, scores))
+    ap = float(metrics.average_precision(labels, scores))
+  assert auc == pytest.approx(float(mann_whitney(labels, scores)), rel=1e-12, abs=1e-15)
+  assert auc == pytest.approx(roc_auc_score(labels, scores), rel=1e-12)
+  assert ap == pytest.approx(average_precision_score(labels, scores), rel=1e-12)
+  # float32 inputs: the counts are exact, the ratio rounds once.
+  assert float(metrics.auroc(labels, scores.astype(np.float32))) == pytest.approx(auc, rel=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+  st.integers(0, 2**31 - 1),
+  st.sampled_from([8, 40]),
+  st.sampled_from([2, 5, 1000]),
+  st.sampled_from([0.5, 0.8, 0.9, 0.95, 1.0]),
+)
+def test_threshold_at_tpr_matches_brute_force_and_roc_curve(seed, n, levels, target):
+  labels, scores = case(seed, n, levels)
+  with jax.enable_x64(True):
+    op = metrics.threshold_at_tpr(labels, scores, tpr=target)
+  t, tpr, fpr = brute_threshold(labels, scores, target)
+  assert float(op.threshold) == t
+  assert float(op.tpr) == pytest.approx(float(tpr), rel=1e-12)
+  assert float(op.fpr) == pytest.approx(float(fpr), rel=1e-12, abs=1e-15)
+  assert float(op.tpr) >= target
+  fprs, tprs, _ = roc_curve(labels, scores, drop_intermediate=False)
+  assert float(op.fpr) == pytest.approx(fprs[np.argmax(tprs >= target)], abs=1e-15)
+
+
+def test_permutation_invariance_and_bool_labels():
+  labels, scores = case(7, 30, 4)
+  perm = np.random.default_rng(0).permutation(30)
+  for f in (metrics.auroc, metrics.average_precision, metrics.fpr_at_tpr):
+    np.testing.assert_allclose(f(labels, scores), f(labels[perm], scores[perm]), rtol=1e-6)
+    np.testing.assert_allclose(f(labels, scores), f(labels.astype(bool), scores), rtol=1e-6)
+
+
+@pytest.mark.parametrize("fill", [0, 1])
+def test_one_class_only_under_jit_is_nan(fill):
+  labels = np.full(4, fill, np.int32)
+  for f in (metrics.auroc, metrics.fpr_at_tpr):
+    assert np.isnan(jax.jit(f)(labels, np.arange(4.0))), f.__name__
+  # Average precision needs positives only: all positive gives precision 1 everywhere.
+  ap = float(jax.jit(metrics.average_precision)(labels, np.arange(4.0)))
+  assert ap == 1.0 if fill else np.isnan(ap)
+  assert np.isnan(jax.jit(metrics.threshold_at_tpr)(labels, np.arange(4.0))).all()
+
+
+def test_bad_inputs():
+  labels, scores = np.array([0, 1, 0, 1]), np.array([0.1, 0.2, 0.3, 0.4])
+  for f in (metrics.auroc, metrics.average_precision, metrics.fpr_at_tpr):
+    with pytest.raises(ValueError, match="both classes"):
+      f(np.ones(4, np.int32), scores)
+    with pytest.raises(ValueError, match="both classes"):
+      f(np.zeros(0, np.int32), np.zeros(0))
+    with pytest.raises(ValueError, match=r"0 \(in distribution\) or 1"):
+      f(labels + 1, scores)
+    with pytest.raises(TypeError, match="integers or booleans"):
+      f(labels * 1.0, scores)
+    with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
+      f(labels, scores[:3])
+    with pytest.raises(ValueError, match="scores must be 1-D"):
+      f(labels, scores[None])
+    with pytest.raises(ValueError, match="finite"):
+      f(labels, np.array([0.1, np.nan, 0.3, 0.4]))
+  for bad in (0.0, 1.5):
+    with pytest.raises(ValueError, match=r"tpr must be in \(0, 1\]"):
+      metrics.fpr_at_tpr(labels, scores, tpr=bad)
