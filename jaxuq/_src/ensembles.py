@@ -41,6 +41,7 @@ from jaxuq._src.losses import LossFn, resolve_loss
 from jaxuq._src.sampling import mc_sample
 from jaxuq._src.training import (
   TrainState,
+  cache_if_hashable,
   init_state,
   make_epoch,
   make_evaluate,
@@ -115,6 +116,39 @@ def member_subsets(key: jax.Array, n: int, num_members: int, method: str = "boot
   for k in range(num_members):
     indices[k, : counts[k]] = rows[~holdout[k]]
   return Subsets(indices, counts, holdout)
+
+
+@cache_if_hashable
+def ensemble_epoch(
+  model: nn.Module,
+  optimizer: optax.GradientTransformation,
+  loss_fn: LossFn,
+  classifier: bool,
+  num_batches: int,
+  batch_size: int,
+):
+  """``epoch(states, active, x, y, idx, count)``: one jitted epoch vmapped over members.
+
+  Members whose ``active`` flag is false keep their state (early stopping).
+  """
+  step = make_step(model, optimizer, loss_fn, classifier)
+  epoch = jax.vmap(make_epoch(step, num_batches, batch_size), in_axes=(0, None, None, 0, 0))
+
+  @jax.jit
+  def run(states, active, x, y, idx, count):
+    new, metrics = epoch(states, x, y, idx, count)
+    return select_tree(active, new, states), metrics
+
+  return run
+
+
+@cache_if_hashable
+def ensemble_evaluate(
+  model: nn.Module, loss_fn: LossFn, classifier: bool, batch_size: int, per_member_weights: bool
+):
+  """Validation of every member, jitted: on shared data, or weighted per member."""
+  evaluate = make_evaluate(model, loss_fn, classifier, batch_size)
+  return jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0 if per_member_weights else None)))
 
 
 def train_ensemble(
@@ -216,14 +250,7 @@ def train_ensemble(
   check_loss_shapes(model, _member(states, 0).variables, loss_fn, x, y, batch_size)
 
   num_batches = int(subsets.counts.min()) // batch_size
-  step = make_step(model, optimizer, loss_fn, classifier)
-  epoch = jax.vmap(make_epoch(step, num_batches, batch_size), in_axes=(0, None, None, 0, 0))
-
-  @jax.jit
-  def run_epoch_jit(states, active, x, y, idx, count):
-    new, metrics = epoch(states, x, y, idx, count)
-    return select_tree(active, new, states), metrics
-
+  run_epoch_jit = ensemble_epoch(model, optimizer, loss_fn, classifier, num_batches, batch_size)
   idx = jnp.asarray(rows[subsets.indices], jnp.int32)
   count = jnp.asarray(subsets.counts)
 
@@ -231,17 +258,16 @@ def train_ensemble(
     return run_epoch_jit(states, active, x, y, idx, count)
 
   evaluate = None
-  evaluate_fn = make_evaluate(model, loss_fn, classifier, eval_batch_size)
   if x_val is not None:
     check_loss_shapes(model, _member(states, 0).variables, loss_fn, x_val, y_val, batch_size)
-    shared = jax.jit(jax.vmap(evaluate_fn, in_axes=(0, None, None, None)))
+    shared = ensemble_evaluate(model, loss_fn, classifier, eval_batch_size, False)
     ones = jnp.ones(x_val.shape[0], jnp.float32)
 
     def evaluate(states):
       return shared(states.variables, x_val, y_val, ones)
 
   elif holdout_validation and subsample != "none":
-    per_member = jax.jit(jax.vmap(evaluate_fn, in_axes=(0, None, None, 0)))
+    per_member = ensemble_evaluate(model, loss_fn, classifier, eval_batch_size, True)
     weights = np.zeros((num_members, n), np.float32)
     weights[:, rows] = subsets.holdout
     weights_dev = jnp.asarray(weights)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import pathlib
 from typing import Any
@@ -25,6 +24,7 @@ from jaxuq._src.loop import (
 from jaxuq._src.losses import LossFn, resolve_loss
 from jaxuq._src.training import (
   TrainState,
+  cache_if_hashable,
   init_state,
   make_epoch,
   make_evaluate,
@@ -51,22 +51,7 @@ def check_loss_shapes(
     ) from e
 
 
-def _cache_if_hashable(fn):
-  """``functools.lru_cache`` for hashable arguments; a plain call otherwise."""
-  cached = functools.lru_cache(maxsize=16)(fn)
-
-  @functools.wraps(fn)
-  def wrapper(*args):
-    try:
-      hash(args)
-    except TypeError:
-      return fn(*args)
-    return cached(*args)
-
-  return wrapper
-
-
-@_cache_if_hashable
+@cache_if_hashable
 def make_run_epoch(
   model: nn.Module,
   optimizer: optax.GradientTransformation,
@@ -87,7 +72,7 @@ def make_run_epoch(
   return jax.jit(make_epoch(step, num_batches, batch_size))
 
 
-@_cache_if_hashable
+@cache_if_hashable
 def jitted_evaluate(model: nn.Module, loss_fn: LossFn, classifier: bool, batch_size: int):
   """``make_evaluate`` jitted, cached like :func:`make_run_epoch`."""
   return jax.jit(make_evaluate(model, loss_fn, classifier, batch_size))

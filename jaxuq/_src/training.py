@@ -13,6 +13,7 @@ the end, the first ``count`` valid), so ensemble members share one copy.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -25,6 +26,21 @@ from flax import struct
 from jaxuq._src.losses import LossFn, accuracy
 
 Metrics = dict[str, jax.Array]
+
+
+def cache_if_hashable(fn):
+  """``functools.lru_cache`` for hashable arguments; a plain call otherwise."""
+  cached = functools.lru_cache(maxsize=16)(fn)
+
+  @functools.wraps(fn)
+  def wrapper(*args):
+    try:
+      hash(args)
+    except TypeError:
+      return fn(*args)
+    return cached(*args)
+
+  return wrapper
 
 
 class TrainState(struct.PyTreeNode):
