@@ -36,3 +36,9 @@ __all__ = [
   "sequential_sample",
   "summarize",
 ]
+
+# Training and ensembles (issue 4): `jaxuq.models.MLP`, `jaxuq.train.train`, ...
+from jaxuq import models as models  # noqa: E402
+from jaxuq import train as train  # noqa: E402
+
+__all__ += ["models", "train"]

@@ -66,14 +66,23 @@ def test_vmapped_ensemble_equals_separate_trainings():
     key, SMALL, ADAM, x, y, num_members=3, holdout_validation=False, **common
   )
   assert history["loss"].shape == (3, 3) and "val_loss" not in history
+  mapped, _ = train_ensemble(
+    key, SMALL, ADAM, x, y, num_members=3, holdout_validation=False, members="map", **common
+  )
   subset_key, _, members_key = jax.random.split(key, 3)
   subsets = member_subsets(subset_key, 64, 3, "bootstrap")
   for k, member_key in enumerate(jax.random.split(members_key, 3)):
     rows = subsets.indices[k]
     alone, alone_history = train(member_key, SMALL, ADAM, x[rows], y[rows], **common)
     mine = member(states, k)
-    for p, q in zip(jax.tree.leaves(mine.params), jax.tree.leaves(alone.params), strict=True):
+    for p, q, r in zip(
+      jax.tree.leaves(mine.params),
+      jax.tree.leaves(alone.params),
+      jax.tree.leaves(member(mapped, k).params),
+      strict=True,
+    ):
       np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)  # batched vs single matmuls
+      np.testing.assert_allclose(r, q, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(history["loss"][:, k], alone_history["loss"], rtol=1e-5)
     assert int(mine.step) == int(alone.step) == 3 * 4
 
@@ -117,6 +126,8 @@ def test_shared_validation_and_bad_configuration():
   )  # fmt: skip
   assert history["val_loss"].shape == (1, 2)
   base = {"epochs": 1, "batch_size": 16, "progress": False}
+  with pytest.raises(ValueError, match="members must be one of"):
+    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, members="pmap", **base)
   with pytest.raises(ValueError, match="num_members must be a positive int"):
     train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=0, **base)
   with pytest.raises(ValueError, match="subsample must be one of"):
