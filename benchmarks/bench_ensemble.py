@@ -3,8 +3,8 @@
 Also times one epoch of the seed MLP on the seed's 2000 points, with the epoch
 as one jitted ``lax.scan`` over minibatches vs a Python loop of jitted steps.
 
-Every timing is the median of ``--repeats`` epochs after one warm-up epoch
-(which compiles); the work per epoch is the same in both arms of a
+Each arm runs one warm-up epoch (which compiles), then the arms of a
+comparison take turns for ``--repeats`` epochs (median and minimum kept); the work per epoch is the same in both arms of a
 comparison (N members x ``n // batch_size`` Adam steps). Results go to
 ``benchmarks/results/bench_ensemble.json`` (or ``--out``).
 
@@ -34,28 +34,42 @@ from jaxuq._src.training import init_state
 from jaxuq.models import MLP, BasicCNN
 
 
-def _median_epoch(run, state, repeats: int) -> tuple[float, float]:
-  """Returns (first call incl. compilation, median of the next ``repeats`` calls), in seconds."""
-  t0 = time.perf_counter()
-  state = jax.block_until_ready(run(state))
-  first = time.perf_counter() - t0
-  times = []
-  for _ in range(repeats):
+def time_arms(arms: dict, repeats: int) -> dict[str, dict[str, float]]:
+  """Times each arm ``name -> (run, state)`` (``run(state) -> state``), one epoch per call.
+
+  One warm-up call per arm (compilation), then ``repeats`` rounds in which the
+  arms take turns, so that a change in the machine's load hits all arms alike.
+  Returns per arm the first call's time, the median and the minimum, in seconds.
+  """
+  states, times = {}, {name: [] for name in arms}
+  result = {}
+  for name, (run, state) in arms.items():
     t0 = time.perf_counter()
-    state = jax.block_until_ready(run(state))
-    times.append(time.perf_counter() - t0)
-  return first, statistics.median(times)
+    states[name] = jax.block_until_ready(run(state))
+    result[name] = {"first_call_s": time.perf_counter() - t0}
+  for _ in range(repeats):
+    for name, (run, _) in arms.items():
+      t0 = time.perf_counter()
+      states[name] = jax.block_until_ready(run(states[name]))
+      times[name].append(time.perf_counter() - t0)
+  for name in arms:
+    result[name]["median_s"] = statistics.median(times[name])
+    result[name]["min_s"] = min(times[name])
+  return result
 
 
-def single_epoch(model, x, y, loss, batch_size, loop, repeats):
-  """Seconds per epoch of one model on all rows of ``x``."""
+def single_epochs(model, x, y, loss, batch_size, repeats):
+  """Seconds per epoch of one model on all rows: lax.scan epoch vs Python loop of jitted steps."""
   optimizer = optax.adam(1e-3)
   loss_fn, classifier = resolve_loss(loss)
   n = x.shape[0]
-  epoch = make_run_epoch(model, optimizer, loss_fn, classifier, n // batch_size, batch_size, loop)
   idx, count = jnp.arange(n, dtype=jnp.int32), jnp.int32(n)
   state = init_state(jax.random.key(0), model, optimizer, x[:1])
-  return _median_epoch(lambda s: epoch(s, x, y, idx, count)[0], state, repeats)
+  arms = {}
+  for loop in ("scan", "python"):
+    epoch = make_run_epoch(model, optimizer, loss_fn, classifier, n // batch_size, batch_size, loop)
+    arms[loop] = (lambda s, e=epoch: e(s, x, y, idx, count)[0], state)
+  return time_arms(arms, repeats)
 
 
 def ensemble_epochs(model, x, y, loss, batch_size, members, repeats):
@@ -70,35 +84,30 @@ def ensemble_epochs(model, x, y, loss, batch_size, members, repeats):
   num_batches = n // batch_size
   states = jax.vmap(lambda k: init_state(k, model, optimizer, x[:1]))(keys)
   active = jnp.ones(members, bool)
-  timed = {}
+  arms = {}
   for how in ("vmap", "map"):
     run = ensemble_epoch(model, optimizer, loss_fn, classifier, num_batches, batch_size, how)
-    timed[how] = _median_epoch(lambda s, r=run: r(s, active, x, y, idx, count)[0], states, repeats)
-  par = timed["vmap"]
-
+    arms[how] = (lambda s, r=run: r(s, active, x, y, idx, count)[0], states)
   single = make_run_epoch(model, optimizer, loss_fn, classifier, num_batches, batch_size, "scan")
   separate = [jax.tree.map(lambda a, k=k: a[k], states) for k in range(members)]
 
   def one_after_another(group):
     return [single(s, x, y, idx[k], count[k])[0] for k, s in enumerate(group)]
 
-  seq = _median_epoch(one_after_another, separate, repeats)
-  return {
-    "parallel_s_per_epoch": par[1],
-    "sequential_s_per_epoch": seq[1],
-    "speedup_parallel_over_sequential": seq[1] / par[1],
-    "lax_map_s_per_epoch": timed["map"][1],
-    "speedup_lax_map_over_sequential": seq[1] / timed["map"][1],
-    "parallel_first_epoch_s": par[0],
-    "sequential_first_epoch_s": seq[0],
-  }
+  arms["sequential"] = (one_after_another, separate)
+  result = time_arms(arms, repeats)
+  for stat in ("median_s", "min_s"):
+    result[f"speedup_vmap_over_sequential_{stat[:-2]}"] = (
+      result["sequential"][stat] / result["vmap"][stat]
+    )
+  return result
 
 
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="CI sizes: MLP width 256, fewer rows")
   parser.add_argument("--members", type=int, default=5)
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--out", type=pathlib.Path, default=None)
   args = parser.parse_args()
   width = 256 if args.quick else 1024
@@ -121,16 +130,18 @@ def main() -> int:
   seed_mlp = MLP(width=width)
   results["seed_mlp_epoch"] = {}
   for batch_size in (32, 256):
-    for loop in ("scan", "python"):
-      first, per_epoch = single_epoch(seed_mlp, x, y, "mse", batch_size, loop, args.repeats)
-      name = f"batch{batch_size}_{loop}"
-      results["seed_mlp_epoch"][name] = {"s_per_epoch": per_epoch, "first_epoch_s": first}
-      print(f"seed MLP (width {width}), 2000 rows, {name}: {per_epoch:.3f} s/epoch")
+    r = single_epochs(seed_mlp, x, y, "mse", batch_size, args.repeats)
+    results["seed_mlp_epoch"][f"batch{batch_size}"] = r
+    print(
+      f"seed MLP (width {width}), 2000 rows, batch {batch_size}, s/epoch (median, min): "
+      + ", ".join(f"{k} {v['median_s']:.3f} {v['min_s']:.3f}" for k, v in r.items())
+    )
 
   images = jax.random.uniform(jax.random.key(3), (n_cnn, 28, 28, 1))
   labels = jax.random.randint(jax.random.key(4), (n_cnn,), 0, 10)
   cases = {
-    f"mlp_width{width}_2000rows_batch32": (seed_mlp, x, y, "mse", 32),
+    "mlp_2x64_2000rows_batch32": (MLP(width=64, depth=2), x, y, "mse", 32),
+    f"mlp_4x{width}_2000rows_batch32": (seed_mlp, x, y, "mse", 32),
     f"basic_cnn_{n_cnn}rows_batch32": (BasicCNN(), images, labels, "cross_entropy", 32),
   }
   results["ensemble"] = {}
@@ -138,10 +149,11 @@ def main() -> int:
     r = ensemble_epochs(model, xs, ys, loss, batch_size, args.members, args.repeats)
     results["ensemble"][name] = r
     print(
-      f"ensemble of {args.members}, {name}: parallel {r['parallel_s_per_epoch']:.3f} s/epoch, "
-      f"one after another {r['sequential_s_per_epoch']:.3f} s/epoch "
-      f"(ratio {r['speedup_parallel_over_sequential']:.2f}x); "
-      f"lax.map in one jit {r['lax_map_s_per_epoch']:.3f} s/epoch"
+      f"ensemble of {args.members}, {name}, s/epoch (median, min): "
+      + ", ".join(
+        f"{k} {r[k]['median_s']:.3f} {r[k]['min_s']:.3f}" for k in ("vmap", "map", "sequential")
+      )
+      + f"; sequential/vmap {r['speedup_vmap_over_sequential_median']:.2f}x (median)"
     )
   results["machine"]["load_average_end"] = os.getloadavg()
   out = args.out or pathlib.Path(__file__).parent / "results" / (

@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 from collections.abc import Mapping
@@ -350,11 +351,12 @@ def ensemble_predict(
     ``jaxuq.predictive_mean`` / ``predictive_std`` like MC samples.
   """
   check_positive_int(batch_size, "batch_size")
-  variables = _stacked_variables(states)
-  fn = jax.jit(
-    jax.vmap(lambda v, a: predict(model, v, a, batch_size=batch_size), in_axes=(0, None))
-  )
-  return fn(variables, jnp.asarray(x))
+  return _ensemble_predict(model, _stacked_variables(states), jnp.asarray(x), batch_size=batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
+def _ensemble_predict(model: nn.Module, variables: Any, x: jax.Array, batch_size: int) -> jax.Array:
+  return jax.vmap(lambda v: predict(model, v, x, batch_size=batch_size))(variables)
 
 
 def ensemble_mc_sample(

@@ -205,8 +205,9 @@ def _chunks(n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
   return jnp.minimum(rows, n - 1), rows < n
 
 
+@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
 def predict(model: nn.Module, variables: Any, x: jax.Array, *, batch_size: int = 1024) -> jax.Array:
-  """Deterministic outputs (dropout off, BatchNorm on running averages), in chunks.
+  """Deterministic outputs (dropout off, BatchNorm on running averages), in chunks, jitted.
 
   Args:
     model: the linen module.
