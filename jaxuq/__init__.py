@@ -3,7 +3,13 @@
 The public API. Implementation lives in ``jaxuq._src``; import from here.
 """
 
-from jaxuq import exact as exact  # the public submodule jaxuq.exact
+# Public submodules: jaxuq.exact, jaxuq.metrics, jaxuq.reject, jaxuq.models,
+# jaxuq.train (jaxuq.data is imported on demand: it is only for experiments).
+from jaxuq import exact as exact
+from jaxuq import metrics as metrics
+from jaxuq import models as models
+from jaxuq import reject as reject
+from jaxuq import train as train
 from jaxuq._src.adapters import LinenPredictive as LinenPredictive
 from jaxuq._src.adapters import NnxPredictive as NnxPredictive
 from jaxuq._src.adapters import from_linen as from_linen
@@ -33,13 +39,12 @@ __all__ = [
   "from_nnx",
   "keep_mask",
   "mc_sample",
+  "metrics",
+  "models",
   "predictive_mean",
   "predictive_std",
+  "reject",
   "sequential_sample",
   "summarize",
+  "train",
 ]
-
-from jaxuq import metrics as metrics  # noqa: E402  (submodule: jaxuq.metrics.auroc, ...)
-from jaxuq import reject as reject  # noqa: E402
-
-__all__ += ["metrics", "reject"]

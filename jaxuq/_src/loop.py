@@ -1,0 +1,221 @@
+"""The host-side epoch loop shared by ``train`` and ``train_ensemble``.
+
+Per epoch it makes one jitted call (the epoch), one evaluation, a few scalars
+to the host for the history, the progress bar and early stopping, and
+optionally an atomic checkpoint. It works for one model (metrics are scalars)
+and for N stacked members (metrics have shape ``(N,)``; a member that stops
+early is frozen while the others go on).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from jaxuq._src.checkpoint import restore_checkpoint, save_checkpoint
+from jaxuq._src.keys import check_key, check_positive_int
+
+History = dict[str, np.ndarray]
+VAL_SPLITS = ("random", "last")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  """Settings of the epoch loop (see ``train`` for their meaning)."""
+
+  epochs: int
+  patience: int | None = None
+  min_delta: float = 0.0
+  restore_best: bool = True
+  checkpoint: pathlib.Path | None = None
+  checkpoint_every: int = 1
+  progress: bool = True
+  description: str = "train"
+  fingerprint: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def check_common(
+  key: Any,
+  optimizer: Any,
+  x: Any,
+  y: Any,
+  *,
+  epochs: Any,
+  batch_size: Any,
+  val_fraction: Any,
+  val_split: str,
+  validation_data: Any,
+  patience: Any,
+  checkpoint_every: Any,
+) -> tuple[jax.Array, jax.Array]:
+  """Validates the settings shared by ``train`` and ``train_ensemble``; returns ``x, y`` as arrays."""
+  check_key(key)
+  if not isinstance(optimizer, optax.GradientTransformation):
+    raise TypeError(
+      f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
+      f"got {type(optimizer).__name__}"
+    )
+  check_positive_int(epochs, "epochs")
+  check_positive_int(batch_size, "batch_size")
+  check_positive_int(checkpoint_every, "checkpoint_every")
+  if patience is not None:
+    check_positive_int(patience, "patience")
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
+    raise ValueError(
+      f"x and y must have the same number of rows, got x of shape {x.shape} and y of shape {y.shape}"
+    )
+  if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real):
+    raise TypeError(f"val_fraction must be a float in [0, 1), got {val_fraction!r}")
+  if not 0.0 <= float(val_fraction) < 1.0:
+    raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+  if val_split not in VAL_SPLITS:
+    raise ValueError(f"val_split must be one of {VAL_SPLITS}, got {val_split!r}")
+  if validation_data is not None:
+    if val_fraction:
+      raise ValueError("give either validation_data or val_fraction, not both")
+    if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+      raise TypeError("validation_data must be a pair (x_val, y_val)")
+  return x, y
+
+
+def split_validation(
+  key: jax.Array, n: int, val_fraction: float, val_split: str
+) -> tuple[np.ndarray, np.ndarray]:
+  """Returns ``(train_rows, val_rows)``: a random split drawn from ``key`` or the last rows (Keras)."""
+  n_val = max(1, round(n * val_fraction))
+  if n_val >= n:
+    raise ValueError(f"val_fraction={val_fraction} leaves no training rows out of {n}")
+  if val_split == "last":
+    return np.arange(n - n_val), np.arange(n - n_val, n)
+  perm = np.asarray(jax.random.permutation(key, n))
+  return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def check_batch_size(batch_size: int, n_train: int, what: str = "training rows") -> None:
+  if batch_size > n_train:
+    raise ValueError(
+      f"batch_size={batch_size} is larger than the {n_train} {what}; lower batch_size"
+    )
+
+
+def select_tree(mask: jax.Array, new: Any, old: Any) -> Any:
+  """``new`` where ``mask`` (over the leading member axis) else ``old``, leaf by leaf."""
+
+  def pick(a, b):
+    m = mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
+    return jnp.where(m, a, b)
+
+  return jax.tree.map(pick, new, old)
+
+
+select_members = jax.jit(select_tree)
+
+
+def _to_host(metrics: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+  return {k: np.asarray(v, np.float64) for k, v in jax.device_get(metrics).items()}
+
+
+def run_loop(
+  cfg: LoopConfig,
+  state: Any,
+  run_epoch: Callable[[Any, jax.Array], tuple[Any, dict[str, jax.Array]]],
+  evaluate: Callable[[Any], dict[str, jax.Array]] | None,
+  num_members: int | None = None,
+) -> tuple[Any, History]:
+  """Runs ``cfg.epochs`` epochs; returns the final (or best) state and the history.
+
+  Args:
+    cfg: loop settings.
+    state: the initial state (one model, or members stacked on axis 0).
+    run_epoch: ``(state, active) -> (state, metrics)``, jitted; ``active``
+      (``(num_members,)`` bool) tells which members still train.
+    evaluate: ``state -> validation metrics``, or ``None`` without validation.
+    num_members: ``None`` for one model, else the number of stacked members.
+
+  Returns:
+    ``(state, history)``; history maps each metric name to an array of shape
+    ``(epochs_run,)`` or ``(epochs_run, num_members)`` (NaN after a member stopped).
+  """
+  batch_shape: tuple[int, ...] = () if num_members is None else (num_members,)
+  if cfg.patience is not None and evaluate is None:
+    raise ValueError(
+      "patience (early stopping) needs validation: give val_fraction or validation_data"
+    )
+  history: dict[str, list] = {}
+  best_val = np.full(batch_shape, np.inf)
+  wait = np.zeros(batch_shape, np.int64)
+  active = np.ones(batch_shape, bool)
+  best = state if cfg.patience is not None else None
+  start = 0
+  if cfg.checkpoint is not None and cfg.checkpoint.exists():
+    target = {"state": state, "best": state} if best is not None else {"state": state}
+    tree, meta = restore_checkpoint(cfg.checkpoint, target)
+    if meta.get("fingerprint") != _jsonable(cfg.fingerprint):
+      raise ValueError(
+        f"checkpoint {cfg.checkpoint} was written by a different configuration: "
+        f"{meta.get('fingerprint')} != {_jsonable(cfg.fingerprint)}; use another path"
+      )
+    state, best = tree["state"], tree.get("best")
+    start = int(meta["epoch"])
+    history = {k: [np.asarray(v, np.float64) for v in vals] for k, vals in meta["history"].items()}
+    best_val = np.asarray(meta["best_val"], np.float64).reshape(batch_shape)
+    wait = np.asarray(meta["wait"], np.int64).reshape(batch_shape)
+    active = np.asarray(meta["active"], bool).reshape(batch_shape)
+
+  bar = tqdm(
+    total=cfg.epochs, initial=start, disable=not cfg.progress, desc=cfg.description, unit="epoch"
+  )
+  epoch = start
+  with bar:
+    while epoch < cfg.epochs and active.any():
+      new_state, metrics = run_epoch(state, jnp.asarray(active))
+      record = _to_host(metrics)
+      if evaluate is not None:
+        record.update(_to_host(evaluate(new_state)))
+      for name, value in record.items():
+        history.setdefault(name, []).append(np.where(active, value, np.nan))
+      state = new_state
+      epoch += 1
+      if cfg.patience is not None:
+        val = record["val_loss"]
+        improved = active & (val < best_val - cfg.min_delta)
+        best_val = np.where(improved, val, best_val)
+        wait = np.where(improved, 0, wait + active)
+        best = state if num_members is None and improved else best
+        if num_members is not None:
+          best = select_members(jnp.asarray(improved), state, best)
+        active = active & (wait < cfg.patience)
+      bar.update(1)
+      bar.set_postfix({k: f"{np.nanmean(v):.4g}" for k, v in record.items()})
+      last = epoch == cfg.epochs or not active.any()
+      if cfg.checkpoint is not None and (epoch % cfg.checkpoint_every == 0 or last):
+        tree = {"state": state, "best": best} if best is not None else {"state": state}
+        meta = {
+          "epoch": epoch,
+          "history": {k: [np.asarray(v).tolist() for v in vals] for k, vals in history.items()},
+          "best_val": best_val.tolist(),
+          "wait": wait.tolist(),
+          "active": active.tolist(),
+          "fingerprint": _jsonable(cfg.fingerprint),
+        }
+        save_checkpoint(cfg.checkpoint, tree, meta)
+  if best is not None and cfg.restore_best:
+    state = best
+  return state, {k: np.stack(v) for k, v in history.items()}
+
+
+def _jsonable(value: Any) -> Any:
+  """``value`` as it reads back from JSON (tuples become lists)."""
+  import json
+
+  return json.loads(json.dumps(value))

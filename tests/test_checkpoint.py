@@ -1,0 +1,123 @@
+"""Checkpoints: round trip, atomic writes, exact resume of train and train_ensemble."""
+
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxuq._src.checkpoint as checkpoint_module
+from jaxuq.models import MLP
+from jaxuq.train import init_state, restore_checkpoint, save_checkpoint, train, train_ensemble
+
+SMALL = MLP(depth=2, width=16, rate=0.2)
+ADAM = optax.adam(1e-2)
+
+
+def _assert_trees_equal(a, b):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for p, q in zip(la, lb, strict=True):
+    if jnp.issubdtype(p.dtype, jax.dtypes.prng_key):
+      assert jax.random.key_impl(p) == jax.random.key_impl(q)
+      p, q = jax.random.key_data(p), jax.random.key_data(q)
+    np.testing.assert_array_equal(p, q)
+
+
+def _data():
+  x = jnp.linspace(-1.0, 1.0, 64)[:, None]
+  return x, jnp.sin(3.0 * x)
+
+
+@pytest.mark.parametrize("impl", ["threefry2x32", "philox4x32"])
+def test_round_trip_is_exact(tmp_path, impl):
+  key = jax.random.key(0, impl=impl)
+  state = init_state(key, SMALL, ADAM, jnp.ones((1, 1)))
+  state = state.replace(params=jax.tree.map(lambda p: p + 0.5, state.params), step=jnp.int32(7))
+  path = save_checkpoint(tmp_path / "ckpt.msgpack", state, {"epoch": 3, "note": "hi"})
+  template = init_state(jax.random.key(1, impl=impl), SMALL, ADAM, jnp.ones((1, 1)))
+  restored, meta = restore_checkpoint(path, template)
+  _assert_trees_equal(restored, state)
+  assert meta["epoch"] == 3 and meta["note"] == "hi"
+  assert (tmp_path / "ckpt.msgpack.json").exists()
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.msgpack", "ckpt.msgpack.json"]
+
+
+def test_mismatched_target_is_refused(tmp_path):
+  state = init_state(jax.random.key(0), SMALL, ADAM, jnp.ones((1, 1)))
+  save_checkpoint(tmp_path / "c", state)
+  wider = init_state(jax.random.key(0), MLP(depth=2, width=8), ADAM, jnp.ones((1, 1)))
+  with pytest.raises(ValueError, match="does not match"):
+    restore_checkpoint(tmp_path / "c", wider)
+  (tmp_path / "junk").write_bytes(b"\x93\x01\x02\x03")
+  with pytest.raises(ValueError, match="not a jaxuq checkpoint"):
+    restore_checkpoint(tmp_path / "junk", state)
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_crash_mid_write_keeps_the_old_checkpoint(tmp_path, monkeypatch, failing):
+  path = tmp_path / "ckpt.msgpack"
+  old = {"w": jnp.arange(4.0)}
+  save_checkpoint(path, old, {"epoch": 1})
+  before = path.read_bytes()
+
+  def crash(*args, **kwargs):
+    raise OSError("simulated crash")
+
+  monkeypatch.setattr(checkpoint_module.os, failing, crash)
+  with pytest.raises(OSError, match="simulated crash"):
+    save_checkpoint(path, {"w": jnp.arange(4.0) * 9}, {"epoch": 2})
+  monkeypatch.undo()
+  assert path.read_bytes() == before
+  tree, meta = restore_checkpoint(path, old)
+  np.testing.assert_array_equal(tree["w"], old["w"])
+  assert meta["epoch"] == 1
+  assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # no temporary left behind
+
+
+def test_resumed_training_equals_uninterrupted(tmp_path):
+  x, y = _data()
+  settings = {"batch_size": 16, "val_fraction": 0.25, "progress": False}
+  full, full_history = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=5, **settings)
+  path = tmp_path / "run.msgpack"
+  first, _ = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=2, checkpoint=path, **settings)
+  assert restore_checkpoint(path, {"state": first})[1]["epoch"] == 2
+  resumed, history = train(
+    jax.random.key(3), SMALL, ADAM, x, y, epochs=5, checkpoint=path, **settings
+  )
+  _assert_trees_equal(resumed, full)
+  for name in full_history:
+    np.testing.assert_array_equal(history[name], full_history[name])
+  # A finished checkpoint just returns its state.
+  again, _ = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=5, checkpoint=path, **settings)
+  _assert_trees_equal(again, full)
+  with pytest.raises(ValueError, match="different configuration"):
+    train(
+      jax.random.key(3), SMALL, ADAM, x, y, epochs=6, checkpoint=path, batch_size=8, progress=False
+    )
+
+
+def test_resumed_ensemble_with_early_stopping_equals_uninterrupted(tmp_path):
+  x, y = _data()
+  settings = {
+    "num_members": 3,
+    "subsample": "kfold",
+    "batch_size": 16,
+    "patience": 1,
+    "progress": False,
+  }
+  full, full_history = train_ensemble(jax.random.key(4), SMALL, ADAM, x, y, epochs=5, **settings)
+  assert np.isnan(full_history["val_loss"][-1, 0])  # member 0 stopped after the checkpoint
+  path = pathlib.Path(tmp_path) / "ens.msgpack"
+  train_ensemble(jax.random.key(4), SMALL, ADAM, x, y, epochs=2, checkpoint=path, **settings)
+  resumed, history = train_ensemble(
+    jax.random.key(4), SMALL, ADAM, x, y, epochs=5, checkpoint=path, **settings
+  )
+  _assert_trees_equal(resumed, full)
+  assert history.keys() == full_history.keys()
+  for name in full_history:
+    np.testing.assert_array_equal(history[name], full_history[name])

@@ -1,0 +1,141 @@
+"""Deep ensembles: subsets, vmapped training equals separate trainings, member-first predictions."""
+
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+
+import jaxuq
+from jaxuq.models import MLP
+from jaxuq.train import (
+  ensemble_mc_sample,
+  ensemble_predict,
+  member,
+  member_subsets,
+  train,
+  train_ensemble,
+)
+
+SMALL = MLP(depth=2, width=16, rate=0.2)
+ADAM = optax.adam(1e-2)
+
+
+def _data(n=64):
+  x = jnp.linspace(-1.0, 1.0, n)[:, None]
+  return x, jnp.sin(3.0 * x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 60), members=st.integers(2, 7), seed=st.integers(0, 2**16))
+def test_kfold_subsets_partition_the_rows(n, members, seed):
+  if members > n:
+    with pytest.raises(ValueError, match="at least one row per fold"):
+      member_subsets(jax.random.key(seed), n, members, "kfold")
+    return
+  s = member_subsets(jax.random.key(seed), n, members, "kfold")
+  np.testing.assert_array_equal(s.holdout.sum(axis=0), np.ones(n))  # each row in exactly one fold
+  sizes = s.holdout.sum(axis=1)
+  assert sizes.max() - sizes.min() <= 1
+  for k in range(members):
+    rows = s.indices[k, : s.counts[k]]
+    np.testing.assert_array_equal(np.sort(rows), np.flatnonzero(~s.holdout[k]))
+
+
+def test_bootstrap_and_none_subsets():
+  s = member_subsets(jax.random.key(0), 50, 4, "bootstrap")
+  assert s.indices.shape == (4, 50) and (s.counts == 50).all()
+  for k in range(4):
+    np.testing.assert_array_equal(~s.holdout[k], np.isin(np.arange(50), s.indices[k]))
+  # Out of bag: about (1 - 1/n)^n ~ 36.4 % of the rows; 4 standard errors over 200 draws.
+  assert abs(s.holdout.mean() - (1 - 1 / 50) ** 50) < 4 * np.sqrt(0.25 / 200)
+  none = member_subsets(jax.random.key(0), 5, 2, "none")
+  np.testing.assert_array_equal(none.indices, [[0, 1, 2, 3, 4]] * 2)
+  assert not none.holdout.any()
+  with pytest.raises(ValueError, match="subsample must be one of"):
+    member_subsets(jax.random.key(0), 5, 2, "jackknife")
+
+
+def test_vmapped_ensemble_equals_separate_trainings():
+  x, y = _data()
+  key = jax.random.key(7)
+  common = {"epochs": 3, "batch_size": 16, "progress": False}
+  states, history = train_ensemble(
+    key, SMALL, ADAM, x, y, num_members=3, holdout_validation=False, **common
+  )
+  assert history["loss"].shape == (3, 3) and "val_loss" not in history
+  mapped, _ = train_ensemble(
+    key, SMALL, ADAM, x, y, num_members=3, holdout_validation=False, members="map", **common
+  )
+  subset_key, _, members_key = jax.random.split(key, 3)
+  subsets = member_subsets(subset_key, 64, 3, "bootstrap")
+  for k, member_key in enumerate(jax.random.split(members_key, 3)):
+    rows = subsets.indices[k]
+    alone, alone_history = train(member_key, SMALL, ADAM, x[rows], y[rows], **common)
+    mine = member(states, k)
+    for p, q, r in zip(
+      jax.tree.leaves(mine.params),
+      jax.tree.leaves(alone.params),
+      jax.tree.leaves(member(mapped, k).params),
+      strict=True,
+    ):
+      np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)  # batched vs single matmuls
+      np.testing.assert_allclose(r, q, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(history["loss"][:, k], alone_history["loss"], rtol=1e-5)
+    assert int(mine.step) == int(alone.step) == 3 * 4
+
+
+def test_holdout_validation_and_predictions_member_first():
+  x, y = _data()
+  states, history = train_ensemble(
+    jax.random.key(1), SMALL, ADAM, x, y, num_members=4, subsample="kfold", epochs=4,
+    batch_size=16, progress=False,
+  )  # fmt: skip
+  assert history["val_loss"].shape == (4, 4)
+  # Each member is validated on its own fold, the rows it never saw.
+  subsets = member_subsets(jax.random.split(jax.random.key(1), 3)[0], 64, 4, "kfold")
+  for k in range(4):
+    out = SMALL.apply(member(states, k).variables, x[subsets.holdout[k]])
+    expected = jnp.mean((out - y[subsets.holdout[k]]) ** 2)
+    np.testing.assert_allclose(history["val_loss"][-1, k], expected, rtol=1e-5)
+  preds = ensemble_predict(SMALL, states, x, batch_size=24)
+  assert preds.shape == (4, 64, 1)
+  one = SMALL.apply(member(states, 2).variables, x)
+  np.testing.assert_allclose(preds[2], one, rtol=1e-5, atol=1e-6)
+  # Members play the role of MC samples in every summary.
+  np.testing.assert_allclose(jaxuq.predictive_mean(preds), preds.mean(axis=0), rtol=1e-6)
+  assert float(jaxuq.predictive_std(preds).mean()) > 0
+  # MC dropout inside every member: (members, samples, batch, 1), member k sampled with keys[k].
+  mc = ensemble_mc_sample(jax.random.key(2), SMALL, states, x, num_samples=5)
+  assert mc.shape == (4, 5, 64, 1)
+  keys = jax.random.split(jax.random.key(2), 4)
+  f = jaxuq.from_linen(SMALL, member(states, 3).variables, train=False)
+  np.testing.assert_allclose(
+    mc[3], jaxuq.mc_sample(f, keys[3], x, num_samples=5), rtol=1e-5, atol=1e-6
+  )
+  assert not np.allclose(mc[3, 0], mc[3, 1])
+
+
+def test_shared_validation_and_bad_configuration():
+  x, y = _data()
+  _, history = train_ensemble(
+    jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsample="none", epochs=1,
+    batch_size=16, val_fraction=0.25, progress=False,
+  )  # fmt: skip
+  assert history["val_loss"].shape == (1, 2)
+  base = {"epochs": 1, "batch_size": 16, "progress": False}
+  with pytest.raises(ValueError, match="members must be one of"):
+    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, members="pmap", **base)
+  with pytest.raises(ValueError, match="num_members must be a positive int"):
+    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=0, **base)
+  with pytest.raises(ValueError, match="subsample must be one of"):
+    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsample="x", **base)
+  with pytest.raises(ValueError, match="larger than the 32 training rows of a member"):
+    train_ensemble(
+      jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsample="kfold",
+      epochs=1, batch_size=40, progress=False,
+    )  # fmt: skip
+  with pytest.raises(ValueError, match="same number of rows"):
+    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y[:10], num_members=2, **base)

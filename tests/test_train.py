@@ -1,0 +1,163 @@
+"""train: losses, loss decrease, loops, validation, early stopping, configuration errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.stats
+
+import jaxuq._src.fit as fit_module
+from jaxuq.models import MLP
+from jaxuq.train import cross_entropy, gaussian_nll, mse, predict, train
+
+SMALL = MLP(depth=2, width=32, rate=0.1)
+ADAM = optax.adam(1e-2)  # one object, so that repeated trainings share compilations
+
+
+def _regression(n=128):
+  x = jnp.linspace(-1.0, 1.0, n)[:, None]
+  return x, jnp.sin(3.0 * x)
+
+
+def _train(model=SMALL, x=None, y=None, **kwargs):
+  if x is None:
+    x, y = _regression()
+  settings = {"epochs": 3, "batch_size": 32, "progress": False, **kwargs}
+  return train(jax.random.key(0), model, ADAM, x, y, **settings)
+
+
+def test_losses_against_independent_formulas():
+  rng = np.random.default_rng(0)
+  out = rng.normal(size=(5, 2)).astype(np.float32)
+  y = rng.normal(size=(5,)).astype(np.float32)
+  var = np.log1p(np.exp(out[:, 1])) + 1e-6
+  expected = -scipy.stats.norm.logpdf(y, out[:, 0], np.sqrt(var))
+  np.testing.assert_allclose(gaussian_nll(jnp.asarray(out), jnp.asarray(y)), expected, rtol=1e-5)
+  np.testing.assert_allclose(
+    mse(jnp.asarray(out[:, :1]), jnp.asarray(y)), (out[:, 0] - y) ** 2, rtol=1e-6
+  )
+  logits = rng.normal(size=(5, 4)).astype(np.float32)
+  labels = np.array([0, 3, 1, 2, 3])
+  log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+  np.testing.assert_allclose(
+    cross_entropy(jnp.asarray(logits), jnp.asarray(labels)), -log_p[np.arange(5), labels], rtol=1e-5
+  )
+
+
+def test_loss_decreases_and_fits():
+  x, y = _regression()
+  state, history = _train(x=x, y=y, epochs=25, val_fraction=0.25)
+  assert history["loss"].shape == history["val_loss"].shape == (25,)
+  assert history["loss"][-1] < 0.2 * history["loss"][0]
+  assert history["val_loss"][-1] < 0.5 * history["val_loss"][0]
+  pred = predict(SMALL, state.variables, x, batch_size=50)  # chunks of 50 over 128 rows
+  assert pred.shape == (128, 1)
+  assert float(jnp.mean((pred - y) ** 2)) < 0.05
+  assert int(state.step) == 25 * (96 // 32)
+
+
+def test_classifier_tracks_accuracy():
+  rng = np.random.default_rng(1)
+  centers = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.5]])
+  labels = rng.integers(0, 3, 300)
+  x = (centers[labels] + 0.5 * rng.normal(size=(300, 2))).astype(np.float32)
+  model = MLP(out_features=3, depth=1, width=16, rate=0.1)
+  _, history = _train(model, x, labels, loss="cross_entropy", epochs=8, val_fraction=0.2)
+  assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+  assert history["val_accuracy"][-1] > 0.95
+  assert history["loss"][-1] < history["loss"][0]
+
+
+def test_gaussian_nll_learns_the_noise_level():
+  key = jax.random.key(3)
+  x = jnp.linspace(-1.0, 1.0, 512)[:, None]
+  y = 0.5 * x + 0.3 * jax.random.normal(key, x.shape)
+  model = MLP(out_features=2, depth=1, width=16, rate=0.0)
+  state, history = _train(model, x, y, loss="gaussian_nll", epochs=30, batch_size=64)
+  out = predict(model, state.variables, x)
+  var = jax.nn.softplus(out[:, 1]) + 1e-6
+  assert history["loss"][-1] < history["loss"][0]
+  assert abs(float(jnp.sqrt(var.mean())) - 0.3) < 0.06
+
+
+def test_same_key_same_result_and_loops_agree():
+  a, ha = _train(val_fraction=0.25)
+  b, hb = _train(val_fraction=0.25)
+  c, hc = _train(val_fraction=0.25, loop="python")
+  for p, q, r in zip(
+    jax.tree.leaves(a.params), jax.tree.leaves(b.params), jax.tree.leaves(c.params), strict=True
+  ):
+    np.testing.assert_array_equal(p, q)
+    np.testing.assert_allclose(p, r, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(ha["loss"], hb["loss"])
+  np.testing.assert_allclose(ha["loss"], hc["loss"], rtol=1e-5)
+
+
+def test_keras_style_validation_split_holds_out_the_last_rows():
+  x, y = _regression(100)
+  _, h1 = _train(x=x, y=y, val_fraction=0.2, val_split="last", epochs=1)
+  _, h2 = _train(x=x[:80], y=y[:80], validation_data=(x[80:], y[80:]), epochs=1)
+  np.testing.assert_array_equal(h1["val_loss"], h2["val_loss"])
+
+
+def test_early_stopping_restores_the_best_epoch():
+  # Validating on the opposite target: the better the fit, the worse the validation loss.
+  x, y = _regression()
+  one, _ = _train(x=x, y=y, epochs=1, validation_data=(x, -y))
+  state, history = _train(x=x, y=y, epochs=20, validation_data=(x, -y), patience=2)
+  assert len(history["loss"]) < 20
+  best = int(np.argmin(history["val_loss"]))
+  assert len(history["val_loss"]) == best + 3
+  if best == 0:
+    for p, q in zip(jax.tree.leaves(state.params), jax.tree.leaves(one.params), strict=True):
+      np.testing.assert_array_equal(p, q)
+  last, _ = _train(x=x, y=y, epochs=20, validation_data=(x, -y), patience=2, restore_best=False)
+  assert int(last.step) == len(history["loss"]) * 4
+
+
+@pytest.fixture
+def no_init(monkeypatch):
+  """Fails the test if training gets as far as initialising the model."""
+
+  def boom(*args, **kwargs):
+    raise AssertionError("the error must come before any heavy work")
+
+  monkeypatch.setattr(fit_module, "init_state", boom)
+
+
+@pytest.mark.parametrize(
+  "kwargs, error, match",
+  [
+    ({"epochs": 0}, ValueError, "epochs must be a positive int"),
+    ({"batch_size": 0}, ValueError, "batch_size must be a positive int"),
+    ({"batch_size": 200}, ValueError, "batch_size=200 is larger than the 128"),
+    ({"batch_size": 100, "val_fraction": 0.5}, ValueError, "larger than the 64"),
+    ({"y": jnp.zeros((127, 1))}, ValueError, "same number of rows"),
+    ({"val_fraction": 1.0}, ValueError, "val_fraction must be in"),
+    ({"val_split": "first"}, ValueError, "val_split must be one of"),
+    ({"loss": "hinge"}, ValueError, "loss must be one of"),
+    ({"loop": "while"}, ValueError, "loop must be one of"),
+    ({"patience": 0}, ValueError, "patience must be a positive int"),
+    ({"key": 0}, TypeError, r"jax.random.key\(0\)"),
+    ({"optimizer": "adam"}, TypeError, "optax.GradientTransformation"),
+    ({"val_fraction": 0.2, "validation_data": (1, 2)}, ValueError, "not both"),
+  ],
+)
+def test_bad_configuration_raises_before_training(no_init, kwargs, error, match):
+  x, y = _regression()
+  args = {"key": jax.random.key(0), "optimizer": optax.sgd(0.1), "x": x, "y": y}
+  for name in list(args):
+    if name in kwargs:
+      args[name] = kwargs.pop(name)
+  settings = {"epochs": 2, "batch_size": 32, "progress": False, **kwargs}
+  with pytest.raises(error, match=match):
+    train(args["key"], SMALL, args["optimizer"], args["x"], args["y"], **settings)
+
+
+def test_shape_errors_are_clear():
+  x, _ = _regression()
+  with pytest.raises(ValueError, match="cannot compare the model's outputs"):
+    _train(x=x, y=jnp.zeros((128, 3)))
+  with pytest.raises(ValueError, match="needs validation"):
+    _train(patience=2)
