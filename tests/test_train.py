@@ -191,3 +191,12 @@ def test_batchnorm_statistics_are_updated_in_training_and_frozen_in_mc_predictio
   # (the masks depend only on the key and the batch's shape, not on its values).
   other_rows = x[:8].at[1:].set(5.0 * x[1:8] + 1.0)
   np.testing.assert_array_equal(f(jax.random.key(7), x[:8])[0], f(jax.random.key(7), other_rows)[0])
+
+
+def test_an_epoch_compiles_once_and_is_reused():
+  x, y = _regression()
+  _train(x=x, y=y, epochs=4)
+  epoch = fit_module.make_run_epoch(SMALL, ADAM, mse, False, 128 // 32, 32, "scan")
+  assert epoch._cache_size() == 1  # four epochs, one trace
+  _train(x=x, y=y + 1.0, epochs=2)  # same shapes, same model and optimizer: no new trace
+  assert epoch._cache_size() == 1
