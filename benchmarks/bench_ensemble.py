@@ -27,9 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxuq._src.ensembles import ensemble_epoch, member_subsets
+from jaxuq._src.ensembles import ensemble_epoch
 from jaxuq._src.fit import make_run_epoch
 from jaxuq._src.losses import resolve_loss
+from jaxuq._src.subsets import member_subsets
 from jaxuq._src.training import init_state
 from jaxuq.models import MLP, BasicCNN
 

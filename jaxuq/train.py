@@ -7,11 +7,9 @@ vmapped jitted epoch; states are immutable ``TrainState`` pytrees that
 
 from jaxuq._src.checkpoint import restore_checkpoint as restore_checkpoint
 from jaxuq._src.checkpoint import save_checkpoint as save_checkpoint
-from jaxuq._src.ensembles import Subsets as Subsets
-from jaxuq._src.ensembles import ensemble_mc_sample as ensemble_mc_sample
-from jaxuq._src.ensembles import ensemble_predict as ensemble_predict
-from jaxuq._src.ensembles import member as member
-from jaxuq._src.ensembles import member_subsets as member_subsets
+from jaxuq._src.ensemble_predict import ensemble_mc_sample as ensemble_mc_sample
+from jaxuq._src.ensemble_predict import ensemble_predict as ensemble_predict
+from jaxuq._src.ensemble_predict import member as member
 from jaxuq._src.ensembles import train_ensemble as train_ensemble
 from jaxuq._src.fit import train as train
 from jaxuq._src.losses import accuracy as accuracy
@@ -19,6 +17,8 @@ from jaxuq._src.losses import cross_entropy as cross_entropy
 from jaxuq._src.losses import gaussian_mean_variance as gaussian_mean_variance
 from jaxuq._src.losses import gaussian_nll as gaussian_nll
 from jaxuq._src.losses import mse as mse
+from jaxuq._src.subsets import Subsets as Subsets
+from jaxuq._src.subsets import member_subsets as member_subsets
 from jaxuq._src.training import TrainState as TrainState
 from jaxuq._src.training import init_state as init_state
 from jaxuq._src.training import make_step as make_step

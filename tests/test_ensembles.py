@@ -28,7 +28,7 @@ def _data(n=64):
   return x, jnp.sin(3.0 * x)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(n=st.integers(2, 60), members=st.integers(2, 7), seed=st.integers(0, 2**16))
 def test_kfold_subsets_partition_the_rows(n, members, seed):
   if members > n:

@@ -1,5 +1,6 @@
 """train: losses, loss decrease, loops, validation, early stopping, configuration errors."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +8,7 @@ import optax
 import pytest
 import scipy.stats
 
+import jaxuq
 import jaxuq._src.fit as fit_module
 from jaxuq.models import MLP
 from jaxuq.train import cross_entropy, gaussian_nll, mse, predict, train
@@ -161,3 +163,40 @@ def test_shape_errors_are_clear():
     _train(x=x, y=jnp.zeros((128, 3)))
   with pytest.raises(ValueError, match="needs validation"):
     _train(patience=2)
+
+
+class _NormalisedNet(nn.Module):
+  """BatchNorm on the raw input, then a dropout MLP head (fast to compile)."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+    x = jaxuq.Dropout(0.2, deterministic=not train)(nn.relu(nn.Dense(16)(x)))
+    return nn.Dense(1)(x)
+
+
+def test_batchnorm_statistics_are_updated_in_training_and_frozen_in_mc_prediction():
+  key = jax.random.key(5)
+  x = 3.0 + 2.0 * jax.random.normal(key, (640, 2))
+  y = x[:, :1] - x[:, 1:]
+  model = _NormalisedNet()
+  state, _ = _train(model, x, y, epochs=3, batch_size=32)  # 60 steps: 0.9**60 < 0.002
+  stats = state.batch_stats["BatchNorm_0"]
+  np.testing.assert_allclose(stats["mean"], x.mean(axis=0), atol=0.3)  # batch means of 32 rows
+  np.testing.assert_allclose(stats["var"], x.var(axis=0), rtol=0.25)
+  f = jaxuq.from_linen(model, state.variables, train=False)
+  samples = jaxuq.mc_sample(f, jax.random.key(6), x[:8], num_samples=4)
+  assert not np.allclose(samples[0], samples[1])  # dropout on
+  # Running averages: an example's output does not depend on the other rows of its batch
+  # (the masks depend only on the key and the batch's shape, not on its values).
+  other_rows = x[:8].at[1:].set(5.0 * x[1:8] + 1.0)
+  np.testing.assert_array_equal(f(jax.random.key(7), x[:8])[0], f(jax.random.key(7), other_rows)[0])
+
+
+def test_an_epoch_compiles_once_and_is_reused():
+  x, y = _regression()
+  _train(x=x, y=y, epochs=4)
+  epoch = fit_module.make_run_epoch(SMALL, ADAM, mse, False, 128 // 32, 32, "scan")
+  assert epoch._cache_size() == 1  # four epochs, one trace
+  _train(x=x, y=y + 1.0, epochs=2)  # same shapes, same model and optimizer: no new trace
+  assert epoch._cache_size() == 1

@@ -14,11 +14,9 @@ References:
 
 from __future__ import annotations
 
-import functools
 import os
 import pathlib
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -26,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxuq._src.adapters import from_linen
+from jaxuq._src.ensemble_predict import member
 from jaxuq._src.fit import check_loss_shapes
-from jaxuq._src.keys import check_key, check_positive_int
+from jaxuq._src.keys import check_positive_int
 from jaxuq._src.loop import (
   History,
   LoopConfig,
@@ -39,7 +37,7 @@ from jaxuq._src.loop import (
   split_validation,
 )
 from jaxuq._src.losses import LossFn, resolve_loss
-from jaxuq._src.sampling import mc_sample
+from jaxuq._src.subsets import SUBSAMPLES, member_subsets
 from jaxuq._src.training import (
   TrainState,
   cache_if_hashable,
@@ -47,77 +45,9 @@ from jaxuq._src.training import (
   make_epoch,
   make_evaluate,
   make_step,
-  predict,
 )
 
-SUBSAMPLES = ("bootstrap", "kfold", "none")
 MEMBER_LOOPS = ("vmap", "map")
-
-
-class Subsets(NamedTuple):
-  """The rows each ensemble member trains on.
-
-  Attributes:
-    indices: ``(num_members, m)`` int32 rows of the data; member ``k`` uses
-      the first ``counts[k]`` (the rest is padding).
-    counts: ``(num_members,)`` number of valid rows per member.
-    holdout: ``(num_members, n)`` bool, the rows member ``k`` never sees
-      (out-of-bag for bootstrap, fold ``k`` for K-fold, none for ``'none'``).
-  """
-
-  indices: np.ndarray
-  counts: np.ndarray
-  holdout: np.ndarray
-
-
-def member_subsets(key: jax.Array, n: int, num_members: int, method: str = "bootstrap") -> Subsets:
-  """Draws each member's training rows out of ``range(n)``.
-
-  Args:
-    key: typed PRNG key.
-    n: number of rows.
-    num_members: number of members (and of folds for ``'kfold'``).
-    method: ``'bootstrap'`` (``n`` rows drawn with replacement),
-      ``'kfold'`` (rows randomly dealt into ``num_members`` folds of sizes
-      differing by at most one; member ``k`` leaves out fold ``k``), or
-      ``'none'`` (every member sees every row; members differ only by
-      initialisation and shuffling).
-
-  Returns:
-    A :class:`Subsets`.
-  """
-  check_key(key)
-  check_positive_int(n, "n")
-  check_positive_int(num_members, "num_members")
-  if method not in SUBSAMPLES:
-    raise ValueError(f"subsample must be one of {SUBSAMPLES}, got {method!r}")
-  rows = np.arange(n)
-  if method == "none":
-    return Subsets(
-      np.tile(rows, (num_members, 1)).astype(np.int32),
-      np.full(num_members, n, np.int32),
-      np.zeros((num_members, n), bool),
-    )
-  if method == "bootstrap":
-    indices = np.asarray(jax.random.randint(key, (num_members, n), 0, n), np.int32)
-    holdout = np.ones((num_members, n), bool)
-    for k in range(num_members):
-      holdout[k, indices[k]] = False
-    return Subsets(indices, np.full(num_members, n, np.int32), holdout)
-  if num_members < 2:
-    raise ValueError(f"subsample='kfold' needs num_members >= 2 folds, got {num_members}")
-  if num_members > n:
-    raise ValueError(
-      f"subsample='kfold' needs at least one row per fold: {num_members} folds > {n} rows"
-    )
-  fold = np.empty(n, np.int64)
-  fold[np.asarray(jax.random.permutation(key, n))] = rows % num_members
-  holdout = fold[None, :] == np.arange(num_members)[:, None]
-  counts = (~holdout).sum(axis=1).astype(np.int32)
-  indices = np.zeros((num_members, counts.max()), np.int32)
-  for k in range(num_members):
-    indices[k, : counts[k]] = rows[~holdout[k]]
-  return Subsets(indices, counts, holdout)
 
 
 @cache_if_hashable
@@ -265,7 +195,7 @@ def train_ensemble(
 
   member_keys = jax.random.split(members_key, num_members)
   states = jax.vmap(lambda k: init_state(k, model, optimizer, x[:1]))(member_keys)
-  check_loss_shapes(model, _member(states, 0).variables, loss_fn, x, y, batch_size)
+  check_loss_shapes(model, member(states, 0).variables, loss_fn, x, y, batch_size)
 
   num_batches = int(subsets.counts.min()) // batch_size
   run_epoch_jit = ensemble_epoch(
@@ -279,7 +209,7 @@ def train_ensemble(
 
   evaluate = None
   if x_val is not None:
-    check_loss_shapes(model, _member(states, 0).variables, loss_fn, x_val, y_val, batch_size)
+    check_loss_shapes(model, member(states, 0).variables, loss_fn, x_val, y_val, batch_size)
     shared = ensemble_evaluate(model, loss_fn, classifier, eval_batch_size, False)
     ones = jnp.ones(x_val.shape[0], jnp.float32)
 
@@ -316,97 +246,3 @@ def train_ensemble(
     },
   )
   return run_loop(cfg, states, run_epoch, evaluate, num_members=num_members)
-
-
-def _member(tree: Any, k: int) -> Any:
-  return jax.tree.map(lambda a: a[k], tree)
-
-
-def member(states: Any, k: int) -> Any:
-  """Member ``k`` of stacked ensemble states (or variables), as a single model's."""
-  return _member(states, k)
-
-
-def _stacked_variables(states: TrainState | Mapping[str, Any]) -> dict[str, Any]:
-  if isinstance(states, TrainState):
-    return states.variables
-  if not isinstance(states, Mapping) or "params" not in states:
-    raise TypeError("states must be a stacked TrainState or a stacked variables dict with 'params'")
-  return dict(states)
-
-
-def ensemble_predict(
-  model: nn.Module, states: TrainState | Mapping[str, Any], x: Any, *, batch_size: int = 1024
-) -> jax.Array:
-  """Deterministic predictions of every member (dropout off), member axis first.
-
-  Args:
-    model: the members' linen module.
-    states: stacked ``TrainState`` (from :func:`train_ensemble`) or stacked variables.
-    x: inputs ``(n, ...)``.
-    batch_size: rows per forward pass.
-
-  Returns:
-    ``(num_members, n, ...)`` outputs (logits for a classifier): pass them to
-    ``jaxuq.predictive_mean`` / ``predictive_std`` like MC samples.
-  """
-  check_positive_int(batch_size, "batch_size")
-  return _ensemble_predict(model, _stacked_variables(states), jnp.asarray(x), batch_size=batch_size)
-
-
-@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
-def _ensemble_predict(model: nn.Module, variables: Any, x: jax.Array, batch_size: int) -> jax.Array:
-  return jax.vmap(lambda v: predict(model, v, x, batch_size=batch_size))(variables)
-
-
-def ensemble_mc_sample(
-  key: jax.Array,
-  model: nn.Module,
-  states: TrainState | Mapping[str, Any],
-  x: Any,
-  *,
-  num_samples: int,
-  chunk_size: int | None = None,
-  shared_mask: bool = False,
-) -> jax.Array:
-  """MC dropout within every member: ``(num_members, num_samples, n, ...)``.
-
-  Member ``k`` is sampled with ``jaxuq.mc_sample(jaxuq.from_linen(model,
-  variables_k, train=False), keys[k], x, num_samples=...)`` where ``keys =
-  jax.random.split(key, num_members)``: dropout on, BatchNorm on running
-  averages. Reshape to ``(num_members * num_samples, n, ...)`` to pool the
-  draws of all members as one predictive distribution.
-
-  Args:
-    key: typed PRNG key.
-    model: the members' linen module (with dropout).
-    states: stacked ``TrainState`` or stacked variables.
-    x: inputs ``(n, ...)``.
-    num_samples: MC passes per member.
-    chunk_size: passed to ``mc_sample``.
-    shared_mask: passed to ``from_linen``.
-
-  Returns:
-    Outputs with axes (member, sample, example, ...).
-  """
-  check_key(key)
-  variables = _stacked_variables(states)
-  num_members = jax.tree.leaves(variables)[0].shape[0]
-  keys = jax.random.split(key, num_members)
-  x = jnp.asarray(x)
-  outs = []
-  for k in range(num_members):
-    fn = from_linen(model, _member(variables, k), shared_mask=shared_mask, train=False)
-    outs.append(mc_sample(fn, keys[k], x, num_samples=num_samples, chunk_size=chunk_size))
-  return jnp.stack(outs)
-
-
-__all__ = [
-  "SUBSAMPLES",
-  "Subsets",
-  "ensemble_mc_sample",
-  "ensemble_predict",
-  "member",
-  "member_subsets",
-  "train_ensemble",
-]

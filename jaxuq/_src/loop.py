@@ -10,6 +10,7 @@ early is frozen while the others go on).
 from __future__ import annotations
 
 import dataclasses
+import json
 import numbers
 import pathlib
 from collections.abc import Callable
@@ -216,6 +217,4 @@ def run_loop(
 
 def _jsonable(value: Any) -> Any:
   """``value`` as it reads back from JSON (tuples become lists)."""
-  import json
-
   return json.loads(json.dumps(value))

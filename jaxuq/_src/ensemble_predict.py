@@ -1,0 +1,99 @@
+"""Predictions of a trained deep ensemble, member axis first (like MC samples)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxuq._src.adapters import from_linen
+from jaxuq._src.keys import check_key, check_positive_int
+from jaxuq._src.sampling import mc_sample
+from jaxuq._src.training import TrainState, predict
+
+
+def _member(tree: Any, k: int) -> Any:
+  return jax.tree.map(lambda a: a[k], tree)
+
+
+def member(states: Any, k: int) -> Any:
+  """Member ``k`` of stacked ensemble states (or variables), as a single model's."""
+  return _member(states, k)
+
+
+def _stacked_variables(states: TrainState | Mapping[str, Any]) -> dict[str, Any]:
+  if isinstance(states, TrainState):
+    return states.variables
+  if not isinstance(states, Mapping) or "params" not in states:
+    raise TypeError("states must be a stacked TrainState or a stacked variables dict with 'params'")
+  return dict(states)
+
+
+def ensemble_predict(
+  model: nn.Module, states: TrainState | Mapping[str, Any], x: Any, *, batch_size: int = 1024
+) -> jax.Array:
+  """Deterministic predictions of every member (dropout off), member axis first.
+
+  Args:
+    model: the members' linen module.
+    states: stacked ``TrainState`` (from :func:`train_ensemble`) or stacked variables.
+    x: inputs ``(n, ...)``.
+    batch_size: rows per forward pass.
+
+  Returns:
+    ``(num_members, n, ...)`` outputs (logits for a classifier): pass them to
+    ``jaxuq.predictive_mean`` / ``predictive_std`` like MC samples.
+  """
+  check_positive_int(batch_size, "batch_size")
+  return _ensemble_predict(model, _stacked_variables(states), jnp.asarray(x), batch_size=batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
+def _ensemble_predict(model: nn.Module, variables: Any, x: jax.Array, batch_size: int) -> jax.Array:
+  return jax.vmap(lambda v: predict(model, v, x, batch_size=batch_size))(variables)
+
+
+def ensemble_mc_sample(
+  key: jax.Array,
+  model: nn.Module,
+  states: TrainState | Mapping[str, Any],
+  x: Any,
+  *,
+  num_samples: int,
+  chunk_size: int | None = None,
+  shared_mask: bool = False,
+) -> jax.Array:
+  """MC dropout within every member: ``(num_members, num_samples, n, ...)``.
+
+  Member ``k`` is sampled with ``jaxuq.mc_sample(jaxuq.from_linen(model,
+  variables_k, train=False), keys[k], x, num_samples=...)`` where ``keys =
+  jax.random.split(key, num_members)``: dropout on, BatchNorm on running
+  averages. Reshape to ``(num_members * num_samples, n, ...)`` to pool the
+  draws of all members as one predictive distribution.
+
+  Args:
+    key: typed PRNG key.
+    model: the members' linen module (with dropout).
+    states: stacked ``TrainState`` or stacked variables.
+    x: inputs ``(n, ...)``.
+    num_samples: MC passes per member.
+    chunk_size: passed to ``mc_sample``.
+    shared_mask: passed to ``from_linen``.
+
+  Returns:
+    Outputs with axes (member, sample, example, ...).
+  """
+  check_key(key)
+  variables = _stacked_variables(states)
+  num_members = jax.tree.leaves(variables)[0].shape[0]
+  keys = jax.random.split(key, num_members)
+  x = jnp.asarray(x)
+  outs = []
+  for k in range(num_members):
+    fn = from_linen(model, _member(variables, k), shared_mask=shared_mask, train=False)
+    outs.append(mc_sample(fn, keys[k], x, num_samples=num_samples, chunk_size=chunk_size))
+  return jnp.stack(outs)
