@@ -63,6 +63,8 @@ def test_resume_reuses_the_checkpoint(quick_run, tmp_path, capsys):
   assert drop(second["main"]) == drop(first["main"])  # bit for bit: same numbers
   with pytest.raises(SystemExit, match="other settings.*width"):
     cli.main(["regression", *SMALL, "--width", "16", "--out", str(out), "--resume"])
+  with pytest.raises(SystemExit, match="more epochs than --epochs 4"):
+    cli.main(["regression", *SMALL, "--epochs", "4", "--out", str(out), "--resume"])
   with pytest.raises(SystemExit, match="no checkpoint"):
     cli.main(["regression", *SMALL, "--out", str(tmp_path), "--resume"])
 
@@ -98,7 +100,7 @@ def test_regions_of_the_test_grid():
 def test_findings_read_the_numbers():
   def result(inside, outside):
     return {"mean_std": {"inside": inside, "outside": outside},
-            "ratios": {"outside_over_inside": outside / inside}}  # fmt: skip
+            "ratios": {"outside_over_inside": outside / inside, "gap_over_inside": 1.0}}  # fmt: skip
 
   results = {
     "rate0.1-relu-all": result(0.1, 0.5),
@@ -118,18 +120,21 @@ def test_findings_read_the_numbers():
 
 @pytest.mark.slow
 def test_quick_sweep_with_closed_form(tmp_path):
-  flags = ["--quick", "--width", "32", "--epochs", "8", "--samples", "200", "--no-progress"]
+  flags = ["--quick", "--width", "32", "--epochs", "8", "--samples", "400", "--no-progress"]
   assert cli.main(["regression", *flags, "--sweep", "--no-gif", "--out", str(tmp_path)]) == 0
   s = json.loads((tmp_path / "summary.json").read_text())
   assert (tmp_path / "sweep.png").stat().st_size > 1000
   assert set(s["sweep"]["results"]) == {core.setting_name(*x) for x in core.SWEEP}
   assert set(s["sweep"]["findings"]) == {
-    "higher_rate_larger_spread", "more_uncertain_away_from_data", "tanh_narrower_than_relu"
+    "higher_rate_larger_spread", "more_uncertain_away_from_data", "more_uncertain_in_gap",
+    "tanh_narrower_than_relu",
   }  # fmt: skip
   cf = s["sweep"]["results"]["rate0.5-relu-last"]["closed_form"]
-  # 200 samples: a std estimate's relative standard error is 1/sqrt(2*199) = 5 %;
-  # the median absolute relative error over the grid is about 0.67 of that.
-  assert cf["median_relative_error_of_mc_std"] < 4 * 0.05
+  # 400 samples: a std estimate's relative standard error is about 1/sqrt(2*399) = 3.5 %
+  # for near-Gaussian outputs; the errors are correlated over x (one network per
+  # sample), so the median over the grid is about one such error: 4 SE = 14 %,
+  # widened to 20 % for the heavier tails of a few dominant units.
+  assert cf["median_relative_error_of_mc_std"] < 0.2
   closed = np.asarray([cf["mean_std"][k] for k in ("inside", "gap", "beyond")])
   mc = np.asarray(
     [s["sweep"]["results"]["rate0.5-relu-last"]["mean_std"][k] for k in ("inside", "gap", "beyond")]

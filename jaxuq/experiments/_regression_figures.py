@@ -159,7 +159,7 @@ def sweep(results: list[Result], data: Data, path: pathlib.Path) -> None:
                  f"outside {s['mean_std']['outside']:.3f}", fontsize=9)  # fmt: skip
   for ax in list(axes.flat)[len(results) :]:
     ax.axis("off")
-  axes.flat[0].set_ylim(-6, 4)
+  axes.flat[0].set_ylim(-10, 4)
   axes.flat[0].legend(loc="lower left", fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=90)

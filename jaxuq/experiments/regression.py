@@ -111,6 +111,11 @@ def check_resume(out: pathlib.Path, cfg: Any, names: list[str]) -> None:
   if missing or not saved.exists():
     raise _fail(f"--resume found no checkpoint for {missing or names} in {out / 'checkpoints'}; "
                 "run once without --resume to train")  # fmt: skip
+  from jaxuq.experiments._regression_core import checkpoint_epochs
+
+  done = {n: checkpoint_epochs(out / "checkpoints" / f"{n}.msgpack") for n in names}
+  if any(e > cfg.epochs for e in done.values()):
+    raise _fail(f"--resume: the checkpoints hold more epochs than --epochs {cfg.epochs}: {done}")
   old = json.loads(saved.read_text())
   new = {k: getattr(cfg, k) for k in TRAINING_FIELDS}
   diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
