@@ -129,8 +129,8 @@ def gif(result: Result, data: Data, path: pathlib.Path, fps: int = 10) -> int:
   _mark_training_range(ax)
   (line,) = ax.plot(x, result.samples[0], color="tab:blue", lw=1.2)
   ax.set(xlabel="x", ylabel="y", ylim=(lo, hi))
-  title = ax.set_title("")
   n = len(result.samples)
+  title = ax.set_title(f"{result.name}: sample 1/{n}")  # before tight_layout: room for it
 
   def frame(i: int) -> tuple[Any, ...]:
     line.set_ydata(result.samples[i])
@@ -138,7 +138,7 @@ def gif(result: Result, data: Data, path: pathlib.Path, fps: int = 10) -> int:
     return line, title
 
   fig.tight_layout()
-  FuncAnimation(fig, frame, frames=n, blit=False).save(path, writer=PillowWriter(fps=fps), dpi=60)
+  FuncAnimation(fig, frame, frames=n, blit=False).save(path, writer=PillowWriter(fps=fps), dpi=80)
   plt.close(fig)
   return n
 

@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
   results = []
   for i, setting in enumerate(settings):
     if not args.no_progress:
-      print(f"[{i + 1}/{len(settings)}] {names[i]}: training, then {cfg.samples} MC samples")
+      step = "checkpoint" if args.resume else "training"
+      print(f"[{i + 1}/{len(settings)}] {names[i]}: {step}, then {cfg.samples} MC samples")
     results.append(
       core.run_setting(
         keys, data, cfg, *setting, checkpoint=out / "checkpoints" / f"{names[i]}.msgpack",
