@@ -1,7 +1,7 @@
 """Regression with a gap: MC dropout is unsure where there was no data (reference experiment 1).
 
 The seed MLP (1 -> 4 x 1024 ReLU, dropout 0.5 -> 1) on y = sin(2 pi x) - x from
-[-2, -1.5) and [-1, 0.5); 100 MC dropout networks over [-2, 3). About two
+[-2, -1.5) and [-1, 0.5); 100 MC dropout networks over [-2, 3). About 1.5
 minutes on 2 CPU cores; JAXUQ_EXAMPLE_SMALL=1 runs a small network in seconds.
 """
 

@@ -58,8 +58,8 @@ class Config:
   seed: int = 0
   width: int = 1024
   depth: int = 4
-  epochs: int = 60
-  batch_size: int = 64
+  epochs: int = 30
+  batch_size: int = 32
   learning_rate: float = 1e-3
   samples: int = 100
   noise: float = 0.0
@@ -180,6 +180,7 @@ def run_setting(
 
   x = data.x_test[::stride]
   hold_idx = np.rint((data.x_hold[:, 0] - data.x_test[0, 0]) * 1000).astype(np.int64)
+  assert np.array_equal(data.x_test[hold_idx], data.x_hold)  # the same grid points, bit for bit
   x_all = np.concatenate([x, data.x_test[hold_idx]]) if stride > 1 else x
   hold_pos = np.arange(len(x), len(x_all)) if stride > 1 else hold_idx
   predict = jaxuq.from_linen(model, state.variables, shared_mask=True, train=False)
