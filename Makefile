@@ -21,6 +21,8 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/jaxuq quickstart --out $(OUT)/quickstart
+	$(VENV)/bin/jaxuq exact --samples 10000 --out $(OUT)/exact
+	$(VENV)/bin/jaxuq regression --sweep --out $(OUT)/regression
 
 # All tests, the slow ones included, in parallel.
 test: $(STAMP)

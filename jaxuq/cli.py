@@ -26,6 +26,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jaxuq.experiments.bench",
     "benchmark mc_sample against sequential sampling and PyTorch/Keras loops",
   ),
+  "regression": (
+    "jaxuq.experiments.regression",
+    "reference experiment 1: MC dropout regression with a gap (figures, GIF, summary.json)",
+  ),
 }
 
 

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import stat
 
 import jax
 import jax.numpy as jnp
@@ -121,3 +122,11 @@ def test_resumed_ensemble_with_early_stopping_equals_uninterrupted(tmp_path):
   assert history.keys() == full_history.keys()
   for name in full_history:
     np.testing.assert_array_equal(history[name], full_history[name])
+
+
+def test_checkpoint_file_gets_the_usual_mode_not_mkstemps_0600(tmp_path):
+  state = init_state(jax.random.key(0), SMALL, ADAM, jnp.ones((1, 1)))
+  path = save_checkpoint(tmp_path / "mode.msgpack", state)
+  mask = os.umask(0)
+  os.umask(mask)
+  assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

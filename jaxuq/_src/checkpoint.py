@@ -35,6 +35,12 @@ def _keys_to_data(tree: Any) -> Any:
   return jax.tree.map(lambda a: jax.random.key_data(a) if _is_key(a) else a, tree)
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
   """Writes ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
   path = pathlib.Path(path)
@@ -45,6 +51,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,247 @@
+"""``jaxuq regression``: the first reference experiment, regression with a gap.
+
+Trains the seed MLP (1 -> 4 x 1024 ReLU, dropout 0.5 after each -> 1) on
+``y = sin(2 pi x) - x`` sampled on [-2, -1.5) and [-1, 0.5) (a tenth of the
+points held out for evaluation, a tenth of the rest for validation), then
+draws ``--samples`` MC dropout networks in one ``jaxuq.mc_sample`` call over
+the test grid [-2, 3) and writes into ``--out``:
+
+- ``losses.png``, ``curves.png`` (the sampled curves, training range marked),
+  ``scatter.png`` (deterministic vs MC mean), ``band.png`` (mean ± 2 std),
+  ``samples.gif`` (one frame per sample: one mask shared across the batch);
+- ``summary.json``: mean predictive std inside the training range, in the gap,
+  beyond 0.5 and their ratios; RMSE of the MC mean vs the deterministic
+  prediction; Gaussian NLL, CRPS and 90 % coverage on the held-out points;
+  wall times; the seed and every setting;
+- ``checkpoints/``: the trained parameters (``--resume`` reuses them).
+
+``--sweep`` adds the seed's five settings (``sweep.png`` and a ``sweep``
+section with the seed's three findings); for the last-layer-only setting the
+closed-form mean and std from ``jaxuq.exact`` sit next to the MC estimates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import time
+from typing import Any
+
+HELP = "reference experiment 1: MC dropout regression with a gap (figures, GIF, summary.json)"
+
+FULL = {"width": 1024, "depth": 4, "epochs": 30, "batch_size": 32}
+QUICK = {"width": 128, "depth": 3, "epochs": 20, "batch_size": 64}
+# Settings that change the trained parameters: --resume refuses a checkpoint made with others.
+TRAINING_FIELDS = ("seed", "width", "depth", "batch_size", "learning_rate", "noise",
+                   "holdout_fraction", "val_fraction")  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  a = parser.add_argument
+  a("--out", type=pathlib.Path, default=pathlib.Path("out/regression"),
+    help="output folder (default out/regression)")  # fmt: skip
+  a("--width", type=int, help=f"hidden width (default {FULL['width']}, quick {QUICK['width']})")
+  a("--depth", type=int, help=f"hidden layers (default {FULL['depth']}, quick {QUICK['depth']})")
+  a("--epochs", type=int, help=f"epochs (default {FULL['epochs']}, quick {QUICK['epochs']})")
+  a(
+    "--batch-size",
+    type=int,
+    help=f"batch size (default {FULL['batch_size']}, quick {QUICK['batch_size']})",
+  )
+  a("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+  a("--samples", type=int, default=100, help="MC dropout samples (default 100)")
+  a("--seed", type=int, default=0, help="integer seed of every key (default 0)")
+  a("--noise", type=float, default=0.0, help="half-width of uniform noise on y (default 0)")
+  a("--rate", type=float, default=0.5, help="dropout rate of the main run (default 0.5)")
+  a("--activation", default="relu", choices=("relu", "tanh"), help="activation (default relu)")
+  a("--placement", default="all", choices=("all", "last"),
+    help="dropout after every hidden layer or the last only (default all)")  # fmt: skip
+  a("--quick", action="store_true", help="a small network and few epochs (under a minute)")
+  a(
+    "--sweep",
+    action="store_true",
+    help="also the seed's five (rate, activation, placement) settings",
+  )
+  a("--resume", action="store_true", help="reuse the checkpoints in --out instead of retraining")
+  a("--no-gif", action="store_true", help="skip samples.gif")
+  a("--no-progress", action="store_true", help="no progress bars")
+
+
+def _fail(message: str) -> SystemExit:
+  return SystemExit(f"jaxuq regression: {message}")
+
+
+def make_config(args: argparse.Namespace) -> Any:
+  """The run's :class:`Config` from the arguments; raises ``SystemExit`` on bad values."""
+  from jaxuq.experiments._regression_core import Config
+
+  sizes = QUICK if args.quick else FULL
+  values = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in sizes.items()}
+  for name in ("width", "depth", "epochs", "batch_size"):
+    if values[name] < 1:
+      raise _fail(f"--{name.replace('_', '-')} must be a positive int, got {values[name]}")
+  if args.samples < 2:
+    raise _fail(f"--samples must be at least 2 (a std needs two samples), got {args.samples}")
+  if not 0.0 <= args.rate < 1.0:
+    raise _fail(f"--rate must be in [0, 1) (the probability to drop a unit), got {args.rate}")
+  if not args.noise >= 0.0:
+    raise _fail(f"--noise must be a number >= 0, got {args.noise}")
+  if not args.lr > 0.0:
+    raise _fail(f"--lr must be positive, got {args.lr}")
+  if args.seed < 0:
+    raise _fail(f"--seed must be a non-negative int, got {args.seed}")
+  return Config(seed=args.seed, learning_rate=args.lr, samples=args.samples, noise=args.noise,
+                **values)  # fmt: skip
+
+
+def settings_to_run(args: argparse.Namespace) -> list[tuple[float, str, str]]:
+  """The main setting first, then the sweep's others (each trained once)."""
+  from jaxuq.experiments._regression_core import SWEEP
+
+  main = (float(args.rate), args.activation, args.placement)
+  return [main] + ([s for s in SWEEP if s != main] if args.sweep else [])
+
+
+def check_resume(out: pathlib.Path, cfg: Any, names: list[str]) -> None:
+  """Refuses ``--resume`` without checkpoints or with other training settings."""
+  saved = out / "train_config.json"
+  missing = [n for n in names if not (out / "checkpoints" / f"{n}.msgpack").exists()]
+  if missing or not saved.exists():
+    raise _fail(f"--resume found no checkpoint for {missing or names} in {out / 'checkpoints'}; "
+                "run once without --resume to train")  # fmt: skip
+  from jaxuq.experiments._regression_core import checkpoint_epochs
+
+  done = {n: checkpoint_epochs(out / "checkpoints" / f"{n}.msgpack") for n in names}
+  if any(e > cfg.epochs for e in done.values()):
+    raise _fail(f"--resume: the checkpoints hold more epochs than --epochs {cfg.epochs}: {done}")
+  old = json.loads(saved.read_text())
+  new = {k: getattr(cfg, k) for k in TRAINING_FIELDS}
+  diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+  if diff:
+    raise _fail(f"--resume: the checkpoints in {out} were trained with other settings "
+                f"(saved, now): {diff}; run without --resume to retrain")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+  cfg = make_config(args)
+  settings = settings_to_run(args)
+  import jax
+
+  import jaxuq
+  from jaxuq.experiments import _regression_core as core
+  from jaxuq.experiments import _regression_figures as figures
+
+  names = [core.setting_name(*s) for s in settings]
+  out: pathlib.Path = args.out
+  if args.resume:
+    check_resume(out, cfg, names)
+  t0 = time.perf_counter()
+  (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+  (out / "train_config.json").write_text(
+    json.dumps({k: getattr(cfg, k) for k in TRAINING_FIELDS}, indent=2)
+  )
+  key = jax.random.key(cfg.seed)
+  keys = dict(zip(("data", "holdout", "train", "sample"), jax.random.split(key, 4), strict=True))
+  data = core.make_data(keys["data"], keys["holdout"], cfg)
+  results = []
+  for i, setting in enumerate(settings):
+    if not args.no_progress:
+      step = "checkpoint" if args.resume else "training"
+      print(f"[{i + 1}/{len(settings)}] {names[i]}: {step}, then {cfg.samples} MC samples")
+    results.append(
+      core.run_setting(
+        keys, data, cfg, *setting, checkpoint=out / "checkpoints" / f"{names[i]}.msgpack",
+        resume=args.resume, progress=not args.no_progress, stride=1 if i == 0 else cfg.sweep_stride,
+      )
+    )  # fmt: skip
+  t_fig = time.perf_counter()
+  main = results[0]
+  figures.losses(main, out / "losses.png")
+  figures.curves(main, data, out / "curves.png")
+  figures.scatter(main, out / "scatter.png")
+  figures.band(main, data, out / "band.png")
+  frames = None if args.no_gif else figures.gif(main, data, out / "samples.gif")
+  if args.sweep:
+    figures.sweep(results, data, out / "sweep.png")
+  fig_s = time.perf_counter() - t_fig
+
+  summary: dict[str, Any] = {
+    "command": "jaxuq regression",
+    "config": dataclasses.asdict(cfg)
+    | {
+      "quick": args.quick,
+      "sweep": args.sweep,
+      "resume": args.resume,
+      "shared_mask": True,
+    },  # fmt: skip
+    "key": {
+      "seed": cfg.seed,
+      "impl": str(jax.random.key_impl(key)),
+      "derivation": "data, holdout, train, sample = jax.random.split(jax.random.key(seed), 4); "
+      "the same four keys for every setting",
+    },
+    "versions": _versions(),
+    "devices": [str(d) for d in jax.devices()],
+    "data": {
+      "train": int(len(data.x_train) - round(len(data.x_train) * cfg.val_fraction)),
+      "validation": int(round(len(data.x_train) * cfg.val_fraction)),
+      "heldout": int(len(data.x_hold)),
+      "test": int(len(data.x_test)),
+      "gap": list(core.GAP),
+      "beyond": core.BEYOND,
+    },
+    "main": main.summary,
+    "gif_frames": frames,
+  }
+  if args.sweep:
+    by_name = {r.name: r.summary for r in results}
+    summary["sweep"] = {"results": by_name, "findings": core.findings(by_name)}
+  summary["wall_s"] = {
+    "train": sum(r.summary["wall_s"]["train"] for r in results),
+    "sample": sum(r.summary["wall_s"]["sample"] for r in results),
+    "figures": fig_s,
+    "total": time.perf_counter() - t0,
+  }
+  (out / "summary.json").write_text(json.dumps(summary, indent=2))
+  print_table(summary, results)
+  print(f"wrote {out}/ (summary.json, figures{', samples.gif' if frames else ''}) "
+        f"in {summary['wall_s']['total']:.1f} s; jaxuq {jaxuq.__version__}")  # fmt: skip
+  return 0
+
+
+def _versions() -> dict[str, str]:
+  import flax
+  import jax
+  import optax
+
+  import jaxuq
+
+  return {"jaxuq": jaxuq.__version__, "jax": jax.__version__, "flax": flax.__version__,
+          "optax": optax.__version__}  # fmt: skip
+
+
+def print_table(summary: dict[str, Any], results: list[Any]) -> None:
+  """A short table: std per region, ratios, held-out metrics, times."""
+  head = (f"{'setting':<20}{'std in':>8}{'gap':>8}{'>0.5':>8}{'gap/in':>8}{'>0.5/in':>8}"
+          f"{'NLL':>8}{'CRPS':>8}{'cov90':>7}{'train s':>9}{'sample s':>9}")  # fmt: skip
+  print(head)
+  for r in results:
+    s = r.summary
+    m, q, h = s["mean_std"], s["ratios"], s["heldout"]
+    print(f"{s['name']:<20}{m['inside']:>8.3f}{m['gap']:>8.3f}{m['beyond']:>8.3f}"
+          f"{q['gap_over_inside']:>8.1f}{q['beyond_over_inside']:>8.1f}{h['gaussian_nll']:>8.2f}"
+          f"{h['crps']:>8.3f}{h['coverage_90']:>7.2f}{s['wall_s']['train']:>9.1f}"
+          f"{s['wall_s']['sample']:>9.1f}")  # fmt: skip
+    if "closed_form" in s:
+      c = s["closed_form"]
+      print(f"{'  closed form':<20}{c['mean_std']['inside']:>8.3f}{c['mean_std']['gap']:>8.3f}"
+            f"{c['mean_std']['beyond']:>8.3f}{c['ratios']['gap_over_inside']:>8.1f}"
+            f"{c['ratios']['beyond_over_inside']:>8.1f}")  # fmt: skip
+  main = summary["main"]
+  print(f"RMSE MC mean vs deterministic: {main['rmse_mc_mean_vs_deterministic']['all']:.4f} "
+        f"(inside {main['rmse_mc_mean_vs_deterministic']['inside']:.4f}); "
+        f"held-out points: {main['heldout']['points']}")  # fmt: skip
+  for name, f in summary.get("sweep", {}).get("findings", {}).items():
+    print(f"finding {name.replace('_', ' ')}: {'holds' if f['holds'] else 'does NOT hold'}")
