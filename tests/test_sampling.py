@@ -120,6 +120,16 @@ def test_auto_chunk_follows_the_memory_budget(key):
   assert jaxuq.auto_chunk_size(predict, key, x, num_samples=5, memory_budget=2**40) == 5
 
 
+def test_memory_estimate_counts_only_key_dependent_arrays(key):
+  def fn(k, x):
+    h = jnp.tanh(x @ jnp.ones((8, 4096)))  # key-independent: computed once per chunk
+    small = h[:, :16] * jax.random.bernoulli(k, 0.5, (x.shape[0], 16))
+    return small.sum(-1)
+
+  x = jnp.ones((32, 8))
+  assert jaxuq._src.sampling.per_sample_bytes(fn, key, x) == 2 * 32 * 16 * 4
+
+
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, None])
 def test_num_samples_must_be_positive_int(key, bad):
   for sampler in (jaxuq.mc_sample, jaxuq.sequential_sample):
