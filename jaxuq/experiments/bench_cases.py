@@ -110,7 +110,7 @@ def variant_names(case: Case, num_devices: int) -> list[str]:
 @dataclasses.dataclass
 class Variant:
   run: Callable[[], Any]  # returns the samples (or moments), blocking not included
-  calls: int = 1  # how many of the case's masks one run computes (eager: fewer)
+  calls: int | None = None  # how many of the case's masks one run computes (None: all)
   compare: str = "sequential"  # what its output is checked against, "" for nothing
 
 
