@@ -26,6 +26,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jaxuq.experiments.bench",
     "benchmark mc_sample against sequential sampling and PyTorch/Keras loops",
   ),
+  "ood": (
+    "jaxuq.experiments.ood",
+    "digits in, letters out: MC dropout CNNs on MNIST reject letters",
+  ),
+  "classify": (
+    "jaxuq.experiments.classify",
+    "your drawings (PNG): accept/reject, the digit and its uncertainty",
+  ),
 }
 
 
