@@ -45,11 +45,11 @@ def per_class(
 ) -> dict[str, dict[str, float]]:
   """Mean of each score (and of each ``extra`` per-input array) per class."""
   extra = extra or {}
-  out = {}
+  out: dict[str, dict[str, float]] = {}
   for k, name in enumerate(names):
     rows = labels == k
     if rows.any():
-      out[name] = {"count": int(rows.sum())}
+      out[name] = {"count": float(rows.sum())}
       out[name] |= {f"mean_{m}": float(v[rows].mean()) for m, v in (s | extra).items()}
   return out
 

@@ -122,7 +122,7 @@ def _load(args: argparse.Namespace, s: dict[str, Any]):
     "heldout_letters": subset(sets.letters_train, n_fit),
     "digits_test_full": (sets.digits_test.images, sets.digits_test.labels),
   }
-  sources = {
+  sources: dict[str, Any] = {
     name: {"source": ds.source, "synthetic": ds.synthetic, "size": len(ds.labels)}
     for name, ds in zip(
       ("digits_train", "digits_test", "letters_train", "letters_test", "fashion_mnist_test"),
