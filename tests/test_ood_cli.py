@@ -64,8 +64,9 @@ def test_quick_end_to_end_classify_and_resume(tmp_path, capsys):
   for score in (*SCORES, "deterministic_max_probability"):
     for metric in ("auroc", "aupr", "fpr_at_95_tpr"):
       assert 0 <= letters[score][metric] <= 1, (score, metric)
-  stage = basic["reject_stage"]
-  assert 0 <= stage["letters"]["decision_accuracy"] <= 1 and 0 <= stage["digits_accepted"] <= 1
+  for point in ("at_target_tpr", "at_probability_0.5"):
+    stage = basic["reject_stage"][point]
+    assert 0 <= stage["letters"]["decision_accuracy"] <= 1 and 0 <= stage["digits_accepted"] <= 1
   assert set(basic["per_class"]["digits"]) == {str(d) for d in range(10)}
   assert {"A", "Z"} <= set(basic["per_class"]["letters"])
   curve = basic["digits"]["coverage_curve"]
@@ -88,3 +89,4 @@ def test_quick_end_to_end_classify_and_resume(tmp_path, capsys):
   again = json.loads((out / "summary.json").read_text())["models"]["basic"]
   assert len(again["history"]["loss"]) == 4
   assert again["history"]["loss"][:3] == basic["history"]["loss"]
+  assert again["train_seconds_total"] > basic["train_seconds_total"]

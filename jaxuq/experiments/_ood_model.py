@@ -131,6 +131,14 @@ def save_classifier(folder: pathlib.Path, name: str, rejector: reject.Rejector, 
   return path
 
 
+def previous_train_seconds(folder: pathlib.Path, name: str) -> float:
+  """Training seconds recorded by an earlier run in ``folder`` (0 if none), for resumed runs."""
+  path = folder / f"{name}.json"
+  return (
+    float(json.loads(path.read_text()).get("train_seconds_total", 0.0)) if path.is_file() else 0.0
+  )
+
+
 def load_classifier(folder: pathlib.Path) -> list[tuple[str, Any, reject.Rejector, dict]]:
   """Every saved classifier in ``folder``: ``(name, variables, rejector, record)``, deep first."""
   folder = pathlib.Path(folder)

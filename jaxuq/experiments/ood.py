@@ -217,14 +217,17 @@ def run(args: argparse.Namespace) -> int:
       "letters": ev.per_class(sc["letters"], labels["letters"], letter_names,
                               {"rejected": rejected["letters"].astype(float)}),
     }  # fmt: skip
+    t_total = t_train + (om.previous_train_seconds(ckpt, name) if args.resume else 0.0)
     om.save_classifier(
-      ckpt, name, rejector, s["samples"], {"epochs": s["epochs"], "seed": s["seed"]}
-    )
+      ckpt, name, rejector, s["samples"],
+      {"epochs": s["epochs"], "seed": s["seed"], "train_seconds_total": t_total},
+    )  # fmt: skip
     result |= {
       "deterministic_digit_accuracy_full_test": det_acc,
       "digit_test_size_full": int(len(y_full)),
       "history": history,
       "train_seconds": t_train,
+      "train_seconds_total": t_total,
       "mc_predict_seconds": t_predict,
       "mc_images": int(sum(len(y) for y in labels.values())),
       "reject_stage": stage_info | stage,
@@ -279,17 +282,19 @@ def _report(summary: dict[str, Any]) -> None:
     print(
       f"{name} CNN: digit accuracy {r['deterministic_digit_accuracy_full_test']:.4f} (deterministic, "
       f"{r['digit_test_size_full']} test images), {r['digits']['accuracy']:.4f} (MC mean); "
-      f"trained {r['train_seconds']:.0f} s, MC {r['mc_predict_seconds']:.0f} s"
+      f"trained {r['train_seconds_total']:.0f} s, MC {r['mc_predict_seconds']:.0f} s"
     )
     for ood, d in r["detection"].items():
       cells = ", ".join(f"{k} {v['auroc']:.3f}" for k, v in d.items())
       print(f"  AUROC digits vs {ood}: {cells}")
-    st = r["reject_stage"]
-    print(
-      f"  accept/reject: digits accepted {st['digits_accepted']:.3f}, letters rejected "
-      f"{st['letters']['rejected']:.3f}, decision accuracy {st['letters']['decision_accuracy']:.3f}, "
-      f"accuracy on accepted digits {st['accuracy_on_accepted_digits']:.4f}"
-    )
+    for point, st in r["reject_stage"].items():
+      if point.startswith("at_"):
+        print(
+          f"  accept/reject {point}: digits accepted {st['digits_accepted']:.3f}, letters "
+          f"rejected {st['letters']['rejected']:.3f}, decision accuracy "
+          f"{st['letters']['decision_accuracy']:.3f}, accuracy on accepted digits "
+          f"{st['accuracy_on_accepted_digits']:.4f}"
+        )
     if "ensemble" in r:
       e = r["ensemble"]
       cells = ", ".join(f"{ood} {d['class_std']['auroc']:.3f}" for ood, d in e["detection"].items())
