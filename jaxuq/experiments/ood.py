@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
       summary["models"][name]["ensemble"] = _ensemble(
         ens_key, name, s, split, tests, labels, ckpt, args, progress
       )
-      summary["models"][name]["ensemble"]["dropout_train_seconds"] = t_train
+      summary["models"][name]["ensemble"]["dropout_train_seconds"] = t_total
       summary["models"][name]["ensemble"]["dropout_predict_seconds"] = t_predict
   synth = " (letters: SYNTHETIC font-rendered, not EMNIST)" if "note" in sources else ""
   fig.roc_curves(out / "roc.png", roc, f"MC dropout on MNIST-trained CNNs{synth}")
