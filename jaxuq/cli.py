@@ -30,6 +30,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jaxuq.experiments.regression",
     "reference experiment 1: MC dropout regression with a gap (figures, GIF, summary.json)",
   ),
+  "ood": (
+    "jaxuq.experiments.ood",
+    "digits in, letters out: MC dropout CNNs on MNIST reject letters",
+  ),
+  "classify": (
+    "jaxuq.experiments.classify",
+    "your drawings (PNG): accept/reject, the digit and its uncertainty",
+  ),
 }
 
 

@@ -61,3 +61,7 @@ __all__ = [
   "to_mnist_like",
   "write_idx",
 ]
+
+from jaxuq._src.data.drawings import drawing_to_mnist_like as drawing_to_mnist_like  # noqa: E402
+
+__all__ += ["drawing_to_mnist_like"]

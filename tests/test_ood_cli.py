@@ -1,0 +1,92 @@
+"""``jaxuq ood --quick`` end to end (no fetched data), ``jaxuq classify`` on the shipped drawings, resume."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from jaxuq import cli
+from jaxuq.data import drawing_to_mnist_like
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+IMAGES = sorted((ROOT / "examples" / "images").glob("*.png"))
+SCORES = ("class_std", "predictive_entropy", "mutual_information", "max_probability")
+
+
+def test_shipped_drawings_become_mnist_like():
+  assert len(IMAGES) >= 3 and any("not_a_digit" in p.name for p in IMAGES)
+  for path in IMAGES:
+    x = drawing_to_mnist_like(path)
+    assert x.shape == (28, 28) and x.dtype == np.uint8
+    assert (x == 0).mean() > 0.5  # the paper became black, the ink bright
+    ink = np.argwhere(x > 0)
+    assert (ink.max(0) - ink.min(0) + 1).max() <= 20  # fits in 20x20, as MNIST
+    rows, cols = np.indices(x.shape)
+    w = x.astype(float) / x.sum()
+    assert abs((rows * w).sum() - 14) <= 1 and abs((cols * w).sum() - 14) <= 1
+
+
+def test_drawing_light_ink_on_dark_is_not_inverted():
+  image = np.zeros((50, 40, 3), np.uint8)
+  image[10:40, 18:22] = 255  # a white "1" on black
+  assert np.array_equal(drawing_to_mnist_like(image), drawing_to_mnist_like(image, invert=False))
+  with pytest.raises(ValueError, match="no ink"):
+    drawing_to_mnist_like(np.full((8, 8), 255, np.uint8))
+  with pytest.raises(ValueError, match="shape"):
+    drawing_to_mnist_like(np.zeros((8, 8, 2)))
+
+
+def test_bad_arguments_are_refused_before_any_work(tmp_path):
+  with pytest.raises(ValueError, match="--ensemble"):
+    cli.main(["ood", "--quick", "--ensemble", "1", "--out", str(tmp_path)])
+  with pytest.raises(ValueError, match="--samples"):
+    cli.main(["ood", "--quick", "--samples", "0", "--out", str(tmp_path)])
+  assert not (tmp_path / "summary.json").exists()
+  with pytest.raises(FileNotFoundError, match="no saved classifier"):
+    cli.main(["classify", str(IMAGES[0]), "--checkpoint", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_quick_end_to_end_classify_and_resume(tmp_path, capsys):
+  out = tmp_path / "ood"
+  args = ["ood", "--quick", "--ensemble", "2", "--out", str(out), "--no-progress"]
+  assert cli.main(args) == 0
+  summary = json.loads((out / "summary.json").read_text())
+  for name in ("roc.png", "reliability.png", "coverage.png", "histograms_basic.png"):
+    assert (out / name).stat().st_size > 5000, name
+  assert summary["settings"]["quick"] and summary["settings"]["models"] == ["basic"]
+  assert "SYNTHETIC" in summary["data"]["note"] and summary["data"]["letters_test"]["synthetic"]
+  basic = summary["models"]["basic"]
+  assert 0 <= basic["digits"]["accuracy"] <= 1
+  assert basic["deterministic_digit_accuracy_full_test"] > 0.5  # 3 epochs on 1,137 digits
+  letters = basic["detection"]["letters"]
+  for score in (*SCORES, "deterministic_max_probability"):
+    for metric in ("auroc", "aupr", "fpr_at_95_tpr"):
+      assert 0 <= letters[score][metric] <= 1, (score, metric)
+  for point in ("at_target_tpr", "at_probability_0.5"):
+    stage = basic["reject_stage"][point]
+    assert 0 <= stage["letters"]["decision_accuracy"] <= 1 and 0 <= stage["digits_accepted"] <= 1
+  assert set(basic["per_class"]["digits"]) == {str(d) for d in range(10)}
+  assert {"A", "Z"} <= set(basic["per_class"]["letters"])
+  curve = basic["digits"]["coverage_curve"]
+  assert curve["coverage"][-1] == 1 and len(curve["coverage"]) == len(curve["accuracy"])
+  ens = basic["ensemble"]
+  assert ens["members"] == 2 and ens["train_seconds"] > 0 and ens["predict_seconds"] > 0
+  assert 0 <= ens["detection"]["letters"]["class_std"]["auroc"] <= 1
+  assert len(basic["history"]["loss"]) == 3
+  capsys.readouterr()
+
+  assert cli.main(["classify", *map(str, IMAGES), "--checkpoint", str(out), "--json"]) == 0
+  rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+  assert [r["image"] for r in rows] == [str(p) for p in IMAGES]
+  for r in rows:
+    assert r["decision"] in ("accept", "reject") and 0 <= r["digit"] <= 9
+    assert 0 <= r["p_not_a_digit"] <= 1 and r["samples"] == 20 and r["model"] == "basic"
+
+  # Resume: the finished checkpoints carry on to a fourth epoch; the first three are kept.
+  assert cli.main([*args, "--resume", "--epochs", "4"]) == 0
+  again = json.loads((out / "summary.json").read_text())["models"]["basic"]
+  assert len(again["history"]["loss"]) == 4
+  assert again["history"]["loss"][:3] == basic["history"]["loss"]
+  assert again["train_seconds_total"] > basic["train_seconds_total"]
