@@ -218,7 +218,14 @@ def run(args: argparse.Namespace) -> int:
   (args.out / "bench.md").write_text(markdown_table(summary))
   _plot(rows, args.out / "speedup.png")
   print(f"\nmatmul rate {rate / 1e9:.0f} GFLOP/s; wrote {args.out}/bench.json, bench.md")
-  bad = [r for r in rows if not r.get("check", {}).get("ok", True) or "error" in r]
+  # A peer that fails (the batch-repeat trick running out of memory, say) is a
+  # result to report; a jaxuq variant that fails or mismatches fails the run.
+  bad = [
+    r
+    for r in rows
+    if not r.get("check", {}).get("ok", True)
+    or ("error" in r and r["variant"] not in bench_peers.PEERS)
+  ]
   for r in bad:
     print(f"FAILED: {r['case']} {r['variant']}: {r.get('check') or r.get('error')}")
   return 1 if bad else 0
