@@ -33,6 +33,13 @@ def _shared_over_batch(one: Any, key: jax.Array, args: tuple) -> Any:
   return jax.vmap(per_example)(*args)
 
 
+def _call(apply: Any, shared_mask: bool, key: jax.Array, args: tuple) -> Any:
+  """``apply(key, *args)``, with one mask for the whole batch when ``shared_mask``."""
+  if shared_mask:
+    return _shared_over_batch(apply, key, args)
+  return apply(key, *args)
+
+
 @struct.dataclass
 class LinenPredictive:
   """``f(key, *args)`` for a linen module: dropout on, fed by ``key``.
@@ -54,9 +61,7 @@ class LinenPredictive:
   check_dropout: bool = struct.field(pytree_node=False, default=True)
 
   def __call__(self, key: jax.Array, *args: Any) -> Any:
-    if self.shared_mask:
-      return _shared_over_batch(self._apply, key, args)
-    return self._apply(key, *args)
+    return _call(self._apply, self.shared_mask, key, args)
 
   def _apply(self, key: jax.Array, *args: Any) -> Any:
     calls = []
@@ -163,9 +168,7 @@ class NnxPredictive:
   check_dropout: bool = struct.field(pytree_node=False, default=True)
 
   def __call__(self, key: jax.Array, *args: Any) -> Any:
-    if self.shared_mask:
-      return _shared_over_batch(self._apply, key, args)
-    return self._apply(key, *args)
+    return _call(self._apply, self.shared_mask, key, args)
 
   def _apply(self, key: jax.Array, *args: Any) -> Any:
     model = nnx.merge(self.graphdef, self.state)
