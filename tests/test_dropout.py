@@ -47,6 +47,39 @@ def test_neighbouring_units_are_uncorrelated(rate):
     assert abs(r) < 4 / np.sqrt(n)
 
 
+@pytest.mark.parametrize("count", [1, 2, 7, 64, 1001])
+def test_words_are_the_same_on_every_backend(count):
+  # CPU draws the two halves in a loop (so XLA stores them), other backends
+  # fused: both must give the documented words bit for bit.
+  key = dropout.mask_key(jax.random.key(5))
+  half = -(-count // 2)
+  expected = np.concatenate(
+    [np.asarray(jax.random.bits(jax.random.fold_in(key, i), (half,), jnp.uint32)) for i in (0, 1)]
+  )[:count]
+  np.testing.assert_array_equal(dropout._words_stored(key, count), expected)
+  np.testing.assert_array_equal(dropout._words_fused(key, count), expected)
+  np.testing.assert_array_equal(
+    jax.jit(dropout._draw_words, static_argnums=1)(key, count), expected
+  )
+
+
+@pytest.mark.parametrize("rate, k", [(0.5, 1), (0.25, 2), (0.7, 16)])
+def test_mask_unpacks_the_words_as_documented(rate, k):
+  key = jax.random.key(6)
+  shape = (3, 37)
+  size = 3 * 37
+  per_word = 32 // k
+  words = np.asarray(dropout._draw_words(dropout.mask_key(key), -(-size // per_word)))
+  i = np.arange(size)
+  fields = (words[i // per_word] >> ((i % per_word) * k).astype(np.uint32)) & (2**k - 1)
+  expected = (fields < round((1 - rate) * 2**k)).reshape(shape)
+  np.testing.assert_array_equal(jaxuq.keep_mask(key, shape, rate), expected)
+  keys = jax.random.split(key, 3)
+  batched = jax.vmap(lambda kk: jaxuq.keep_mask(kk, shape, rate))(keys)
+  for j in range(3):
+    np.testing.assert_array_equal(batched[j], jaxuq.keep_mask(keys[j], shape, rate))
+
+
 def test_mask_depends_only_on_key_and_shape():
   k = jax.random.key(3)
   a = jaxuq.keep_mask(k, (5, 6), 0.3)

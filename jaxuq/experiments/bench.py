@@ -20,6 +20,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HELP = "benchmark mc_sample against sequential sampling and PyTorch/Keras loops"
@@ -45,6 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     "--in-process", action="store_true", help="run variants in this process (no peak memory)"
   )
+  parser.add_argument(
+    "--loop-cap",
+    type=int,
+    help="loops (sequential, Flax, PyTorch, Keras) run at most this many masks; time scaled to T",
+  )
+  parser.add_argument(
+    "--append",
+    action="store_true",
+    help="merge the rows into --out's bench.json (same case and variant replaced)",
+  )
   parser.add_argument("--worker", help=argparse.SUPPRESS)
 
 
@@ -52,56 +63,107 @@ def _peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(spec: dict) -> dict:
-  """Times one variant on one case; the result is JSON-serialisable."""
-  import jax
-  import numpy as np
+class _Timed:
+  """One variant on one case, built and warmed up: ``time_once`` and ``finish``.
 
-  from jaxuq.experiments import bench_cases, bench_peers
+  It is what a worker process holds between the parent's requests (or, with
+  ``--in-process``, what the parent holds itself).
+  """
 
-  case = bench_cases.Case(**spec["case"])
-  name = spec["variant"]
-  rss_before = _peak_rss_mib()
-  if name in bench_peers.PEERS:
-    why = bench_peers.available(name)
-    if why:
-      return {"skipped": why}
-    run = bench_peers.build(name, case, threads=os.cpu_count() or 1)
-    calls, compare = case.masks, ""
-  else:
-    variant = bench_cases.build_variant(name, case)
-    run, compare = variant.run, variant.compare
-    calls = case.masks if variant.calls is None else variant.calls
-  t0 = time.perf_counter()
-  out = jax.block_until_ready(run())
-  first = time.perf_counter() - t0
-  repeats = max(1, min(spec["repeats"], int(spec["budget"] // max(first, 1e-6))))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(run())
-    times.append(time.perf_counter() - t0)
-  seconds = statistics.median(times) * case.masks / calls
-  result = {
-    "time_s": seconds,
-    "first_call_s": first,
-    "repeats": repeats,
-    "extrapolated_from": calls if calls != case.masks else None,
-    "peak_rss_mib": _peak_rss_mib(),
-    "rss_before_mib": rss_before,
-  }
-  if compare and spec.get("check", True):
-    if compare == "moments":
-      ref = bench_cases.reference("sequential", case, limit=MOMENT_CHECK_MASKS)
-      result["check"] = _check_moments(out, np.asarray(ref))
+  def __init__(self, spec: dict) -> None:
+    import jax
+
+    from jaxuq.experiments import bench_cases, bench_peers
+
+    self.spec = spec
+    self.case = case = bench_cases.Case(**spec["case"])
+    name = spec["variant"]
+    self.rss_before = _peak_rss_mib()
+    self.skipped: str | None = None
+    self.compare = ""
+    if name in bench_peers.PEERS:
+      self.skipped = bench_peers.available(name, case)
+      if self.skipped:
+        return
+      self.run, self.calls = bench_peers.build(
+        name, case, threads=os.cpu_count() or 1, loop_cap=spec.get("loop_cap")
+      )
     else:
-      kind = "sequential_shared" if compare == "sequential_shared" else "sequential"
-      limit = min(np.asarray(out).shape[0], CHECK_MASKS)
-      ref = bench_cases.reference(kind, case, limit=limit)
-      scale = max(1.0, float(np.max(np.abs(ref))))
-      diff = bench_cases.max_abs_diff(np.asarray(out)[:limit], ref)
-      result["check"] = {"max_abs_diff": diff, "ok": diff <= TOLERANCE * scale}
-  return result
+      variant = bench_cases.build_variant(name, case, loop_cap=spec.get("loop_cap"))
+      self.run, self.compare = variant.run, variant.compare
+      self.calls = case.masks if variant.calls is None else variant.calls
+    t0 = time.perf_counter()
+    self.out = jax.block_until_ready(self.run())
+    self.first = time.perf_counter() - t0
+    self.times: list[float] = []
+
+  def time_once(self) -> float:
+    import jax
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(self.run())
+    self.times.append(time.perf_counter() - t0)
+    return self.times[-1]
+
+  def finish(self) -> dict:
+    """The result row's measurements: median time scaled to the case's masks, memory, check."""
+    if self.skipped:
+      return {"skipped": self.skipped}
+    import numpy as np
+
+    from jaxuq.experiments import bench_cases
+
+    case = self.case
+    result = {
+      "time_s": statistics.median(self.times) * case.masks / self.calls,
+      "times_s": self.times,
+      "first_call_s": self.first,
+      "repeats": len(self.times),
+      "extrapolated_from": self.calls if self.calls != case.masks else None,
+      "peak_rss_mib": _peak_rss_mib(),
+      "rss_before_mib": self.rss_before,
+    }
+    out = self.out
+    if self.compare and self.spec.get("check", True):
+      if self.compare == "moments":
+        ref = bench_cases.reference("sequential", case, limit=MOMENT_CHECK_MASKS)
+        result["check"] = _check_moments(out, np.asarray(ref))
+      else:
+        kind = "sequential_shared" if self.compare == "sequential_shared" else "sequential"
+        limit = min(np.asarray(out).shape[0], CHECK_MASKS)
+        ref = bench_cases.reference(kind, case, limit=limit)
+        scale = max(1.0, float(np.max(np.abs(ref))))
+        diff = bench_cases.max_abs_diff(np.asarray(out)[:limit], ref)
+        result["check"] = {"max_abs_diff": diff, "ok": diff <= TOLERANCE * scale}
+    return result
+
+
+def _repeats(spec: dict, first: float) -> int:
+  return max(1, min(spec["repeats"], int(spec["budget"] // max(first, 1e-6))))
+
+
+def _serve(spec: dict) -> int:
+  """The worker's side of the protocol: one JSON line per request on stdin.
+
+  ``time`` runs the variant once and answers its seconds; ``finish`` answers
+  the result row (memory, check) and ends the worker.
+  """
+  try:
+    timed = _Timed(spec)
+  except Exception as e:  # noqa: BLE001 - reported as the variant's result
+    print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
+    return 1
+  if timed.skipped:
+    print(json.dumps({"skipped": timed.skipped}), flush=True)
+    return 0
+  print(json.dumps({"ready": True, "first_call_s": timed.first}), flush=True)
+  for line in sys.stdin:
+    if line.strip() == "time":
+      print(json.dumps({"t": timed.time_once()}), flush=True)
+    elif line.strip() == "finish":
+      print(json.dumps(timed.finish()), flush=True)
+      return 0
+  return 1
 
 
 def _check_moments(moments, samples) -> dict:
@@ -115,37 +177,125 @@ def _check_moments(moments, samples) -> dict:
   return {"max_z": z, "ok": z < 5.0 + 2.0 * math.log10(mean.size + 1)}
 
 
-def matmul_rate() -> float:
-  """The machine's float32 matmul rate in FLOP/s, (4096x1024) @ (1024x1024)."""
+MATMUL_ROWS = (256, 1024, 4096)
+
+
+def matmul_rate(width: int = 1024) -> float:
+  """The machine's float32 matmul rate in FLOP/s: the best of (M x w) @ (w x w), M in MATMUL_ROWS.
+
+  The best over several shapes is the floor a forward pass can hope for; each
+  shape gets 5 rounds of 10 products and keeps its fastest round.
+  """
   import jax
   import jax.numpy as jnp
 
-  a = jnp.ones((4096, 1024), jnp.float32)
-  b = jnp.ones((1024, 1024), jnp.float32)
+  best_rate = 0.0
   f = jax.jit(lambda a, b: a @ b)
-  jax.block_until_ready(f(a, b))
-  best = math.inf
-  for _ in range(5):
-    t0 = time.perf_counter()
-    for _ in range(10):
-      out = f(a, b)
-    jax.block_until_ready(out)
-    best = min(best, (time.perf_counter() - t0) / 10)
-  return 2 * 4096 * 1024 * 1024 / best
+  for rows in MATMUL_ROWS:
+    a = jnp.ones((rows, width), jnp.float32)
+    b = jnp.ones((width, width), jnp.float32)
+    jax.block_until_ready(f(a, b))
+    best = math.inf
+    for _ in range(5):
+      t0 = time.perf_counter()
+      for _ in range(10):
+        out = f(a, b)
+      jax.block_until_ready(out)
+      best = min(best, (time.perf_counter() - t0) / 10)
+    best_rate = max(best_rate, 2 * rows * width * width / best)
+  return best_rate
 
 
-def _run_spec(spec: dict, isolate: bool) -> dict:
-  if not isolate:
-    return measure(spec)
-  proc = subprocess.run(
-    [sys.executable, "-m", "jaxuq", "bench", "--worker", json.dumps(spec)],
-    capture_output=True,
-    text=True,
-  )
-  lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-  if proc.returncode != 0 or not lines:
-    return {"error": proc.stderr.strip().splitlines()[-1:] or ["no output"]}
-  return json.loads(lines[-1])
+class _Worker:
+  """A variant in a process of its own, timed on request (see ``_serve``)."""
+
+  def __init__(self, spec: dict) -> None:
+    self.log = tempfile.TemporaryFile(mode="w+")
+    self.proc = subprocess.Popen(
+      [sys.executable, "-m", "jaxuq", "bench", "--worker", json.dumps(spec)],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      stderr=self.log,
+      text=True,
+    )
+    self.info = self._read()
+
+  def _read(self) -> dict:
+    assert self.proc.stdout is not None
+    for line in self.proc.stdout:
+      if line.startswith("{"):
+        return json.loads(line)
+    self.proc.wait()
+    self.log.seek(0)
+    tail = self.log.read().strip().splitlines()[-1:] or [f"exit code {self.proc.returncode}"]
+    return {"error": tail[0]}
+
+  def _ask(self, request: str) -> dict:
+    assert self.proc.stdin is not None
+    try:
+      self.proc.stdin.write(request + "\n")
+      self.proc.stdin.flush()
+    except BrokenPipeError:
+      pass
+    return self._read()
+
+  def time_once(self) -> float | None:
+    return self._ask("time").get("t")
+
+  def finish(self) -> dict:
+    if _failed(self.info):
+      result = self.info
+    else:
+      result = self._ask("finish") if self.proc.poll() is None else {"error": "worker died"}
+    self.proc.communicate()  # waits, and closes the pipes
+    self.log.close()
+    return result
+
+
+class _Local:
+  """A variant in this process (``--in-process``: no peak memory of its own)."""
+
+  def __init__(self, spec: dict) -> None:
+    try:
+      self.timed: _Timed | None = _Timed(spec)
+      skipped = self.timed.skipped
+      self.info = {"skipped": skipped} if skipped else {"first_call_s": self.timed.first}
+    except Exception as e:  # noqa: BLE001 - reported as the variant's result
+      self.timed, self.info = None, {"error": f"{type(e).__name__}: {e}"}
+
+  def time_once(self) -> float | None:
+    return None if self.timed is None else self.timed.time_once()
+
+  def finish(self) -> dict:
+    return self.info if self.timed is None or _failed(self.info) else self.timed.finish()
+
+
+def _failed(info: dict) -> bool:
+  """Whether a runner reported an error or a skip instead of being ready."""
+  return "error" in info or bool(info.get("skipped"))
+
+
+def run_case(specs: list[dict], isolate: bool) -> list[dict]:
+  """Times the variants of one case in rounds, one run of each per round.
+
+  Every variant is built and warmed up first (one at a time); then the rounds
+  alternate the variants, so that a change in the machine's load falls on all
+  of them rather than on one. A variant gets as many rounds as its ``repeats``
+  and ``budget`` allow (fewer when a run is long).
+  """
+  runners = []
+  for spec in specs:
+    runner = _Worker(spec) if isolate else _Local(spec)
+    runners.append(runner)
+  todo = [
+    0 if _failed(r.info) else _repeats(s, float(r.info["first_call_s"]))
+    for r, s in zip(runners, specs, strict=True)
+  ]
+  for round_ in range(max(todo, default=0)):
+    for i, runner in enumerate(runners):
+      if round_ < todo[i] and runner.time_once() is None:
+        todo[i] = 0
+  return [r.finish() for r in runners]
 
 
 def _grid(args: argparse.Namespace) -> tuple[list, dict]:
@@ -167,15 +317,13 @@ def _grid(args: argparse.Namespace) -> tuple[list, dict]:
 
 def run(args: argparse.Namespace) -> int:
   if args.worker:
-    print(json.dumps(measure(json.loads(args.worker))))
-    return 0
+    return _serve(json.loads(args.worker))
   import jax
 
   from jaxuq.experiments import bench_cases, bench_peers
 
   cases, grid = _grid(args)
   isolate = not args.in_process
-  rate = matmul_rate()
   devices = jax.devices()
   rows = []
   for case in cases:
@@ -185,22 +333,29 @@ def run(args: argparse.Namespace) -> int:
     if args.variants:
       names = [n for n in names if n in args.variants.split(",")]
     flops = bench_cases.forward_flops(case) * case.masks
-    for name in names:
-      spec = {
+    rate = matmul_rate(case.width)  # measured per case: the load may change during a run
+    specs = [
+      {
         "case": case.__dict__,
         "variant": name,
         "repeats": args.repeats,
         "budget": args.budget,
+        "loop_cap": args.loop_cap,
         "check": True,
       }
-      res = _run_spec(spec, isolate)
+      for name in names
+    ]
+    for name, res in zip(names, run_case(specs, isolate), strict=True):
       row = {"case": case.name, **case.__dict__, "variant": name, **res}
+      row["matmul_flops_per_s"] = rate
       if "time_s" in res:
         row["samples_per_s"] = case.masks / res["time_s"]
         row["flops"] = flops
         row["fraction_of_matmul_floor"] = flops / rate / res["time_s"]
       rows.append(row)
       print(_line(row), flush=True)
+  if args.append and (args.out / "bench.json").exists():
+    rows = _merge(json.loads((args.out / "bench.json").read_text())["rows"], rows)
   _add_speedups(rows)
   summary = {
     "machine": {
@@ -210,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
       "devices": [str(d) for d in devices],
       "jax": jax.__version__,
     },
-    "matmul_flops_per_s": rate,
+    "command": "jaxuq bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else []),
     "grid": grid,
     "rows": rows,
   }
@@ -218,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
   (args.out / "bench.json").write_text(json.dumps(summary, indent=2))
   (args.out / "bench.md").write_text(markdown_table(summary))
   _plot(rows, args.out / "speedup.png")
-  print(f"\nmatmul rate {rate / 1e9:.0f} GFLOP/s; wrote {args.out}/bench.json, bench.md")
+  print(f"\nwrote {args.out}/bench.json, bench.md, speedup.png")
   # A peer that fails (the batch-repeat trick running out of memory, say) is a
   # result to report; a jaxuq variant that fails or mismatches fails the run.
   bad = [
@@ -230,6 +385,12 @@ def run(args: argparse.Namespace) -> int:
   for r in bad:
     print(f"FAILED: {r['case']} {r['variant']}: {r.get('check') or r.get('error')}")
   return 1 if bad else 0
+
+
+def _merge(old: list[dict], new: list[dict]) -> list[dict]:
+  """``old`` rows with those of ``new`` replacing the same (case, variant)."""
+  fresh = {(r["case"], r["variant"]) for r in new}
+  return [r for r in old if (r["case"], r["variant"]) not in fresh] + new
 
 
 def _add_speedups(rows: list[dict]) -> None:
@@ -251,19 +412,23 @@ def _line(row: dict) -> str:
 
 
 def markdown_table(summary: dict) -> str:
-  rate = summary["matmul_flops_per_s"]
+  m = summary["machine"]
   lines = [
-    f"Machine: {summary['machine']['platform']}, {summary['machine']['cpu_count']} cores, "
-    f"devices {summary['machine']['devices']}; jax {summary['machine']['jax']}; "
-    f"measured matmul rate {rate / 1e9:.0f} GFLOP/s.",
+    f"Machine: {m['platform']}, {m['cpu_count']} cores, devices {m['devices']}; jax {m['jax']}.",
+    f"Command: `{summary.get('command', 'jaxuq bench')}`. The floor is each case's FLOPs at the "
+    "machine's best matmul rate, measured just before the case; loops marked 'from N' ran N "
+    "masks, their time scaled to T.",
     "",
-    "| case | variant | time (s) | samples/s | speedup vs sequential | % of matmul floor | peak RSS (MiB) | check |",
-    "|---|---|---:|---:|---:|---:|---:|---|",
+    "| case | variant | time (s) | samples/s | speedup vs sequential | % of matmul floor "
+    "| matmul rate (GFLOP/s) | peak RSS (MiB) | check |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---|",
   ]
   for r in summary["rows"]:
+    rate = r.get("matmul_flops_per_s", summary.get("matmul_flops_per_s", math.nan))
     if "time_s" not in r:
+      why = r.get("skipped") or r.get("error")
       lines.append(
-        f"| {r['case']} | {r['variant']} | - | - | - | - | - | {r.get('skipped') or r.get('error')} |"
+        f"| {r['case']} | {r['variant']} | - | - | - | - | {rate / 1e9:.0f} | - | {why} |"
       )
       continue
     check = r.get("check")
@@ -272,7 +437,8 @@ def markdown_table(summary: dict) -> str:
     lines.append(
       f"| {r['case']} | {r['variant']} | {r['time_s']:.4g}{extra} | {r['samples_per_s']:.4g} | "
       f"{r.get('speedup_vs_sequential', float('nan')):.2f}x | "
-      f"{100 * r['fraction_of_matmul_floor']:.0f} | {r['peak_rss_mib']:.0f} | {mark} |"
+      f"{100 * r['fraction_of_matmul_floor']:.0f} | {rate / 1e9:.0f} | "
+      f"{r['peak_rss_mib']:.0f} | {mark} |"
     )
   return "\n".join(lines) + "\n"
 

@@ -114,13 +114,30 @@ class Variant:
   compare: str = "sequential"  # what its output is checked against, "" for nothing
 
 
-def build_variant(name: str, case: Case) -> Variant:
-  """The zero-argument function that runs variant ``name`` on ``case``."""
+def loop_masks(case: Case, loop_cap: int | None) -> int:
+  """How many masks a loop variant runs: all T, or ``loop_cap`` (its time is scaled to T)."""
+  return case.masks if loop_cap is None else max(1, min(case.masks, loop_cap))
+
+
+def build_variant(name: str, case: Case, loop_cap: int | None = None) -> Variant:
+  """The zero-argument function that runs variant ``name`` on ``case``.
+
+  Loops (``sequential``, ``loop_flax_default``) run ``loop_masks(case,
+  loop_cap)`` masks; a loop's time is linear in its calls, so the bench scales
+  it to T and marks the row as extrapolated.
+  """
   model, variables, x = setup(case)
   predict = jaxuq.from_linen(model, variables)
   t = case.masks
+  n_loop = loop_masks(case, loop_cap)
   if name == "sequential":
-    return Variant(lambda: jaxuq.sequential_sample(predict, SAMPLE_KEY, x, num_samples=t))
+    # Capped, it runs the first keys of split(key, cap), not of split(key, T):
+    # the same loop, so the same time, but not the reference samples.
+    return Variant(
+      lambda: jaxuq.sequential_sample(predict, SAMPLE_KEY, x, num_samples=n_loop),
+      calls=n_loop,
+      compare="sequential" if n_loop == t else "",
+    )
   if name == "eager":
     calls = min(t, 3)
     keys = jax.random.split(SAMPLE_KEY, t)
@@ -138,10 +155,10 @@ def build_variant(name: str, case: Case) -> Variant:
     key = jax.random.key(42)
 
     def loop():
-      keys = jax.random.split(key, t)
-      return jnp.stack([apply(variables, x, keys[i]) for i in range(t)])
+      keys = jax.random.split(key, n_loop)
+      return jnp.stack([apply(variables, x, keys[i]) for i in range(n_loop)])
 
-    return Variant(loop, compare="")
+    return Variant(loop, calls=n_loop, compare="")
   if name == "mc_auto":
     return Variant(lambda: jaxuq.mc_sample(predict, SAMPLE_KEY, x, num_samples=t))
   if name.startswith("mc_chunk"):

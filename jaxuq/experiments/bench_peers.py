@@ -12,16 +12,32 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jaxuq.experiments.bench_cases import Case
+from jaxuq.experiments.bench_cases import Case, loop_masks
 
 PEERS = ("torch_loop", "torch_repeat", "keras_loop")
 
 
-def available(name: str) -> str | None:
+# The batch-repeat trick holds T copies of the batch's activations at once;
+# beyond this many bytes for one layer's activations it is not attempted (it
+# would swap or be killed rather than report a time).
+REPEAT_LIMIT_BYTES = 4 * 2**30
+
+
+def repeat_bytes(case: Case) -> int:
+  """Bytes of the largest activation of T repeated batches (the batch-repeat trick)."""
+  width = 26 * 26 * 32 if case.model == "cnn" else case.width
+  return 4 * case.masks * case.batch * width
+
+
+def available(name: str, case: Case | None = None) -> str | None:
   """None if peer ``name`` can run here, else why not."""
   module = "torch" if name.startswith("torch") else "keras"
   if importlib.util.find_spec(module) is None:
     return f"{module} is not installed (pip install -e '.[peers]')"
+  if name == "torch_repeat" and case is not None:
+    need = repeat_bytes(case)
+    if need > REPEAT_LIMIT_BYTES:
+      return f"not run: one layer of {case.masks} repeated batches needs {need / 2**30:.0f} GiB"
   return None
 
 
@@ -51,7 +67,15 @@ def _torch_model(case: Case):
   return nn.Sequential(*layers), torch.linspace(-2, 3, case.batch)[:, None]
 
 
-def build(name: str, case: Case, threads: int) -> Callable[[], np.ndarray]:
+def build(
+  name: str, case: Case, threads: int, loop_cap: int | None = None
+) -> tuple[Callable[[], np.ndarray], int]:
+  """Peer ``name`` on ``case``: a zero-argument run and how many masks one run computes.
+
+  Loops run ``loop_masks(case, loop_cap)`` masks (the bench scales their time
+  to T); the batch-repeat trick always runs all T at once.
+  """
+  n_loop = loop_masks(case, loop_cap)
   if name.startswith("torch"):
     import torch  # noqa: PLC0415
 
@@ -64,9 +88,9 @@ def build(name: str, case: Case, threads: int) -> Callable[[], np.ndarray]:
 
       def loop() -> np.ndarray:
         with torch.no_grad():
-          return torch.stack([model(x) for _ in range(case.masks)]).numpy()
+          return torch.stack([model(x) for _ in range(n_loop)]).numpy()
 
-      return loop
+      return loop, n_loop
 
     def repeat() -> np.ndarray:
       # The batch-repeat trick: T copies of the batch in one call.
@@ -74,7 +98,7 @@ def build(name: str, case: Case, threads: int) -> Callable[[], np.ndarray]:
         big = x.repeat((case.masks,) + (1,) * (x.ndim - 1))
         return model(big).reshape(case.masks, case.batch, -1).numpy()
 
-    return repeat
+    return repeat, case.masks
 
   import os  # noqa: PLC0415
 
@@ -106,6 +130,6 @@ def build(name: str, case: Case, threads: int) -> Callable[[], np.ndarray]:
     x = np.linspace(-2, 3, case.batch, dtype=np.float32)[:, None]
 
   def keras_loop() -> np.ndarray:
-    return np.stack([np.asarray(model(x, training=True)) for _ in range(case.masks)])
+    return np.stack([np.asarray(model(x, training=True)) for _ in range(n_loop)])
 
-  return keras_loop
+  return keras_loop, n_loop
