@@ -1,9 +1,10 @@
 """Mask generation: how much of MC dropout's time goes into drawing masks.
 
-For the seed MLP's masks (4 hidden layers of 1024 units, ``--batch`` inputs,
-``--samples`` masks) this times, in one run and alternating the arms:
+For the seed MLP (1 -> 4 x 1024 ReLU -> 1, dropout after every hidden layer,
+``--batch`` inputs, ``--samples`` masks) this times, in one run and
+alternating the arms so that a change of load hits all of them:
 
-1. masks alone, four ways:
+1. the masks alone (four layers per sample, all samples vmapped), four ways:
    * ``flax_bernoulli``: ``jax.random.bernoulli`` with the default threefry2x32
      key, one float draw per unit (what ``flax.linen.Dropout`` does);
    * ``uint32_threshold``: one 32-bit word per unit compared with a threshold;
@@ -11,32 +12,41 @@ For the seed MLP's masks (4 hidden layers of 1024 units, ``--batch`` inputs,
      ``j/2^k`` (1 bit at rate 0.5), words from threefry4x32;
    * ``packed_philox``: the same with philox4x32 words (faster on CPU, but JAX
      0.10 cannot compile philox for several devices);
-2. the whole forward pass with jaxuq's masks (``mc_sample``) against the same
-   pass with explicit all-ones masks (no random draws, same arithmetic), so the
-   difference is the masks' share of the sampler's time.
+2. the whole forward pass, samples in chunks of ``--chunk`` as ``mc_sample``
+   runs them, with the masks drawn five ways:
+   * ``none``: a fixed pattern from an iota (same arithmetic, no random draws):
+     the floor for any mask;
+   * ``flax_bernoulli``: as above (the loop people write today, vmapped);
+   * ``packed_fused``: jaxuq's packed words hashed where they are unpacked
+     (the schedule XLA chose before jaxuq stored the words: it recomputes the
+     threefry hash of a word for each of its units);
+   * ``packed``: jaxuq's ``keep_mask`` as shipped (words stored on CPU);
+   * ``packed_philox``: stored philox words.
+   The difference with ``none`` is the masks' share of the sampler's time.
 
 Usage: ``python benchmarks/bench_masks.py [--batch 256] [--samples 100]
-[--rate 0.5] [--out benchmarks/results/masks.json]``
+[--chunk 4] [--rate 0.5] [--out benchmarks/results/masks.json]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 import platform
 import statistics
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-import jaxuq
 from jaxuq._src import dropout
 
+WIDTH = 1024
 
-def _timer(f, *args, repeats: int = 5):
+
+def _timer(f, *args):
   jax.block_until_ready(f(*args))
 
   def once():
@@ -47,9 +57,24 @@ def _timer(f, *args, repeats: int = 5):
   return once
 
 
+def _unpack(words, shape, rate):
+  k, threshold = dropout.keep_threshold(rate)
+  per = 32 // k
+  shifts = jnp.arange(per, dtype=jnp.uint32) * jnp.uint32(k)
+  fields = (words[:, None] >> shifts[None, :]) & jnp.uint32(2**k - 1)
+  return (fields < jnp.uint32(threshold)).reshape(-1)[: math.prod(shape)].reshape(shape)
+
+
+def _word_count(shape, rate):
+  return -(-math.prod(shape) // (32 // dropout.bits_per_unit(rate)))
+
+
 def mask_arms(shape, rate):
   keep = 1.0 - rate
-  k, threshold = dropout.keep_threshold(rate)
+
+  def none(key):
+    offset = jax.random.key_data(key).reshape(-1)[0].astype(jnp.int32)
+    return (jax.lax.broadcasted_iota(jnp.int32, shape, len(shape) - 1) + offset) % 2 == 0
 
   def flax_bernoulli(key):
     return jax.random.bernoulli(key, keep, shape)
@@ -57,56 +82,47 @@ def mask_arms(shape, rate):
   def uint32_threshold(key):
     return jax.random.bits(key, shape, jnp.uint32) < jnp.uint32(round(keep * 2**32))
 
+  def packed_fused(key):
+    words = dropout._words_fused(dropout.mask_key(key), _word_count(shape, rate))
+    return _unpack(words, shape, rate)
+
   def packed(key):
     return dropout.keep_mask(key, shape, rate)
 
   def packed_philox(key):
     pkey = jax.random.wrap_key_data(jax.random.bits(key, (2,), jnp.uint32), impl="philox4x32")
-    size = shape[0] * shape[1]
-    per = 32 // k
-    words = jax.random.bits(pkey, (-(-size // per),), jnp.uint32)
-    shifts = jnp.arange(per, dtype=jnp.uint32) * jnp.uint32(k)
-    fields = (words[:, None] >> shifts[None, :]) & jnp.uint32(2**k - 1)
-    return (fields < jnp.uint32(threshold)).reshape(-1)[:size].reshape(shape)
+    words = dropout._words_stored(pkey, _word_count(shape, rate))
+    return _unpack(words, shape, rate)
 
-  return {f.__name__: f for f in (flax_bernoulli, uint32_threshold, packed, packed_philox)}
+  arms = (none, flax_bernoulli, uint32_threshold, packed_fused, packed, packed_philox)
+  return {f.__name__: f for f in arms}
 
 
-class SeedMLP(nn.Module):
-  rate: float = 0.5
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    for _ in range(4):
-      x = jaxuq.Dropout(self.rate, deterministic=not train)(nn.relu(nn.Dense(1024)(x)))
-    return nn.Dense(1)(x)
-
-
-def _drawn_masks(model, variables, key, x):
-  """The masks jaxuq's layers draw for ``key``, as a 'dropout_masks' collection."""
-  return {
-    f"Dropout_{i}": {"keep": dropout.keep_mask(k, (x.shape[0], 1024), model.rate)}
-    for i, k in enumerate(_layer_keys(model, variables, key, x))
-  }
+def seed_weights(key):
+  sizes = [1] + [WIDTH] * 4 + [1]
+  keys = jax.random.split(key, len(sizes) - 1)
+  return [
+    (jax.random.normal(k, (m, n)) / math.sqrt(m), jnp.zeros(n))
+    for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)
+  ]
 
 
-def _layer_keys(model, variables, key, x):
-  keys = []
-
-  def record(next_fun, args, kwargs, context):
-    if isinstance(context.module, jaxuq.Dropout) and context.method_name == "__call__":
-      keys.append(context.module.make_rng("dropout"))
-    return next_fun(*args, **kwargs)
-
-  with nn.intercept_methods(record):
-    model.apply(variables, x, train=True, rngs={"dropout": key})
-  return keys
+def forward(arm, weights, x, key, rate):
+  """The seed MLP with inverted dropout after every hidden layer, masks from ``arm``."""
+  h = x
+  for w, b in weights[:-1]:
+    h = jax.nn.relu(h @ w + b)
+    key, sub = jax.random.split(key)
+    h = jnp.where(arm(sub), h / (1.0 - rate), 0.0)
+  w, b = weights[-1]
+  return h @ w + b
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--samples", type=int, default=100)
+  parser.add_argument("--chunk", type=int, default=4, help="samples vmapped at once (forward)")
   parser.add_argument("--rate", type=float, default=0.5)
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument(
@@ -115,47 +131,59 @@ def main() -> None:
   args = parser.parse_args()
 
   keys = jax.random.split(jax.random.key(0), args.samples)
-  shape = (args.batch, 1024)
+  shape = (args.batch, WIDTH)
+  arms = mask_arms(shape, args.rate)
   timers = {}
-  for name, arm in mask_arms(shape, args.rate).items():
-    # Four layers' masks per sample, all samples vmapped: as in one mc_sample call.
+  for name in ("flax_bernoulli", "uint32_threshold", "packed", "packed_philox"):
+    arm = arms[name]
+    # Four layers' masks per sample, all samples vmapped.
     f = jax.jit(jax.vmap(lambda k, arm=arm: [arm(kk) for kk in jax.random.split(k, 4)]))
-    timers[name] = _timer(f, keys)
+    timers[f"masks/{name}"] = _timer(f, keys)
 
-  model = SeedMLP(args.rate)
+  weights = seed_weights(jax.random.key(1))
   x = jnp.linspace(-2.0, 3.0, args.batch)[:, None]
-  variables = model.init(jax.random.key(1), x)
-  predict = jaxuq.from_linen(model, variables)
-  # The same forward pass, one vmap over the samples either way: with masks
-  # drawn from the keys, or with the very same masks precomputed and read from
-  # memory (no random draws). The difference is the draws' cost.
-  masks = jax.vmap(lambda k: _drawn_masks(model, variables, k, x))(keys)
-  fwd_draw = jax.jit(jax.vmap(lambda k: predict(k, x)))
-  fwd_read = jax.jit(
-    jax.vmap(lambda m: model.apply({**variables, jaxuq.MASK_COLLECTION: m}, x, train=True))
-  )
-  timers["forward_with_draws"] = _timer(fwd_draw, keys)
-  timers["forward_masks_given"] = _timer(fwd_read, masks)
+  forwards = {}
+  for name in ("none", "flax_bernoulli", "packed_fused", "packed", "packed_philox"):
+    arm = arms[name]
+    f = jax.jit(
+      lambda w, xx, ks, arm=arm: jax.lax.map(
+        lambda k: forward(arm, w, xx, k, args.rate), ks, batch_size=args.chunk
+      )
+    )
+    forwards[name] = f
+    timers[f"forward/{name}"] = _timer(f, weights, x, keys)
+
   times: dict[str, list[float]] = {name: [] for name in timers}
   for _ in range(args.rounds):  # alternate the arms so drift hits all alike
     for name, once in timers.items():
       times[name].append(once())
   med = {name: statistics.median(ts) for name, ts in times.items()}
-  units = 4 * args.batch * 1024 * args.samples
+  units = 4 * args.batch * WIDTH * args.samples
+  floor = med["forward/none"]
   result = {
     "machine": {"platform": platform.platform(), "devices": [str(d) for d in jax.devices()]},
     "settings": vars(args) | {"out": str(args.out)},
     "median_s": med,
-    "mask_units_per_s": {n: units / med[n] for n in mask_arms(shape, args.rate)},
-    "mask_share_of_forward": 1 - med["forward_masks_given"] / med["forward_with_draws"],
+    "mask_units_per_s": {
+      n.removeprefix("masks/"): units / t for n, t in med.items() if n.startswith("masks/")
+    },
+    "mask_share_of_forward": {
+      n.removeprefix("forward/"): 1 - floor / t
+      for n, t in med.items()
+      if n.startswith("forward/") and n != "forward/none"
+    },
   }
+  same = jnp.array_equal(
+    forwards["packed"](weights, x, keys), forwards["packed_fused"](weights, x, keys)
+  )
+  result["fused_and_stored_words_give_the_same_samples"] = bool(same)
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(result, indent=2))
   for name, t in med.items():
-    print(f"{name:20s} {t:8.4f} s")
-  print(f"mask share of the forward pass: {result['mask_share_of_forward']:.1%}")
-  same = jnp.allclose(fwd_draw(keys), fwd_read(masks), rtol=1e-5, atol=1e-5)
-  print(f"drawn and given masks give the same samples: {bool(same)}")
+    print(f"{name:26s} {t:8.4f} s")
+  for name, share in result["mask_share_of_forward"].items():
+    print(f"mask share of the forward pass, {name}: {share:.1%}")
+  print(f"fused and stored words give the same samples: {same}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ def test_variants_run_in_processes_of_their_own(tmp_path):
   assert cli.main(args2 + ["--out", str(tmp_path), "--append"]) == 0
   rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
   assert sorted(r["case"] for r in rows) == ["mlp b8 T2", "mlp b8 T4", "mlp b8 T4"]
+  (tmp_path / "bench.md").unlink()
+  assert cli.main(["bench", "--render", "--out", str(tmp_path)]) == 0
+  table = (tmp_path / "bench.md").read_text()
+  assert "| mlp b8 T4 | " in table and "`mc_sample`" in table
 
 
 def test_loops_can_be_capped_and_scaled():

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     help="loops (sequential, Flax, PyTorch, Keras) run at most this many masks; time scaled to T",
   )
   parser.add_argument(
+    "--render", action="store_true", help="only rewrite --out's bench.md and plot from bench.json"
+  )
+  parser.add_argument(
     "--append",
     action="store_true",
     help="merge the rows into --out's bench.json (same case and variant replaced)",
@@ -318,6 +321,10 @@ def _grid(args: argparse.Namespace) -> tuple[list, dict]:
 def run(args: argparse.Namespace) -> int:
   if args.worker:
     return _serve(json.loads(args.worker))
+  if args.render:
+    summary = json.loads((args.out / "bench.json").read_text())
+    _write(summary, args.out)
+    return 0
   import jax
 
   from jaxuq.experiments import bench_cases, bench_peers
@@ -371,8 +378,7 @@ def run(args: argparse.Namespace) -> int:
   }
   args.out.mkdir(parents=True, exist_ok=True)
   (args.out / "bench.json").write_text(json.dumps(summary, indent=2))
-  (args.out / "bench.md").write_text(markdown_table(summary))
-  _plot(rows, args.out / "speedup.png")
+  _write(summary, args.out)
   print(f"\nwrote {args.out}/bench.json, bench.md, speedup.png")
   # A peer that fails (the batch-repeat trick running out of memory, say) is a
   # result to report; a jaxuq variant that fails or mismatches fails the run.
@@ -385,6 +391,11 @@ def run(args: argparse.Namespace) -> int:
   for r in bad:
     print(f"FAILED: {r['case']} {r['variant']}: {r.get('check') or r.get('error')}")
   return 1 if bad else 0
+
+
+def _write(summary: dict, out: pathlib.Path) -> None:
+  (out / "bench.md").write_text(markdown_table(summary))
+  _plot(summary["rows"], out / "speedup.png")
 
 
 def _merge(old: list[dict], new: list[dict]) -> list[dict]:
@@ -411,6 +422,44 @@ def _line(row: dict) -> str:
   )
 
 
+PIVOT_COLUMNS = (
+  ("sequential", "`sequential_sample`"),
+  ("loop_flax_default", "Flax `Dropout` loop, default keys"),
+  ("eager", "eager loop"),
+  ("mc_auto", "`mc_sample`"),
+  ("mc_shared", "`mc_sample`, shared mask"),
+  ("closed_form", "closed form"),
+  ("torch_loop", "PyTorch loop"),
+  ("torch_repeat", "PyTorch batch-repeat"),
+  ("keras_loop", "Keras 3 loop"),
+)
+
+
+def pivot_table(rows: list[dict]) -> str:
+  """One line per case: each variant's time and, in brackets, its speedup over the loop."""
+  cases: dict[str, dict[str, dict]] = {}
+  for r in rows:
+    cases.setdefault(r["case"], {})[r["variant"]] = r
+  present = [(v, title) for v, title in PIVOT_COLUMNS if any(v in c for c in cases.values())]
+  lines = [
+    "| case | " + " | ".join(title for _, title in present) + " |",
+    "|---|" + "---:|" * len(present),
+  ]
+  for name, variants in cases.items():
+    cells = []
+    for v, _ in present:
+      got = variants.get(v)
+      if got is None:
+        cells.append("")
+      elif "time_s" not in got:
+        cells.append("not run" if got.get("skipped") else "failed")
+      else:
+        speedup = got.get("speedup_vs_sequential", math.nan)
+        cells.append(f"{got['time_s']:.3g} s ({speedup:.3g}x)")
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def markdown_table(summary: dict) -> str:
   m = summary["machine"]
   lines = [
@@ -418,6 +467,8 @@ def markdown_table(summary: dict) -> str:
     f"Command: `{summary.get('command', 'jaxuq bench')}`. The floor is each case's FLOPs at the "
     "machine's best matmul rate, measured just before the case; loops marked 'from N' ran N "
     "masks, their time scaled to T.",
+    "",
+    pivot_table(summary["rows"]),
     "",
     "| case | variant | time (s) | samples/s | speedup vs sequential | % of matmul floor "
     "| matmul rate (GFLOP/s) | peak RSS (MiB) | check |",
