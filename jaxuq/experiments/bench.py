@@ -438,7 +438,8 @@ PIVOT_COLUMNS = (
 def pivot_table(rows: list[dict]) -> str:
   """One line per case: each variant's time and, in brackets, its speedup over the loop."""
   cases: dict[str, dict[str, dict]] = {}
-  for r in rows:
+  order = {m: i for i, m in enumerate(("mlp", "mlp-last", "cnn"))}
+  for r in sorted(rows, key=lambda r: (order.get(r["model"], 9), r["batch"], r["masks"])):
     cases.setdefault(r["case"], {})[r["variant"]] = r
   present = [(v, title) for v, title in PIVOT_COLUMNS if any(v in c for c in cases.values())]
   lines = [
