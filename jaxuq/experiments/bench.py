@@ -495,7 +495,21 @@ def markdown_table(summary: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+PLOT_VARIANTS = (
+  ("mc_auto", "mc_sample"),
+  ("mc_shared", "mc_sample, shared mask"),
+  ("closed_form", "closed form"),
+  ("loop_flax_default", "Flax Dropout loop"),
+  ("torch_loop", "PyTorch loop"),
+  ("keras_loop", "Keras 3 loop"),
+)
+
+
 def _plot(rows: list[dict], path: pathlib.Path) -> None:
+  """Speedup over sequential_sample against T: a panel per model, a colour per variant.
+
+  Solid lines are the smaller batch, dashed the larger.
+  """
   try:
     import matplotlib
 
@@ -503,25 +517,45 @@ def _plot(rows: list[dict], path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
   except ImportError:
     return
-  series: dict[tuple, list] = {}
-  for r in rows:
-    if "speedup_vs_sequential" in r:
-      series.setdefault((r["model"], r["batch"], r["variant"]), []).append(
-        (r["masks"], r["speedup_vs_sequential"])
-      )
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for (model, batch, variant), pts in sorted(series.items()):
-    if variant == "sequential" or len(pts) < 2:
-      continue
-    pts.sort()
-    ax.plot(*zip(*pts, strict=True), marker="o", label=f"{model} b{batch} {variant}")
-  ax.set_xscale("log")
-  ax.set_yscale("log")
-  ax.axhline(1.0, color="k", lw=0.8)
-  ax.set_xlabel("masks T")
-  ax.set_ylabel("speedup over sequential_sample")
-  if any(not str(line.get_label()).startswith("_") for line in ax.get_lines()):
-    ax.legend(fontsize=6, ncol=2)
-  fig.tight_layout()
+  models = [m for m in ("mlp", "mlp-last", "cnn") if any(r["model"] == m for r in rows)]
+  batches = sorted({r["batch"] for r in rows})
+  if not models:
+    return
+  fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4), squeeze=False)
+  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for ax, model in zip(axes[0], models, strict=True):
+    for (variant, label), colour in zip(PLOT_VARIANTS, colours, strict=False):
+      for j, batch in enumerate(batches):
+        pts = sorted(
+          (r["masks"], r["speedup_vs_sequential"])
+          for r in rows
+          if (r["model"], r["batch"], r["variant"]) == (model, batch, variant)
+          and "speedup_vs_sequential" in r
+        )
+        if pts:
+          ax.plot(
+            *zip(*pts, strict=True),
+            marker="o",
+            color=colour,
+            linestyle="-" if j == 0 else "--",
+            label=label if j == 0 else None,
+          )
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_title(model)
+    ax.set_xlabel("masks T")
+  axes[0][0].set_ylabel("speedup over sequential_sample")
+  style = ", ".join(f"{b}: {'solid' if j == 0 else 'dashed'}" for j, b in enumerate(batches[:2]))
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  for ax in axes[0][1:]:
+    for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+      if lab not in labels:
+        handles.append(h)
+        labels.append(lab)
+  if handles:
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+  fig.suptitle(f"batch {style}", fontsize=9)
+  fig.tight_layout(rect=(0, 0.07, 1, 1))
   fig.savefig(path, dpi=100)
   plt.close(fig)
