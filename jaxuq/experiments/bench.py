@@ -471,16 +471,16 @@ def markdown_table(summary: dict) -> str:
     "",
     pivot_table(summary["rows"]),
     "",
-    "| case | variant | time (s) | samples/s | speedup vs sequential | % of matmul floor "
+    "| case | variant | time (s) | samples/s | speedup vs sequential | GFLOP | % of matmul floor "
     "| matmul rate (GFLOP/s) | peak RSS (MiB) | check |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
   ]
   for r in summary["rows"]:
     rate = r.get("matmul_flops_per_s", summary.get("matmul_flops_per_s", math.nan))
     if "time_s" not in r:
       why = r.get("skipped") or r.get("error")
       lines.append(
-        f"| {r['case']} | {r['variant']} | - | - | - | - | {rate / 1e9:.0f} | - | {why} |"
+        f"| {r['case']} | {r['variant']} | - | - | - | - | - | {rate / 1e9:.0f} | - | {why} |"
       )
       continue
     check = r.get("check")
@@ -488,7 +488,7 @@ def markdown_table(summary: dict) -> str:
     extra = f" (from {r['extrapolated_from']})" if r.get("extrapolated_from") else ""
     lines.append(
       f"| {r['case']} | {r['variant']} | {r['time_s']:.4g}{extra} | {r['samples_per_s']:.4g} | "
-      f"{r.get('speedup_vs_sequential', float('nan')):.2f}x | "
+      f"{r.get('speedup_vs_sequential', float('nan')):.2f}x | {r['flops'] / 1e9:.4g} | "
       f"{100 * r['fraction_of_matmul_floor']:.0f} | {rate / 1e9:.0f} | "
       f"{r['peak_rss_mib']:.0f} | {mark} |"
     )
