@@ -38,7 +38,7 @@ def available(name: str, case: Case | None = None) -> str | None:
     need = repeat_bytes(case)
     if need > REPEAT_LIMIT_BYTES:
       return (
-        f"not run: one layer of {case.masks} repeated batches needs {need / 2**30:.1f} GiB "
+        f"not run: one layer of {case.masks} repeated batches needs {need / 2**30:.2f} GiB "
         f"(limit {REPEAT_LIMIT_BYTES / 2**30:.0f} GiB)"
       )
   return None
