@@ -33,7 +33,9 @@ MOMENT_CHECK_MASKS = 200  # loop samples the closed form's mean is tested agains
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--quick", action="store_true", help="a small grid (CI); under 2 minutes")
+  parser.add_argument(
+    "--quick", action="store_true", help="a small grid in this process (CI); under 2 minutes"
+  )
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/bench"))
   parser.add_argument("--models", help="comma list of mlp, mlp-last, cnn")
   parser.add_argument("--batches", help="comma list of batch sizes (default 256,5000)")
@@ -330,7 +332,8 @@ def run(args: argparse.Namespace) -> int:
   from jaxuq.experiments import bench_cases, bench_peers
 
   cases, grid = _grid(args)
-  isolate = not args.in_process
+  # --quick checks samples, not memory: its variants share this process (no worker start-ups).
+  isolate = not (args.in_process or args.quick)
   devices = jax.devices()
   rows = []
   for case in cases:
