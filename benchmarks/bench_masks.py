@@ -57,20 +57,8 @@ def _timer(f, *args):
   return once
 
 
-def _unpack(words, shape, rate):
-  k, threshold = dropout.keep_threshold(rate)
-  per = 32 // k
-  shifts = jnp.arange(per, dtype=jnp.uint32) * jnp.uint32(k)
-  fields = (words[:, None] >> shifts[None, :]) & jnp.uint32(2**k - 1)
-  return (fields < jnp.uint32(threshold)).reshape(-1)[: math.prod(shape)].reshape(shape)
-
-
-def _word_count(shape, rate):
-  return -(-math.prod(shape) // (32 // dropout.bits_per_unit(rate)))
-
-
 def _fused_words(key, shape, rate):
-  return dropout._words_fused(dropout.mask_key(key), _word_count(shape, rate))
+  return dropout._words_fused(dropout.mask_key(key), dropout.word_count(shape, rate))
 
 
 def mask_arms(shape, rate):
@@ -88,16 +76,16 @@ def mask_arms(shape, rate):
 
   def packed_one_draw(key):
     # jaxuq's masks before the words were stored: one draw of all the words.
-    words = jax.random.bits(dropout.mask_key(key), (_word_count(shape, rate),), jnp.uint32)
-    return _unpack(words, shape, rate)
+    words = jax.random.bits(dropout.mask_key(key), (dropout.word_count(shape, rate),), jnp.uint32)
+    return dropout.unpack_keep(words, shape, rate)
 
   def packed(key):
     return dropout.keep_mask(key, shape, rate)
 
   def packed_philox(key):
     pkey = jax.random.wrap_key_data(jax.random.bits(key, (2,), jnp.uint32), impl="philox4x32")
-    words = dropout._words_stored(pkey, _word_count(shape, rate))
-    return _unpack(words, shape, rate)
+    words = dropout._words_stored(pkey, dropout.word_count(shape, rate))
+    return dropout.unpack_keep(words, shape, rate)
 
   arms = (none, flax_bernoulli, uint32_threshold, packed_one_draw, packed, packed_philox)
   return {f.__name__: f for f in arms}
@@ -178,11 +166,12 @@ def main() -> None:
       if n.startswith("forward/") and n != "forward/none"
     },
   }
+
   # The samples with stored words equal those of the fused (accelerator) schedule.
-  fused = {**arms, "packed": lambda k: _unpack(_fused_words(k, shape, args.rate), shape, args.rate)}
-  f = jax.jit(
-    lambda w, xx, ks: jax.vmap(lambda k: forward(fused["packed"], w, xx, k, args.rate))(ks)
-  )
+  def packed_fused(k):
+    return dropout.unpack_keep(_fused_words(k, shape, args.rate), shape, args.rate)
+
+  f = jax.jit(lambda w, xx, ks: jax.vmap(lambda k: forward(packed_fused, w, xx, k, args.rate))(ks))
   same = jnp.array_equal(forwards["packed"](weights, x, keys), f(weights, x, keys))
   result["stored_and_fused_words_give_the_same_samples"] = bool(same)
   args.out.parent.mkdir(parents=True, exist_ok=True)

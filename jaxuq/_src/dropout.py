@@ -80,14 +80,25 @@ def keep_mask(key: jax.Array, shape: Sequence[int], rate: float) -> jax.Array:
     A ``bool`` array of ``shape``.
   """
   shape = tuple(int(d) for d in shape)
+  return unpack_keep(_draw_words(mask_key(key), word_count(shape, rate)), shape, rate)
+
+
+def word_count(shape: Sequence[int], rate: float) -> int:
+  """How many 32-bit random words a mask of ``shape`` at ``rate`` takes."""
+  return -(-math.prod(shape) // (32 // bits_per_unit(rate)))
+
+
+def unpack_keep(words: jax.Array, shape: Sequence[int], rate: float) -> jax.Array:
+  """The keep mask in ``words``: unit ``i`` is k-bit field ``i % n`` of word ``i // n``.
+
+  ``k = bits_per_unit(rate)`` and ``n = 32 // k``; a field below
+  ``round((1 - rate) * 2**k)`` keeps its unit.
+  """
   k, threshold = keep_threshold(rate)
-  per_word = 32 // k
-  size = math.prod(shape)
-  words = _draw_words(mask_key(key), -(-size // per_word))
-  shifts = jnp.arange(per_word, dtype=jnp.uint32) * jnp.uint32(k)
+  shifts = jnp.arange(32 // k, dtype=jnp.uint32) * jnp.uint32(k)
   fields = (words[:, None] >> shifts[None, :]) & jnp.uint32(2**k - 1)
   keep = fields < jnp.uint32(threshold)
-  return keep.reshape(-1)[:size].reshape(shape)
+  return keep.reshape(-1)[: math.prod(shape)].reshape(shape)
 
 
 def _draw_words(key: jax.Array, count: int) -> jax.Array:
@@ -102,12 +113,11 @@ def _draw_words(key: jax.Array, count: int) -> jax.Array:
   stored, 100 masks at batch 256). Accelerators keep the fused form, where a
   loop would cost a host round trip per layer.
   """
-  words = jax.lax.platform_dependent(
+  return jax.lax.platform_dependent(
     key,
     cpu=functools.partial(_words_stored, count=count),
     default=functools.partial(_words_fused, count=count),
   )
-  return words
 
 
 def _half_words(key: jax.Array, i: jax.Array, count: int) -> jax.Array:

@@ -112,8 +112,6 @@ class _Timed:
 
   def finish(self) -> dict:
     """The result row's measurements: median time scaled to the case's masks, memory, check."""
-    if self.skipped:
-      return {"skipped": self.skipped}
     import numpy as np
 
     from jaxuq.experiments import bench_cases
@@ -147,21 +145,32 @@ def _repeats(spec: dict, first: float) -> int:
   return max(1, min(spec["repeats"], int(spec["budget"] // max(first, 1e-6))))
 
 
-def _serve(spec: dict) -> int:
-  """The worker's side of the protocol: one JSON line per request on stdin.
+def _start(spec: dict) -> tuple[_Timed | None, dict]:
+  """Builds and warms up a variant: the runner and its first report.
 
-  ``time`` runs the variant once and answers its seconds; ``finish`` answers
-  the result row (memory, check) and ends the worker.
+  The report is ``{'first_call_s': ...}`` when ready, else ``{'skipped': why}``
+  or ``{'error': what}`` (and no runner to time).
   """
   try:
     timed = _Timed(spec)
   except Exception as e:  # noqa: BLE001 - reported as the variant's result
-    print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
-    return 1
+    return None, {"error": f"{type(e).__name__}: {e}"}
   if timed.skipped:
-    print(json.dumps({"skipped": timed.skipped}), flush=True)
-    return 0
-  print(json.dumps({"ready": True, "first_call_s": timed.first}), flush=True)
+    return None, {"skipped": timed.skipped}
+  return timed, {"first_call_s": timed.first}
+
+
+def _serve(spec: dict) -> int:
+  """The worker's side of the protocol: one JSON line per request on stdin.
+
+  The first line is ``_start``'s report; then ``time`` runs the variant once
+  and answers its seconds, ``finish`` answers the result row (memory, check)
+  and ends the worker.
+  """
+  timed, info = _start(spec)
+  print(json.dumps(info), flush=True)
+  if timed is None:
+    return 0 if "skipped" in info else 1
   for line in sys.stdin:
     if line.strip() == "time":
       print(json.dumps({"t": timed.time_once()}), flush=True)
@@ -245,13 +254,13 @@ class _Worker:
     return self._read()
 
   def time_once(self) -> float | None:
-    return self._ask("time").get("t")
+    reply = self._ask("time")
+    if "t" not in reply:  # the worker failed: its error is the result
+      self.info = reply
+    return reply.get("t")
 
   def finish(self) -> dict:
-    if _failed(self.info):
-      result = self.info
-    else:
-      result = self._ask("finish") if self.proc.poll() is None else {"error": "worker died"}
+    result = self.info if _failed(self.info) else self._ask("finish")
     self.proc.communicate()  # waits, and closes the pipes
     self.log.close()
     return result
@@ -261,18 +270,13 @@ class _Local:
   """A variant in this process (``--in-process``: no peak memory of its own)."""
 
   def __init__(self, spec: dict) -> None:
-    try:
-      self.timed: _Timed | None = _Timed(spec)
-      skipped = self.timed.skipped
-      self.info = {"skipped": skipped} if skipped else {"first_call_s": self.timed.first}
-    except Exception as e:  # noqa: BLE001 - reported as the variant's result
-      self.timed, self.info = None, {"error": f"{type(e).__name__}: {e}"}
+    self.timed, self.info = _start(spec)
 
   def time_once(self) -> float | None:
     return None if self.timed is None else self.timed.time_once()
 
   def finish(self) -> dict:
-    return self.info if self.timed is None or _failed(self.info) else self.timed.finish()
+    return self.info if self.timed is None else self.timed.finish()
 
 
 def _failed(info: dict) -> bool:
@@ -288,10 +292,7 @@ def run_case(specs: list[dict], isolate: bool) -> list[dict]:
   of them rather than on one. A variant gets as many rounds as its ``repeats``
   and ``budget`` allow (fewer when a run is long).
   """
-  runners = []
-  for spec in specs:
-    runner = _Worker(spec) if isolate else _Local(spec)
-    runners.append(runner)
+  runners = [_Worker(spec) if isolate else _Local(spec) for spec in specs]
   todo = [
     0 if _failed(r.info) else _repeats(s, float(r.info["first_call_s"]))
     for r, s in zip(runners, specs, strict=True)
@@ -441,7 +442,9 @@ PIVOT_COLUMNS = (
 def pivot_table(rows: list[dict]) -> str:
   """One line per case: each variant's time and, in brackets, its speedup over the loop."""
   cases: dict[str, dict[str, dict]] = {}
-  order = {m: i for i, m in enumerate(("mlp", "mlp-last", "cnn"))}
+  from jaxuq.experiments.bench_cases import MODELS
+
+  order = {m: i for i, m in enumerate(MODELS)}
   for r in sorted(rows, key=lambda r: (order.get(r["model"], 9), r["batch"], r["masks"])):
     cases.setdefault(r["case"], {})[r["variant"]] = r
   present = [(v, title) for v, title in PIVOT_COLUMNS if any(v in c for c in cases.values())]
@@ -520,7 +523,9 @@ def _plot(rows: list[dict], path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
   except ImportError:
     return
-  models = [m for m in ("mlp", "mlp-last", "cnn") if any(r["model"] == m for r in rows)]
+  from jaxuq.experiments.bench_cases import MODELS
+
+  models = [m for m in MODELS if any(r["model"] == m for r in rows)]
   batches = sorted({r["batch"] for r in rows})
   if not models:
     return
