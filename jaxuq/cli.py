@@ -3,6 +3,9 @@
 Each subcommand lives in a module of ``jaxuq.experiments`` that defines
 ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; the
 module is imported only when its subcommand runs, so ``jaxuq --help`` is fast.
+Every subcommand keeps its compiled programs in JAX's persistent compilation
+cache (``--no-compile-cache`` turns it off), except a module that sets
+``COMPILE_CACHE = False`` (the benchmark, whose first calls must compile).
 """
 
 from __future__ import annotations
@@ -68,7 +71,21 @@ def main(argv: Sequence[str] | None = None) -> int:
   module = importlib.import_module(SUBCOMMANDS[name][0])
   sub = argparse.ArgumentParser(prog=f"jaxuq {name}", description=SUBCOMMANDS[name][1])
   module.add_arguments(sub)
-  return int(module.run(sub.parse_args(argv[1:])) or 0)
+  uses_cache = getattr(module, "COMPILE_CACHE", True)
+  if uses_cache:
+    sub.add_argument(
+      "--no-compile-cache",
+      action="store_true",
+      help="do not keep compiled programs in JAX's persistent cache "
+      "(default folder ~/.cache/jaxuq/jax, or $JAXUQ_CACHE_DIR; also $JAXUQ_NO_COMPILE_CACHE=1)",
+    )
+  args = sub.parse_args(argv[1:])
+  if uses_cache and not args.no_compile_cache:
+    from jaxuq._src import compile_cache
+
+    if not compile_cache.cache_disabled_by_env():
+      compile_cache.enable_compilation_cache()
+  return int(module.run(args) or 0)
 
 
 if __name__ == "__main__":
