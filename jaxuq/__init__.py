@@ -14,6 +14,8 @@ from jaxuq._src.adapters import LinenPredictive as LinenPredictive
 from jaxuq._src.adapters import NnxPredictive as NnxPredictive
 from jaxuq._src.adapters import from_linen as from_linen
 from jaxuq._src.adapters import from_nnx as from_nnx
+from jaxuq._src.cast import CastPredictive as CastPredictive
+from jaxuq._src.cast import with_dtype as with_dtype
 from jaxuq._src.dropout import MASK_COLLECTION as MASK_COLLECTION
 from jaxuq._src.dropout import Dropout as Dropout
 from jaxuq._src.dropout import keep_mask as keep_mask
@@ -29,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
   "MASK_COLLECTION",
+  "CastPredictive",
   "Dropout",
   "LinenPredictive",
   "NnxPredictive",
@@ -47,4 +50,5 @@ __all__ = [
   "sequential_sample",
   "summarize",
   "train",
+  "with_dtype",
 ]
