@@ -55,7 +55,9 @@ def test_words_are_the_keys_own_bits(count):
   for key in (jax.random.key(5), jax.random.key(5, impl="threefry2x32")):
     expected = np.asarray(jax.random.bits(key, (count,), jnp.uint32))
     np.testing.assert_array_equal(dropout.draw_words(key, count), expected)
-    np.testing.assert_array_equal(jax.jit(dropout.draw_words, static_argnums=1)(key, count), expected)
+    np.testing.assert_array_equal(
+      jax.jit(dropout.draw_words, static_argnums=1)(key, count), expected
+    )
 
 
 def test_mask_hlo_stays_small():

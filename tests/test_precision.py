@@ -63,7 +63,9 @@ def test_the_bound_is_not_vacuous():
   exact = np.asarray(jaxuq.sequential_sample(f, key, a, num_samples=4), np.float64)
   coarse = np.asarray(
     jaxuq.sequential_sample(
-      lambda k, x: _predictive(w.astype(jnp.bfloat16))(k, x.astype(jnp.bfloat16)), key, a,
+      lambda k, x: _predictive(w.astype(jnp.bfloat16))(k, x.astype(jnp.bfloat16)),
+      key,
+      a,
       num_samples=4,
     ),
     np.float64,

@@ -18,7 +18,6 @@ import numpy as np
 from flax import struct
 
 
-
 def _cast_floating(tree: Any, dtype: Any) -> Any:
   def cast(x):
     if isinstance(x, (jax.Array, np.ndarray, np.generic)) and jnp.issubdtype(
