@@ -19,6 +19,10 @@ from jaxuq._src.cast import with_dtype as with_dtype
 from jaxuq._src.dropout import MASK_COLLECTION as MASK_COLLECTION
 from jaxuq._src.dropout import Dropout as Dropout
 from jaxuq._src.dropout import keep_mask as keep_mask
+from jaxuq._src.reduce import Reducer as Reducer
+from jaxuq._src.reduce import mc_reduce as mc_reduce
+from jaxuq._src.reducers import classification_reducer as classification_reducer
+from jaxuq._src.reducers import moments_reducer as moments_reducer
 from jaxuq._src.sampling import auto_chunk_size as auto_chunk_size
 from jaxuq._src.sampling import mc_sample as mc_sample
 from jaxuq._src.sampling import sequential_sample as sequential_sample
@@ -35,15 +39,19 @@ __all__ = [
   "Dropout",
   "LinenPredictive",
   "NnxPredictive",
+  "Reducer",
   "Summary",
   "auto_chunk_size",
+  "classification_reducer",
   "exact",
   "from_linen",
   "from_nnx",
   "keep_mask",
+  "mc_reduce",
   "mc_sample",
   "metrics",
   "models",
+  "moments_reducer",
   "predictive_mean",
   "predictive_std",
   "reject",

@@ -1,0 +1,199 @@
+"""Streamed Monte Carlo: the sample axis reduced chunk by chunk, never stored.
+
+``mc_reduce`` draws the samples of :func:`jaxuq.mc_sample` (sample ``i`` is
+``fn(jax.random.split(key, num_samples)[i], *args)``) and folds them into a
+reducer's state one chunk at a time inside one jitted computation, so no more
+than one chunk of samples is alive. With several devices each device reduces
+its own share of the keys and the states are merged at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxuq._src.keys import check_key, check_positive_int
+from jaxuq._src.sampling import _combine, _Static, partition
+
+PyTree = Any
+_AXIS = "samples"
+
+
+class Reducer(NamedTuple):
+  """A streamed reduction of the sample axis: four pure functions.
+
+  ``init(example)`` builds the empty state from one sample's output structure
+  (a pytree of ``jax.ShapeDtypeStruct``); ``update(state, chunk)`` folds in a
+  chunk of samples (``fn``'s output with a leading axis of any size);
+  ``merge(a, b)`` combines two states of disjoint sample sets (associative);
+  ``finalize(state)`` returns the result. ``update`` and ``merge`` must keep
+  the state's shapes and dtypes. Build a reducer once and reuse it: a new one
+  (new functions) compiles ``mc_reduce`` again.
+  """
+
+  init: Callable[[PyTree], PyTree]
+  update: Callable[[PyTree, PyTree], PyTree]
+  merge: Callable[[PyTree, PyTree], PyTree]
+  finalize: Callable[[PyTree], PyTree]
+
+
+def _check_reducer(reducer: object) -> Reducer:
+  if not isinstance(reducer, Reducer):
+    raise TypeError(
+      "reducer must be a jaxuq.Reducer(init, update, merge, finalize), such as "
+      f"jaxuq.moments_reducer(); got {type(reducer).__name__}"
+    )
+  return reducer
+
+
+def _one_sample_struct(fn: Callable[..., Any], key: jax.Array, args: tuple) -> PyTree:
+  return jax.eval_shape(fn, key, *args)
+
+
+def _check_state(before: PyTree, after: PyTree, step: str) -> None:
+  """Raises unless ``after`` has the tree, shapes and dtypes of ``before``."""
+  sig = lambda t: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), t)  # noqa: E731
+  if jax.tree.structure(before) != jax.tree.structure(after) or sig(before) != sig(after):
+    raise ValueError(
+      f"the reducer's {step} changed the state's structure, shapes or dtypes: "
+      f"{sig(before)} became {sig(after)}. A state must keep its shapes and dtypes "
+      "(cast sums to the initial dtype, and keep counts as arrays of fixed shape)."
+    )
+
+
+def _reduce_keys(fn, keys, args, reducer: Reducer, chunk: int, init_state):
+  """Folds ``fn(keys[i], *args)`` into ``init_state``, ``chunk`` samples at a time."""
+  num = keys.shape[0]
+  full, rest = divmod(num, chunk)
+  one = lambda k: fn(k, *args)  # noqa: E731
+  state = init_state
+  if full:
+    blocks = keys[: full * chunk].reshape(full, chunk)
+    state, _ = jax.lax.scan(
+      lambda s, ks: (reducer.update(s, jax.vmap(one)(ks)), None), state, blocks
+    )
+  if rest:
+    state = reducer.update(state, jax.vmap(one)(keys[full * chunk :]))
+  return state
+
+
+@functools.partial(jax.jit, static_argnames=("static", "reducer", "num_samples", "chunk", "mesh"))
+def _mc_reduce_jit(
+  static: _Static,
+  dynamic: list[Any],
+  key: jax.Array,
+  args: tuple,
+  *,
+  reducer: Reducer,
+  num_samples: int,
+  chunk: int,
+  mesh: Mesh | None,
+) -> PyTree:
+  fn = _combine(static, dynamic)
+  empty = reducer.init(_one_sample_struct(fn, key, args))
+  keys = jax.random.split(key, num_samples)
+  if mesh is None:
+    return reducer.finalize(_reduce_keys(fn, keys, args, reducer, chunk, empty))
+  devices = mesh.devices.size
+  per_device = num_samples // devices
+  state = empty
+  if per_device:
+    # Each device reduces its own contiguous block of keys (GSPMD splits the
+    # leading axis over the mesh); the per-device states are merged in order.
+    blocks = jax.lax.with_sharding_constraint(
+      keys[: per_device * devices].reshape(devices, per_device), NamedSharding(mesh, P(_AXIS))
+    )
+    states = jax.vmap(lambda ks: _reduce_keys(fn, ks, args, reducer, chunk, empty))(blocks)
+    for d in range(devices):
+      state = reducer.merge(state, jax.tree.map(lambda s, d=d: s[d], states))
+  if per_device * devices < num_samples:  # fewer than one key per device remains
+    rest = _reduce_keys(fn, keys[per_device * devices :], args, reducer, chunk, empty)
+    state = reducer.merge(state, rest)
+  return reducer.finalize(state)
+
+
+def mc_reduce(
+  fn: Callable[..., PyTree],
+  key: jax.Array,
+  *args: Any,
+  num_samples: int,
+  reducer: Reducer,
+  chunk_size: int = 16,
+  devices: Sequence[jax.Device] | None = None,
+) -> PyTree:
+  """Reduces ``num_samples`` stochastic passes chunk by chunk, never storing them all.
+
+  The samples are those of :func:`jaxuq.mc_sample` with the same key: sample
+  ``i`` is ``fn(keys[i], *args)`` with ``keys = jax.random.split(key,
+  num_samples)``; every chunk of ``chunk_size`` samples is folded into the
+  reducer's state as soon as it is computed, inside one jitted computation, so
+  memory holds one chunk of samples and the state. The result equals the same
+  summary computed from ``mc_sample``'s output up to floating-point rounding
+  (the order of the sums differs), for every chunk size and device count.
+
+  Args:
+    fn: a pure predictive function ``fn(key, *args)``.
+    key: a typed PRNG key.
+    *args: arrays passed to every call of ``fn``.
+    num_samples: how many passes, a positive int.
+    reducer: a :class:`Reducer`, e.g. :func:`jaxuq.moments_reducer` or
+      :func:`jaxuq.classification_reducer`.
+    chunk_size: samples vmapped at once on each device (default 16).
+    devices: devices to split the samples over; default all of
+      ``jax.devices()``. Each device reduces ``num_samples // len(devices)``
+      samples; the few left over are reduced after them.
+
+  Returns:
+    ``reducer.finalize`` of the state over all the samples.
+
+  Raises:
+    TypeError: ``fn`` is not callable, ``key`` is not a typed key, or
+      ``reducer`` is not a :class:`Reducer`.
+    ValueError: ``num_samples`` or ``chunk_size`` is not a positive int,
+      ``devices`` is empty, or the reducer changes its state's shapes.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxuq
+    >>> f = lambda key, x: x * jax.random.bernoulli(key, 0.5, x.shape)
+    >>> r = jaxuq.mc_reduce(f, jax.random.key(0), jnp.ones(3), num_samples=1000,
+    ...                     reducer=jaxuq.moments_reducer())
+    >>> sorted(r), r["mean"].shape
+    (['count', 'mean', 'var'], (3,))
+  """
+  if not callable(fn):
+    raise TypeError(f"fn must be callable as fn(key, *args), got {type(fn).__name__}")
+  check_key(key)
+  num_samples = check_positive_int(num_samples, "num_samples")
+  chunk_size = check_positive_int(chunk_size, "chunk_size")
+  reducer = _check_reducer(reducer)
+  devices = list(jax.devices() if devices is None else devices)
+  if not devices:
+    raise ValueError("devices must name at least one device, got an empty list")
+  mesh = None if len(devices) == 1 else Mesh(np.array(devices), (_AXIS,))
+  static, dynamic = partition(fn)
+  _validate(_combine(static, dynamic), key, args, reducer, min(chunk_size, num_samples))
+  return _mc_reduce_jit(
+    static,
+    dynamic,
+    key,
+    args,
+    reducer=reducer,
+    num_samples=num_samples,
+    chunk=min(chunk_size, num_samples),
+    mesh=mesh,
+  )
+
+
+def _validate(fn, key, args, reducer: Reducer, chunk: int) -> None:
+  """Traces one update and one merge (no computation) to check the state keeps its shapes."""
+  example = _one_sample_struct(fn, key, args)
+  empty = jax.eval_shape(lambda: reducer.init(example))
+  chunk_struct = jax.tree.map(lambda a: jax.ShapeDtypeStruct((chunk, *a.shape), a.dtype), example)
+  _check_state(empty, jax.eval_shape(reducer.update, empty, chunk_struct), "update")
+  _check_state(empty, jax.eval_shape(reducer.merge, empty, empty), "merge")

@@ -1,0 +1,214 @@
+"""mc_reduce: streamed summaries equal those of mc_sample's samples, whatever the chunking."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxuq
+from jaxuq._src import reduce as reduce_mod
+from jaxuq._src.sampling import partition
+from tests.helpers import mlp_predictive
+
+
+def pytree_fn(key, x):
+  """A predictive function with a pytree output, a large mean and a small spread."""
+  keep = jaxuq.keep_mask(key, (x.shape[0], 3), 0.3)
+  h = jnp.where(keep, 1.0 + x[:, None], 0.0)
+  return {"big": 1000.0 + h, "pair": (h.sum(axis=1), h[:, :2] * 2.0)}
+
+
+def _f64(tree):
+  return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 40), chunk=st.integers(1, 12))
+def test_moments_equal_those_of_the_stored_samples(n, chunk):
+  key = jax.random.key(n)
+  x = jnp.linspace(-1.0, 1.0, 5)
+  got = jaxuq.mc_reduce(
+    pytree_fn, key, x, num_samples=n, chunk_size=chunk, reducer=jaxuq.moments_reducer()
+  )
+  samples = _f64(jaxuq.mc_sample(pytree_fn, key, x, num_samples=n))
+  assert int(got["count"]) == n
+  jax.tree.map(
+    lambda g, s: np.testing.assert_allclose(g, s.mean(0), rtol=1e-6), got["mean"], samples
+  )
+  # The variance of values near 1000 with a spread near 1: a naive sum of
+  # squares would lose it in float32, Chan's merge keeps it.
+  jax.tree.map(
+    lambda g, s: np.testing.assert_allclose(g, s.var(0), rtol=2e-4, atol=1e-4),
+    got["var"],
+    samples,
+  )
+
+
+def test_covariance_equals_numpy():
+  predict, x = mlp_predictive(jax.random.key(0), batch=6)
+  two = lambda k, v: jnp.concatenate([predict(k, v), predict(k, v) ** 2], axis=-1)  # noqa: E731
+  key = jax.random.key(1)
+  got = jaxuq.mc_reduce(
+    two, key, x, num_samples=37, chunk_size=5, reducer=jaxuq.moments_reducer(covariance=True)
+  )
+  s = np.asarray(jaxuq.mc_sample(two, key, x, num_samples=37), np.float64)  # (37, 6, 2)
+  for i in range(6):
+    np.testing.assert_allclose(got["cov"][i], np.cov(s[:, i].T, bias=True), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(np.diagonal(got["cov"], axis1=-2, axis2=-1), got["var"], rtol=1e-5)
+
+
+class Classifier(nn.Module):
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.relu(nn.Dense(32)(x))
+    x = jaxuq.Dropout(0.5, deterministic=not train)(x)
+    return nn.Dense(4)(x)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_classifier_summaries_equal_the_metrics(chunk):
+  x = jax.random.normal(jax.random.key(0), (10, 3)) * 3.0
+  model = Classifier()
+  logits = jaxuq.from_linen(model, model.init(jax.random.key(1), x))
+  probs = lambda k, v: jax.nn.softmax(logits(k, v), axis=-1)  # noqa: E731
+  key = jax.random.key(2)
+  n = 50
+  p = jaxuq.mc_sample(probs, key, x, num_samples=n)
+  for fn, from_logits in ((probs, False), (logits, True)):
+    got = jaxuq.mc_reduce(
+      fn,
+      key,
+      x,
+      num_samples=n,
+      chunk_size=chunk,
+      reducer=jaxuq.classification_reducer(from_logits=from_logits),
+    )
+    np.testing.assert_allclose(got["mean_probs"], p.mean(0), rtol=1e-5, atol=1e-7)
+    m = jaxuq.metrics
+    np.testing.assert_allclose(got["predictive_entropy"], m.predictive_entropy(p), atol=2e-6)
+    np.testing.assert_allclose(got["expected_entropy"], m.expected_entropy(p), atol=2e-6)
+    np.testing.assert_allclose(got["mutual_information"], m.mutual_information(p), atol=4e-6)
+    np.testing.assert_allclose(got["variation_ratio"], m.variation_ratio(p), atol=1e-6)
+    np.testing.assert_allclose(
+      got["class_std"], np.asarray(p, np.float64).std(axis=0), rtol=1e-4, atol=1e-6
+    )
+    votes = np.stack([np.bincount(np.argmax(p[:, i], -1), minlength=4) for i in range(10)])
+    np.testing.assert_array_equal(got["votes"], votes)
+    assert float(got["mutual_information"].min()) >= 0.0
+
+
+def test_bfloat16_samples_accumulate_in_float32():
+  f = lambda k, v: (v + jax.random.uniform(k, v.shape)).astype(jnp.bfloat16)  # noqa: E731
+  x = jnp.full((4,), 100.0)
+  got = jaxuq.mc_reduce(f, jax.random.key(0), x, num_samples=4096, reducer=jaxuq.moments_reducer())
+  assert got["mean"].dtype == jnp.float32
+  want = np.asarray(jaxuq.mc_sample(f, jax.random.key(0), x, num_samples=4096), np.float64)
+  np.testing.assert_allclose(got["mean"], want.mean(0), rtol=1e-6)
+
+
+def test_memory_does_not_grow_with_the_number_of_samples():
+  predict, x = mlp_predictive(jax.random.key(0), batch=64)
+  static, dynamic = partition(predict)
+  reducer = jaxuq.moments_reducer()
+
+  def temp_bytes(n):
+    lowered = reduce_mod._mc_reduce_jit.lower(
+      static, dynamic, jax.random.key(0), (x,), reducer=reducer, num_samples=n, chunk=8, mesh=None
+    )
+    return lowered.compile().memory_analysis().temp_size_in_bytes
+
+  small, large = temp_bytes(16), temp_bytes(4096)
+  # The keys (16 bytes each) grow with n; the samples must not (4096 x 64 x 4 bytes = 1 MiB).
+  assert large - small <= 16 * 4096 + 4096, (small, large)
+
+
+def test_one_compilation_per_reducer_and_shape():
+  traces = []
+
+  def fn(key, x):
+    traces.append(1)
+    return x * jax.random.uniform(key, x.shape)
+
+  x = jnp.ones(3)
+  for seed in range(3):
+    jaxuq.mc_reduce(fn, jax.random.key(seed), x, num_samples=8, reducer=jaxuq.moments_reducer())
+  first = len(traces)
+  jaxuq.mc_reduce(fn, jax.random.key(9), x, num_samples=8, reducer=jaxuq.moments_reducer())
+  assert len(traces) == first  # cached reducer, same shapes: no new trace
+
+
+def test_bad_input_is_refused_before_any_work():
+  x = jnp.ones(3)
+  f = lambda k, v: v * jax.random.uniform(k, v.shape)  # noqa: E731
+  grows = jaxuq.Reducer(
+    init=lambda ex: jnp.zeros(1),
+    update=lambda s, c: jnp.concatenate([s, c.sum(0)]),
+    merge=lambda a, b: a + b,
+    finalize=lambda s: s,
+  )
+  with pytest.raises(ValueError, match="update changed the state"):
+    jaxuq.mc_reduce(f, jax.random.key(0), x, num_samples=4, reducer=grows)
+  with pytest.raises(TypeError, match="reducer must be a jaxuq.Reducer"):
+    jaxuq.mc_reduce(f, jax.random.key(0), x, num_samples=4, reducer=jnp.mean)
+  with pytest.raises(ValueError, match="num_samples must be a positive int"):
+    jaxuq.mc_reduce(f, jax.random.key(0), x, num_samples=0, reducer=jaxuq.moments_reducer())
+  with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+    jaxuq.mc_reduce(
+      f, jax.random.key(0), x, num_samples=4, chunk_size=0, reducer=jaxuq.moments_reducer()
+    )
+  with pytest.raises(ValueError, match="devices must name at least one device"):
+    jaxuq.mc_reduce(f, jax.random.key(0), x, num_samples=4, devices=[], reducer=grows)
+  with pytest.raises(TypeError, match="typed PRNG key"):
+    jaxuq.mc_reduce(f, 0, x, num_samples=4, reducer=jaxuq.moments_reducer())
+  with pytest.raises(ValueError, match="one array of probabilities"):
+    jaxuq.mc_reduce(
+      lambda k, v: (v, v),
+      jax.random.key(0),
+      x,
+      num_samples=4,
+      reducer=jaxuq.classification_reducer(),
+    )
+
+
+SCRIPT = textwrap.dedent(
+  """
+    import jax, jax.numpy as jnp, numpy as np
+    import jaxuq
+    from tests.test_reduce import pytree_fn
+    assert len(jax.devices()) == 8, jax.devices()
+    x = jnp.linspace(-1.0, 1.0, 5)
+    r = jaxuq.moments_reducer()
+    for n, chunk in [(16, 1), (13, 2), (5, 4), (3, 8), (40, 3)]:
+        key = jax.random.key(n)
+        got = jaxuq.mc_reduce(pytree_fn, key, x, num_samples=n, chunk_size=chunk, reducer=r)
+        one = jaxuq.mc_reduce(pytree_fn, key, x, num_samples=n, chunk_size=chunk, reducer=r,
+                              devices=jax.devices()[:1])
+        s = jax.tree.map(lambda a: np.asarray(a, np.float64),
+                         jaxuq.mc_sample(pytree_fn, key, x, num_samples=n))
+        assert int(got["count"]) == n
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), got["mean"], one["mean"])
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b.mean(0), rtol=1e-6), got["mean"], s)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b.var(0), rtol=2e-4, atol=1e-4),
+                     got["var"], s)
+    print("OK")
+    """
+)
+
+
+def test_eight_devices_reduce_the_same_samples():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+  proc = subprocess.run(
+    [sys.executable, "-c", SCRIPT], env=env, cwd=root, capture_output=True, text=True, timeout=600
+  )
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert proc.stdout.strip().endswith("OK")
