@@ -59,7 +59,8 @@ def _one_sample_struct(fn: Callable[..., Any], key: jax.Array, args: tuple) -> P
 def _check_state(before: PyTree, after: PyTree, step: str) -> None:
   """Raises unless ``after`` has the tree, shapes and dtypes of ``before``."""
   sig = lambda t: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), t)  # noqa: E731
-  if jax.tree.structure(before) != jax.tree.structure(after) or sig(before) != sig(after):
+  same_tree: bool = jax.tree.structure(before) == jax.tree.structure(after)  # type: ignore[operator]
+  if not same_tree or sig(before) != sig(after):
     raise ValueError(
       f"the reducer's {step} changed the state's structure, shapes or dtypes: "
       f"{sig(before)} became {sig(after)}. A state must keep its shapes and dtypes "
