@@ -50,6 +50,12 @@ def regression_losses(
 
   Returns:
     the ``matplotlib.figure.Figure``.
+
+  Examples:
+    >>> from jaxuq import plot
+    >>> fig = plot.regression_losses({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]})
+    >>> fig.axes[0].get_yscale(), len(fig.axes[0].lines)
+    ('log', 2)
   """
   fig, ax = new_figure((6, 3.5), who="jaxuq.plot.regression_losses")
   epochs = np.arange(1, len(history["loss"]) + 1)
