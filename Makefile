@@ -14,7 +14,7 @@ SRC := $(wildcard jaxuq tests examples benchmarks)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -c constraints.txt -e ".[plot,test,dev]"
+	$(PIP) install -c constraints.txt -e ".[experiments,test,dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -54,4 +54,4 @@ clean:
 DATA_DIR ?= $(or $(JAXUQ_DATA_DIR),data)
 .PHONY: data
 data: $(STAMP)
-	$(PY) -m jaxuq._src.data.fetch --data-dir $(DATA_DIR) $(if $(TFDS),--tfds)
+	$(VENV)/bin/jaxuq data --data-dir $(DATA_DIR) $(if $(TFDS),--tfds)

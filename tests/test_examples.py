@@ -24,3 +24,9 @@ def test_example_runs(path, tmp_path):
     [sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
   )
   assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_examples_and_experiments_use_public_names_only():
+  files = [*(ROOT / "examples").glob("*.py"), *(ROOT / "jaxuq" / "experiments").glob("*.py")]
+  private = [p.name for p in files if "jaxuq._src" in p.read_text()]
+  assert len(files) > 10 and private == []

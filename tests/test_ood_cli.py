@@ -37,12 +37,24 @@ def test_drawing_light_ink_on_dark_is_not_inverted():
     drawing_to_mnist_like(np.zeros((8, 8, 2)))
 
 
-def test_bad_arguments_are_refused_before_any_work(tmp_path):
-  with pytest.raises(ValueError, match="--ensemble"):
-    cli.main(["ood", "--quick", "--ensemble", "1", "--out", str(tmp_path)])
-  with pytest.raises(ValueError, match="--samples"):
-    cli.main(["ood", "--quick", "--samples", "0", "--out", str(tmp_path)])
-  assert not (tmp_path / "summary.json").exists()
+@pytest.mark.parametrize(
+  "command, message",
+  [
+    (["ood", "--ensemble", "1"], "argument --ensemble: must be 0 (no ensemble) or at least 2"),
+    (["ood", "--samples", "0"], "argument --samples: must be a positive int, got 0"),
+    (["ood", "--eval-size", "-5"], "argument --eval-size: must be a positive int, got -5"),
+    (["ood", "--epochs", "0"], "argument --epochs: must be a positive int, got 0"),
+    (["classify", "x.png", "--checkpoint", ".", "--samples", "0"], "argument --samples: must"),
+  ],
+)
+def test_bad_arguments_are_refused_before_any_work(command, message, tmp_path, capsys):
+  with pytest.raises(SystemExit) as info:
+    cli.main([*command, "--out", str(tmp_path)] if command[0] == "ood" else command)
+  assert info.value.code == 2 and message in capsys.readouterr().err
+  assert not any(tmp_path.iterdir())
+
+
+def test_classify_without_a_saved_classifier(tmp_path):
   with pytest.raises(FileNotFoundError, match="no saved classifier"):
     cli.main(["classify", str(IMAGES[0]), "--checkpoint", str(tmp_path)])
 

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -72,16 +73,24 @@ def test_resume_reuses_the_checkpoint(quick_run, tmp_path, capsys):
 @pytest.mark.parametrize(
   "flags, message",
   [
-    (["--samples", "1"], "--samples must be at least 2"),
-    (["--width", "0"], "--width must be a positive int"),
-    (["--epochs", "-3"], "--epochs must be a positive int"),
-    (["--rate", "1.0"], r"--rate must be in \[0, 1\)"),
-    (["--noise", "-0.1"], "--noise must be a number >= 0"),
+    (
+      ["--samples", "1"],
+      r"argument --samples: must be an int >= 2 \(a std needs two samples\), got 1",
+    ),
+    (["--width", "0"], "argument --width: must be a positive int, got 0"),
+    (["--epochs", "-3"], "argument --epochs: must be a positive int, got -3"),
+    (["--batch-size", "x"], "argument --batch-size: must be an int, got 'x'"),
+    (["--rate", "1.0"], r"argument --rate: must be in \[0, 1\)"),
+    (["--noise", "-0.1"], "argument --noise: must be a number >= 0"),
+    (["--lr", "nan"], "argument --lr: must be a finite number"),
+    (["--seed", "-1"], "argument --seed: must be a non-negative int, got -1"),
   ],
 )
-def test_bad_options_fail_clearly(flags, message, tmp_path):
-  with pytest.raises(SystemExit, match=message):
+def test_bad_options_fail_clearly(flags, message, tmp_path, capsys):
+  with pytest.raises(SystemExit) as info:
     cli.main(["regression", "--quick", *flags, "--out", str(tmp_path)])
+  assert info.value.code == 2
+  assert re.search(message, capsys.readouterr().err), message
   assert not any(tmp_path.iterdir())  # refused before any work
 
 

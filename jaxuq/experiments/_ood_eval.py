@@ -14,6 +14,12 @@ import numpy as np
 from jaxuq import metrics, reject
 
 TPR = 0.95
+SCORE_LABELS = {
+  "class_std": "class std (seed)",
+  "predictive_entropy": "predictive entropy",
+  "mutual_information": "mutual information",
+  "max_probability": "1 - max probability",
+}
 
 
 def scores(probs: Any) -> dict[str, np.ndarray]:
@@ -24,6 +30,17 @@ def scores(probs: Any) -> dict[str, np.ndarray]:
     "mutual_information": np.asarray(metrics.mutual_information(probs)),
     "max_probability": 1.0 - np.asarray(probs).mean(0).max(-1),
   }
+
+
+def roc_points(in_scores: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(FPR, TPR) of every threshold, OOD positive, ties kept together."""
+  s = np.concatenate([in_scores, out_scores])
+  y = np.concatenate([np.zeros(len(in_scores)), np.ones(len(out_scores))])
+  order = np.argsort(-s, kind="stable")
+  s, y = s[order], y[order]
+  last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+  tp, fp = np.cumsum(y)[last], np.cumsum(1 - y)[last]
+  return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
 
 
 def detection(in_scores: dict[str, np.ndarray], out_scores: dict[str, np.ndarray]) -> dict:

@@ -45,7 +45,6 @@ SWEEP: tuple[tuple[float, str, str], ...] = (
   (0.5, "tanh", "all"),
   (0.5, "relu", "last"),
 )
-TRAIN_RANGES = ((-2.0, -1.5), (-1.0, 0.5))  # [lo, hi)
 GAP = (-1.5, -1.0)  # no training data in [-1.5, -1)
 BEYOND = 0.5  # nor from 0.5 on
 LEVEL = 0.9

@@ -14,6 +14,8 @@ import argparse
 import json
 import pathlib
 
+from jaxuq.experiments._args import non_negative_int, positive_int
+
 HELP = "your drawings (PNG): accept/reject, the digit and its uncertainty"
 
 
@@ -23,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--checkpoint", type=pathlib.Path, required=True, help="jaxuq ood's --out folder"
   )
   parser.add_argument("--model", choices=("basic", "deep"), help="default: deep if saved")
-  parser.add_argument("--samples", type=int, help="MC passes (default: as when fitted)")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--samples", type=positive_int, help="MC passes (default: as when fitted)")
+  parser.add_argument("--seed", type=non_negative_int, default=0, help="integer seed (default 0)")
   parser.add_argument(
     "--strict",
     action="store_true",
@@ -35,12 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--save-inputs", type=pathlib.Path, help="folder for the 28x28 inputs (PNG)")
 
 
+def requirements(args: argparse.Namespace) -> dict[str, str]:
+  """Reading the drawings needs Pillow."""
+  return {"PIL": "plot"}
+
+
 def run(args: argparse.Namespace) -> int:
   import jax
   import numpy as np
 
   from jaxuq import metrics, reject
-  from jaxuq._src.keys import check_positive_int
   from jaxuq.data import drawing_to_mnist_like
   from jaxuq.experiments import _ood_model as om
 
@@ -56,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if not saved:
       raise FileNotFoundError(f"no saved {args.model!r} classifier in {folder}")
   name, variables, rejector, record = saved[0]
-  samples = check_positive_int(args.samples or record["samples"], "--samples")
+  samples = args.samples or record["samples"]
   inputs = np.stack([drawing_to_mnist_like(p) for p in args.images])
   if args.save_inputs is not None:
     from PIL import Image

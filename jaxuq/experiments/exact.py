@@ -17,14 +17,21 @@ import json
 import pathlib
 from typing import Any
 
+from jaxuq.experiments._args import non_negative_int
+
 HELP = "the tiny network's exact output distribution by mask enumeration, and MC against it"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
-    "--samples", type=int, default=0, help="MC passes to compare with (default 0: exact only)"
+    "--samples",
+    type=non_negative_int,
+    default=0,
+    help="MC passes to compare with (default 0: exact only)",
   )
-  parser.add_argument("--key", type=int, default=0, help="integer seed of the MC key (default 0)")
+  parser.add_argument(
+    "--key", type=non_negative_int, default=0, help="integer seed of the MC key (default 0)"
+  )
   parser.add_argument("--out", type=pathlib.Path, help="folder for summary.json and figures")
   parser.add_argument("--json", action="store_true", help="print the table as JSON")
   parser.add_argument(
@@ -32,6 +39,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     action="store_true",
     help="with --out: also draw convergence.png (MC error vs samples, two networks)",
   )
+
+
+# Bytes held per MC sample at the peak: its key (8) and float64 output (8) on the
+# device, the host copy (8) and its bin index (8), with room for temporaries.
+BYTES_PER_SAMPLE = 64
+
+
+def requirements(args: argparse.Namespace) -> dict[str, str]:
+  """The figures written with ``--out`` need matplotlib."""
+  return {"matplotlib": "plot"} if args.out else {}
+
+
+def memory_bytes() -> int:
+  """The memory a run may fill: the host's RAM, or the first device's limit if smaller."""
+  import os
+
+  import jax
+
+  host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  stats = jax.devices()[0].memory_stats() or {}
+  return int(min(host, stats.get("bytes_limit", host)))
+
+
+def check_samples_fit(samples: int, available: int) -> None:
+  """Refuses ``--samples`` whose samples need more than half of ``available`` bytes."""
+  needed = samples * BYTES_PER_SAMPLE
+  if needed > available // 2:
+    most = available // 2 // BYTES_PER_SAMPLE
+    raise SystemExit(
+      f"jaxuq exact: --samples {samples} needs about {needed / 2**30:.1f} GiB "
+      f"({BYTES_PER_SAMPLE} bytes per sample), more than half of this machine's "
+      f"{available / 2**30:.1f} GiB; use --samples {most} or fewer"
+    )
 
 
 def _kept_label(kept: list[str]) -> str:
@@ -56,12 +96,15 @@ def tiny_table(samples: int, seed: int) -> dict[str, Any]:
     if samples:
       mc = np.asarray(jaxuq.mc_sample(f, jax.random.key(seed), x, num_samples=samples))[:, 0, 0]
   outputs = e.outputs[:, 0, 0]
+  if mc is not None:  # each sample counted at its nearest exact output
+    order = np.argsort(outputs)
+    nearest = order[np.searchsorted((outputs[order][1:] + outputs[order][:-1]) / 2, mc)]
+    frequency = np.bincount(nearest, minlength=len(outputs)) / samples
   rows = []
   for i, (p, y) in enumerate(zip(e.probs, outputs, strict=True)):
     row = {"kept": _kept_label(e.kept_units(i)), "probability": float(p), "output": float(y)}
     if mc is not None:
-      hits = np.abs(mc[:, None] - outputs[None, :]).argmin(axis=1) == i
-      row["mc_frequency"] = float(hits.mean())
+      row["mc_frequency"] = float(frequency[i])
       row["standard_error"] = float(np.sqrt(p * (1 - p) / samples))
     rows.append(row)
   summary: dict[str, Any] = {
@@ -106,8 +149,7 @@ def print_table(summary: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  if args.samples < 0:
-    raise SystemExit(f"jaxuq exact: --samples must be a non-negative int, got {args.samples}")
+  check_samples_fit(args.samples, memory_bytes())
   if args.convergence and not args.out:
     raise SystemExit("jaxuq exact: --convergence needs --out DIR to write the figure into")
   summary = tiny_table(args.samples, args.key)
@@ -116,11 +158,15 @@ def run(args: argparse.Namespace) -> int:
   else:
     print_table(summary)
   if args.out:
-    from jaxuq.experiments import _exact_figures as figures
+    from jaxuq import plot
+    from jaxuq.experiments._exact_convergence import convergence_data
 
     args.out.mkdir(parents=True, exist_ok=True)
-    figures.histogram(summary, args.out / "histogram.png")
+    plot.exact_histogram(summary["rows"], samples=summary.get("samples"),
+                         title="tiny network at x = 2: every possible output",
+                         path=args.out / "histogram.png")  # fmt: skip
     if args.convergence:
-      summary["convergence"] = figures.convergence(args.key, args.out / "convergence.png")
+      summary["convergence"] = convergence_data(args.key)
+      plot.mc_convergence(summary["convergence"], path=args.out / "convergence.png")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
   return 0

@@ -26,6 +26,8 @@ import pathlib
 import time
 from typing import Any
 
+from jaxuq.experiments._args import non_negative_int, positive_int
+
 HELP = "digits in, letters out: MC dropout CNNs on MNIST reject letters (the second seed)"
 QUICK = {"epochs": 3, "samples": 20, "eval_size": 200, "holdout": 300}
 FULL = {"epochs": 3, "samples": 100, "eval_size": 2000, "holdout": 5000}
@@ -35,17 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     "--model", choices=("basic", "deep", "both"), help="default: both (basic with --quick)"
   )
-  parser.add_argument("--epochs", type=int, help="training epochs (default 3)")
+  parser.add_argument("--epochs", type=positive_int, help="training epochs (default 3)")
   parser.add_argument(
-    "--samples", type=int, help="MC dropout passes (default 100; 20 with --quick)"
+    "--samples", type=positive_int, help="MC dropout passes (default 100; 20 with --quick)"
   )
   parser.add_argument(
     "--eval-size",
-    type=int,
+    type=positive_int,
     help="images per test set given MC passes (default 2000; 200 with --quick); "
     "deterministic digit accuracy always uses the whole test set",
   )
-  parser.add_argument("--seed", type=int, default=0, help="integer seed (default 0)")
+  parser.add_argument("--seed", type=non_negative_int, default=0, help="integer seed (default 0)")
   parser.add_argument(
     "--quick",
     action="store_true",
@@ -53,16 +55,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   )
   parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
   parser.add_argument(
-    "--ensemble", type=int, default=0, metavar="N", help="also train an N-member deep ensemble"
+    "--ensemble",
+    type=_ensemble_size,
+    default=0,
+    metavar="N",
+    help="also train an N-member deep ensemble (N >= 2; default 0: none)",
   )
   parser.add_argument("--data-dir", type=pathlib.Path, help="data folder (default: see make data)")
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/ood"))
   parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-  from jaxuq._src.keys import check_positive_int
+def _ensemble_size(text: str) -> int:
+  members = non_negative_int(text)
+  if members == 1:
+    raise argparse.ArgumentTypeError("must be 0 (no ensemble) or at least 2 members, got 1")
+  return members
 
+
+def requirements(args: argparse.Namespace) -> dict[str, str]:
+  """Figures need matplotlib; letters rendered from fonts Pillow; ``--quick`` scikit-learn's digits."""
+  needs = {"matplotlib": "experiments", "PIL": "experiments"}
+  return needs | ({"sklearn": "experiments"} if args.quick else {})
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
   base = QUICK if args.quick else FULL
   model = args.model or ("basic" if args.quick else "both")
   s = {
@@ -75,10 +92,6 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     "quick": args.quick,
     "ensemble": args.ensemble,
   }
-  for name in ("epochs", "samples", "eval_size"):
-    check_positive_int(s[name], f"--{name.replace('_', '-')}")
-  if args.ensemble == 1 or args.ensemble < 0:
-    raise ValueError(f"--ensemble must be 0 (off) or at least 2 members, got {args.ensemble}")
   return s
 
 
@@ -156,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
   import jax
   import numpy as np
 
+  from jaxuq import plot
   from jaxuq.experiments import _ood_eval as ev
-  from jaxuq.experiments import _ood_figures as fig
   from jaxuq.experiments import _ood_model as om
 
   start = time.perf_counter()
@@ -195,8 +208,8 @@ def run(args: argparse.Namespace) -> int:
       base = ev.detection(deterministic["digits"], deterministic[ood])["max_probability"]
       result["detection"][ood]["deterministic_max_probability"] = base
       for score in ("class_std", "mutual_information", "max_probability"):
-        fpr, tpr = fig.roc_points(sc["digits"][score], sc[ood][score])
-        roc[ood][f"{name}: {fig.SCORE_LABELS[score]}"] = (
+        fpr, tpr = ev.roc_points(sc["digits"][score], sc[ood][score])
+        roc[ood][f"{name}: {ev.SCORE_LABELS[score]}"] = (
           fpr,
           tpr,
           result["detection"][ood][score]["auroc"],
@@ -237,8 +250,9 @@ def run(args: argparse.Namespace) -> int:
     reliab[f"{name} (MC {s['samples']})"] = np.asarray(probs["digits"]).mean(0)
     cover[name] = result["digits"]["coverage_curve"]
     title = f"{name} CNN, {s['samples']} MC dropout passes"
-    fig.histograms(out / f"histograms_{name}.png", sc, title)
-    fig.per_class_bars(out / f"per_class_{name}.png", breakdown, title)
+    labels_drawn = {k: ev.SCORE_LABELS[k] for k in ("class_std", "predictive_entropy")}
+    plot.score_histograms(sc, labels_drawn, title=title, path=out / f"histograms_{name}.png")
+    plot.per_class_bars(breakdown, title=title, path=out / f"per_class_{name}.png")
     if s["ensemble"]:
       summary["models"][name]["ensemble"] = _ensemble(
         ens_key, name, s, split, tests, labels, ckpt, args, progress
@@ -246,9 +260,10 @@ def run(args: argparse.Namespace) -> int:
       summary["models"][name]["ensemble"]["dropout_train_seconds"] = t_total
       summary["models"][name]["ensemble"]["dropout_predict_seconds"] = t_predict
   synth = " (letters: SYNTHETIC font-rendered, not EMNIST)" if "note" in sources else ""
-  fig.roc_curves(out / "roc.png", roc, f"MC dropout on MNIST-trained CNNs{synth}")
-  fig.reliability(out / "reliability.png", reliab, labels["digits"])
-  fig.coverage(out / "coverage.png", cover)
+  plot.roc_curves(roc, title=f"MC dropout on MNIST-trained CNNs{synth}", path=out / "roc.png")
+  plot.reliability(reliab, labels["digits"], title="reliability on digit test images",
+                   path=out / "reliability.png")  # fmt: skip
+  plot.coverage_curves(cover, path=out / "coverage.png")
   summary["seconds"] = time.perf_counter() - start
   summary["figures"] = sorted(p.name for p in out.glob("*.png"))
   (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -14,17 +14,20 @@ import pathlib
 import statistics
 import time
 
+from jaxuq.experiments._args import non_negative_int, positive_int, rate
+
 HELP = "MC dropout on the seed MLP (untrained): mc_sample vs sequential_sample"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--samples", type=int, default=100, help="MC passes (default 100)")
-  parser.add_argument("--batch", type=int, default=256, help="inputs per pass (default 256)")
-  parser.add_argument("--width", type=int, default=1024, help="hidden width (default 1024)")
-  parser.add_argument("--depth", type=int, default=4, help="hidden layers (default 4)")
-  parser.add_argument("--rate", type=float, default=0.5, help="dropout rate (default 0.5)")
-  parser.add_argument("--seed", type=int, default=0, help="integer seed (default 0)")
-  parser.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
+  a = parser.add_argument
+  a("--samples", type=positive_int, default=100, help="MC passes (default 100)")
+  a("--batch", type=positive_int, default=256, help="inputs per pass (default 256)")
+  a("--width", type=positive_int, default=1024, help="hidden width (default 1024)")
+  a("--depth", type=positive_int, default=4, help="hidden layers (default 4)")
+  a("--rate", type=rate, default=0.5, help="dropout rate (default 0.5)")
+  a("--seed", type=non_negative_int, default=0, help="integer seed (default 0)")
+  a("--repeats", type=positive_int, default=3, help="timed repeats (default 3)")
   parser.add_argument("--out", type=pathlib.Path, help="folder for summary.json")
 
 

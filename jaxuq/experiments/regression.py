@@ -29,6 +29,15 @@ import pathlib
 import time
 from typing import Any
 
+from jaxuq.experiments._args import (
+  int_at_least,
+  non_negative_float,
+  non_negative_int,
+  positive_float,
+  positive_int,
+  rate,
+)
+
 HELP = "reference experiment 1: MC dropout regression with a gap (figures, GIF, summary.json)"
 
 FULL = {"width": 1024, "depth": 4, "epochs": 30, "batch_size": 32}
@@ -42,19 +51,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   a = parser.add_argument
   a("--out", type=pathlib.Path, default=pathlib.Path("out/regression"),
     help="output folder (default out/regression)")  # fmt: skip
-  a("--width", type=int, help=f"hidden width (default {FULL['width']}, quick {QUICK['width']})")
-  a("--depth", type=int, help=f"hidden layers (default {FULL['depth']}, quick {QUICK['depth']})")
-  a("--epochs", type=int, help=f"epochs (default {FULL['epochs']}, quick {QUICK['epochs']})")
-  a(
-    "--batch-size",
-    type=int,
-    help=f"batch size (default {FULL['batch_size']}, quick {QUICK['batch_size']})",
-  )
-  a("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-  a("--samples", type=int, default=100, help="MC dropout samples (default 100)")
-  a("--seed", type=int, default=0, help="integer seed of every key (default 0)")
-  a("--noise", type=float, default=0.0, help="half-width of uniform noise on y (default 0)")
-  a("--rate", type=float, default=0.5, help="dropout rate of the main run (default 0.5)")
+  a("--width", type=positive_int,
+    help=f"hidden width (default {FULL['width']}, quick {QUICK['width']})")  # fmt: skip
+  a("--depth", type=positive_int,
+    help=f"hidden layers (default {FULL['depth']}, quick {QUICK['depth']})")  # fmt: skip
+  a("--epochs", type=positive_int,
+    help=f"epochs (default {FULL['epochs']}, quick {QUICK['epochs']})")  # fmt: skip
+  a("--batch-size", type=positive_int,
+    help=f"batch size (default {FULL['batch_size']}, quick {QUICK['batch_size']})")  # fmt: skip
+  a("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+  a("--samples", type=int_at_least(2, " (a std needs two samples)"), default=100,
+    help="MC dropout samples (default 100)")  # fmt: skip
+  a("--seed", type=non_negative_int, default=0, help="integer seed of every key (default 0)")
+  a("--noise", type=non_negative_float, default=0.0,
+    help="half-width of uniform noise on y (default 0)")  # fmt: skip
+  a("--rate", type=rate, default=0.5, help="dropout rate of the main run (default 0.5)")
   a("--activation", default="relu", choices=("relu", "tanh"), help="activation (default relu)")
   a("--placement", default="all", choices=("all", "last"),
     help="dropout after every hidden layer or the last only (default all)")  # fmt: skip
@@ -69,29 +80,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   a("--no-progress", action="store_true", help="no progress bars")
 
 
+def requirements(args: argparse.Namespace) -> dict[str, str]:
+  """The figures need matplotlib, the GIF Pillow."""
+  return {"matplotlib": "plot"} | ({} if args.no_gif else {"PIL": "plot"})
+
+
 def _fail(message: str) -> SystemExit:
   return SystemExit(f"jaxuq regression: {message}")
 
 
 def make_config(args: argparse.Namespace) -> Any:
-  """The run's :class:`Config` from the arguments; raises ``SystemExit`` on bad values."""
+  """The run's :class:`Config` from the (already checked) arguments."""
   from jaxuq.experiments._regression_core import Config
 
   sizes = QUICK if args.quick else FULL
   values = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in sizes.items()}
-  for name in ("width", "depth", "epochs", "batch_size"):
-    if values[name] < 1:
-      raise _fail(f"--{name.replace('_', '-')} must be a positive int, got {values[name]}")
-  if args.samples < 2:
-    raise _fail(f"--samples must be at least 2 (a std needs two samples), got {args.samples}")
-  if not 0.0 <= args.rate < 1.0:
-    raise _fail(f"--rate must be in [0, 1) (the probability to drop a unit), got {args.rate}")
-  if not args.noise >= 0.0:
-    raise _fail(f"--noise must be a number >= 0, got {args.noise}")
-  if not args.lr > 0.0:
-    raise _fail(f"--lr must be positive, got {args.lr}")
-  if args.seed < 0:
-    raise _fail(f"--seed must be a non-negative int, got {args.seed}")
   return Config(seed=args.seed, learning_rate=args.lr, samples=args.samples, noise=args.noise,
                 **values)  # fmt: skip
 
@@ -130,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
   import jax
 
   import jaxuq
+  from jaxuq import plot
   from jaxuq.experiments import _regression_core as core
-  from jaxuq.experiments import _regression_figures as figures
 
   names = [core.setting_name(*s) for s in settings]
   out: pathlib.Path = args.out
@@ -158,13 +161,32 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
   t_fig = time.perf_counter()
   main = results[0]
-  figures.losses(main, out / "losses.png")
-  figures.curves(main, data, out / "curves.png")
-  figures.scatter(main, out / "scatter.png")
-  figures.band(main, data, out / "band.png")
-  frames = None if args.no_gif else figures.gif(main, data, out / "samples.gif")
+  x, train = main.x[:, 0], (data.x_train, data.y_train)
+  plot.regression_losses(main.history, title=f"losses, {main.name}", path=out / "losses.png")
+  n = min(100, len(main.samples))
+  plot.regression_curves(x, main.samples, train, title=f"{n} MC dropout samples, {main.name}",
+                         path=out / "curves.png")  # fmt: skip
+  plot.regression_scatter(main.samples.mean(0), main.deterministic, title=main.name,
+                          path=out / "scatter.png")  # fmt: skip
+  ratios = main.summary["ratios"]
+  plot.regression_band(
+    x, main.samples, train, closed_form=main.closed_form, path=out / "band.png",
+    title=f"{main.name}: std gap/inside {ratios['gap_over_inside']:.1f}×, "
+    f"beyond 0.5/inside {ratios['beyond_over_inside']:.1f}×",
+  )  # fmt: skip
+  frames = (
+    None
+    if args.no_gif
+    else plot.regression_animation(x, main.samples, train, out / "samples.gif", name=main.name)
+  )
   if args.sweep:
-    figures.sweep(results, data, out / "sweep.png")
+    panels = [
+      {"x": r.x[:, 0], "samples": r.samples, "closed_form": r.closed_form,
+       "title": f"{r.name}: std inside {r.summary['mean_std']['inside']:.3f}, "
+       f"outside {r.summary['mean_std']['outside']:.3f}"}
+      for r in results
+    ]  # fmt: skip
+    plot.regression_sweep(panels, path=out / "sweep.png")
   fig_s = time.perf_counter() - t_fig
 
   summary: dict[str, Any] = {

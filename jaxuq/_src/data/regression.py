@@ -18,7 +18,6 @@ from jaxuq._src.keys import check_key
 TRAIN_INTERVALS = ((-2000, -1500), (-1000, 500))
 # Test interval [-2, 3) in thousandths.
 TEST_INTERVAL = (-2000, 3000)
-STEP = 0.001
 
 
 def _grid(intervals: tuple[tuple[int, int], ...]) -> np.ndarray:

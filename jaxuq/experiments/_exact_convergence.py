@@ -1,11 +1,12 @@
-"""Figures of ``jaxuq exact``: the tiny network's histogram and MC convergence.
+"""The convergence data of ``jaxuq exact --convergence``: MC error against exact moments.
 
-matplotlib is imported inside the functions that draw, never at import time.
+Two networks (the tiny one and a random 1-6-6-1 MLP) are enumerated exactly in
+float64 and sampled with ``jaxuq.mc_sample``; :func:`convergence_data` gives
+the relative RMS errors that ``jaxuq.plot.mc_convergence`` draws.
 """
 
 from __future__ import annotations
 
-import pathlib
 from typing import Any
 
 import flax.linen as nn
@@ -74,72 +75,3 @@ def convergence_data(seed: int, max_log2: int = 16, repeats: int = 32) -> dict[s
       "variance_constant": float(np.sqrt(mu4 / var**2 - 1)),
     }
   return out
-
-
-def convergence(seed: int, path: pathlib.Path) -> dict[str, Any]:
-  """Draws ``convergence.png``: relative RMS error vs samples, log-log; returns the data."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  data = convergence_data(seed)
-  t = np.asarray(data["T"], np.float64)
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
-  for (name, net), color in zip(data["networks"].items(), ["C0", "C1"], strict=True):
-    axes[0].loglog(t, net["rel_rmse_mean"], "o", ms=4, color=color, label=name)
-    axes[1].loglog(t, net["rel_rmse_variance"], "o", ms=4, color=color, label=name)
-    axes[1].loglog(t, net["variance_constant"] / np.sqrt(t), "--", color=color, lw=1)
-  axes[0].loglog(t, 1 / np.sqrt(t), "k--", lw=1, label=r"$1/\sqrt{T}$")
-  axes[0].set_title("MC mean: RMS error / exact std")
-  axes[1].set_title("MC variance: RMS error / exact variance")
-  for ax in axes:
-    ax.set_xlabel("MC samples T")
-    ax.grid(True, which="major", alpha=0.3)
-  axes[0].legend(fontsize=8)
-  axes[1].text(
-    0.03,
-    0.05,
-    r"dashed: $\sqrt{\mu_4/\sigma^4-1}\,/\sqrt{T}$",
-    transform=axes[1].transAxes,
-    fontsize=8,
-  )
-  fig.suptitle(
-    f"MC dropout converges to the exact moments ({data['repeats']} runs per T)", fontsize=10
-  )
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-  return data
-
-
-def histogram(summary: dict[str, Any], path: pathlib.Path) -> None:
-  """Draws ``histogram.png``: exact probabilities (and MC frequencies) per output."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  rows = sorted(summary["rows"], key=lambda r: r["output"])
-  pos = np.arange(len(rows))
-  mc = "samples" in summary
-  width = 0.4 if mc else 0.6
-  fig, ax = plt.subplots(figsize=(6, 3.6))
-  ax.bar(pos - (width / 2 if mc else 0), [r["probability"] for r in rows], width, label="exact")
-  if mc:
-    ax.bar(
-      pos + width / 2,
-      [r["mc_frequency"] for r in rows],
-      width,
-      yerr=[2 * r["standard_error"] for r in rows],
-      capsize=3,
-      label=f"mc_sample, N={summary['samples']} (±2 SE)",
-    )
-  ax.set_xticks(pos, [f"{r['output']:.2f}\n({r['kept']})" for r in rows])
-  ax.set_xlabel("output (units kept)")
-  ax.set_ylabel("probability")
-  ax.set_title("tiny network at x = 2: every possible output")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)

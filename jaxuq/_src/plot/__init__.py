@@ -1,0 +1,1 @@
+"""Figures of the experiments, one file per experiment; public through ``jaxuq.plot``."""
