@@ -26,6 +26,8 @@ from jaxuq._src.reducers import moments_reducer as moments_reducer
 from jaxuq._src.sampling import auto_chunk_size as auto_chunk_size
 from jaxuq._src.sampling import mc_sample as mc_sample
 from jaxuq._src.sampling import sequential_sample as sequential_sample
+from jaxuq._src.stream import batches_from_array as batches_from_array
+from jaxuq._src.stream import mc_reduce_dataset as mc_reduce_dataset
 from jaxuq._src.summaries import Summary as Summary
 from jaxuq._src.summaries import predictive_mean as predictive_mean
 from jaxuq._src.summaries import predictive_std as predictive_std
@@ -42,12 +44,14 @@ __all__ = [
   "Reducer",
   "Summary",
   "auto_chunk_size",
+  "batches_from_array",
   "classification_reducer",
   "exact",
   "from_linen",
   "from_nnx",
   "keep_mask",
   "mc_reduce",
+  "mc_reduce_dataset",
   "mc_sample",
   "metrics",
   "models",
