@@ -128,7 +128,7 @@ def mc_reduce_dataset(
   size = len(_as_args(first)[0])
   pieces: list[PyTree] = []
   start = 0
-  current = _prepare(first, 0, expected, size)
+  current: tuple[tuple, int] | None = _prepare(first, 0, expected, size)
   index = 0
   with tqdm(total=total, unit="ex", disable=None if progress is None else not progress) as bar:
     while current is not None:
