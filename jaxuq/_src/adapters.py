@@ -99,7 +99,7 @@ class LinenPredictive:
         self.variables, *args, rngs={self.rng_collection: key}, **dict(self.apply_kwargs)
       )
     if self.check_dropout:
-      check_dropout_ran(type(self.module).__name__, "flax.linen.Dropout or jaxuq.Dropout", rates)
+      _check_dropout_ran(type(self.module).__name__, "flax.linen.Dropout or jaxuq.Dropout", rates)
     return out
 
   def _check_collection(self, module: nn.Module) -> None:
@@ -130,7 +130,7 @@ def _check_running_average(module: nn.BatchNorm, fargs: tuple, fkwargs: dict) ->
     )
 
 
-def check_dropout_ran(model: str, layers: str, rates: list[float]) -> None:
+def _check_dropout_ran(model: str, layers: str, rates: list[float]) -> None:
   """Raises unless a dropout layer with a positive rate ran (``rates``: those that ran)."""
   if not rates:
     raise ValueError(
@@ -292,7 +292,7 @@ class NnxPredictive:
     finally:
       _NNX_RATES.reset(token)
     if self.check_dropout:
-      check_dropout_ran(type(model).__name__, "nnx.Dropout", rates)
+      _check_dropout_ran(type(model).__name__, "nnx.Dropout", rates)
     return out
 
 

@@ -90,6 +90,9 @@ def as_arrays(args: Any) -> Any:
     ValueError: a list of numbers is ragged (not rectangular).
   """
 
+  if isinstance(args, tuple) and all(map(is_array, args)):  # the common case, fast
+    return args
+
   def convert(x: Any) -> Any:
     if not _is_number_list(x):
       return x

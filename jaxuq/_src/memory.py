@@ -6,6 +6,7 @@ Every estimate traces the predictive function abstractly (``jax.eval_shape``,
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxuq._src.keys import check_devices
+from jaxuq._src.keys import check_devices, check_key_type
 
 # Default memory budget for one chunk of samples on CPU (see
 # default_memory_budget); on accelerators a quarter of the device's memory.
@@ -58,11 +59,16 @@ def device_memory(devices: Sequence[jax.Device] | None = None) -> int | None:
   devices = check_devices(devices)
   if devices[0].platform != "cpu":
     return _bytes_limit(devices[0])
+  physical = _physical_memory()
+  return None if physical is None else physical // sum(d.platform == "cpu" for d in devices)
+
+
+@functools.cache
+def _physical_memory() -> int | None:
   try:
-    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
   except (AttributeError, ValueError, OSError):  # not a POSIX system
     return None
-  return physical // sum(d.platform == "cpu" for d in devices)
 
 
 def tree_bytes(tree: Any) -> int:
@@ -129,7 +135,11 @@ def per_sample_bytes(fn: Callable[..., Any], key: Any, *args: Any) -> int:
   count; a layer's input and output are alive together, and XLA fuses the
   element-wise work around them, so twice the largest such array bounds what
   one sample adds.
+
+  Raises:
+    TypeError: ``key`` is not a typed key (array or shape struct).
   """
+  check_key_type(key)
   jaxpr = jax.make_jaxpr(fn)(key, *args).jaxpr
   return 2 * max(1, _largest_dependent(jaxpr, {jaxpr.invars[0]}))
 

@@ -276,6 +276,6 @@ def _check_outputs_fit(
   available = device_memory(jax.devices()[:1])
   if available is None:
     return
-  out = jax.eval_shape(functools.partial(_single_jit, static), dynamic, key, args)
+  out = _single_jit.eval_shape(static, dynamic, key, args)  # cached by jit
   need = num_samples * (tree_bytes(out) + tree_bytes(key))
   check_fits(need, available, num_samples, "the stacked outputs and keys", FEWER_SAMPLES)
