@@ -118,16 +118,24 @@ def test_broadcast_dims_out_of_range_is_refused(flax_layer):
     jaxuq.mc_sample(f, jax.random.key(0), jnp.ones((2, 3)), num_samples=2)
 
 
+class DropOnly(nnx.Module):
+  def __init__(self, broadcast_dims=()):
+    self.drop = nnx.Dropout(0.5, broadcast_dims=broadcast_dims)
+
+  def __call__(self, x, train: bool = False):
+    return self.drop(x, deterministic=not train)
+
+
+def test_integer_input_is_refused_for_nnx():
+  f = jaxuq.from_nnx(DropOnly())
+  with pytest.raises(TypeError, match="nnx layer Dropout got an input of dtype int32"):
+    jaxuq.mc_sample(f, jax.random.key(0), jnp.ones((2, 3), jnp.int32), num_samples=2)
+
+
 def test_broadcast_dims_out_of_range_is_refused_for_nnx():
-  class Net(nnx.Module):
-    def __init__(self):
-      self.drop = nnx.Dropout(0.5, broadcast_dims=(-3,))
-
-    def __call__(self, x):
-      return self.drop(x)
-
+  f = jaxuq.from_nnx(DropOnly(broadcast_dims=(-3,)))
   with pytest.raises(ValueError, match=r"broadcast_dims=\(-3,\).*rank 2"):
-    jaxuq.mc_sample(jaxuq.from_nnx(Net()), jax.random.key(0), jnp.ones((2, 3)), num_samples=2)
+    jaxuq.mc_sample(f, jax.random.key(0), jnp.ones((2, 3)), num_samples=2)
 
 
 def _reduce(key, x):
