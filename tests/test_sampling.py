@@ -112,7 +112,7 @@ def test_new_weights_of_the_same_module_reuse_the_compilation(key):
 
 def test_auto_chunk_follows_the_memory_budget(key):
   predict, x = mlp_predictive(key, batch=64, width=128)
-  per_sample = jaxuq._src.sampling.per_sample_bytes(predict, key, x)
+  per_sample = jaxuq._src.memory.per_sample_bytes(predict, key, x)
   assert per_sample == 2 * 64 * 128 * 4  # twice the largest activation
   chunk = jaxuq.auto_chunk_size(predict, key, x, num_samples=100, memory_budget=per_sample * 7)
   assert chunk == 7
@@ -127,7 +127,7 @@ def test_memory_estimate_counts_only_key_dependent_arrays(key):
     return small.sum(-1)
 
   x = jnp.ones((32, 8))
-  assert jaxuq._src.sampling.per_sample_bytes(fn, key, x) == 2 * 32 * 16 * 4
+  assert jaxuq._src.memory.per_sample_bytes(fn, key, x) == 2 * 32 * 16 * 4
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, None])

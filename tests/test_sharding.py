@@ -30,6 +30,11 @@ SCRIPT = textwrap.dedent(
         raise AssertionError("philox keys on 8 devices must be refused")
     except ValueError as e:
         assert "philox4x32" in str(e)
+    try:  # the per-device share of 10**11 samples cannot fit one device
+        jaxuq.mc_sample(mask_fn, key, x, num_samples=10**11)
+        raise AssertionError("samples that cannot fit must be refused")
+    except ValueError as e:
+        assert "num_samples=100000000000 cannot fit" in str(e), e
     print("OK")
     """
 )

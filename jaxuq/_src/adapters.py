@@ -7,6 +7,8 @@ and two predictive functions of the same module share one compilation.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,9 +16,23 @@ import flax.linen as nn
 import jax
 from flax import nnx, struct
 
-from jaxuq._src.dropout import Dropout, forced_flax_dropout
+from jaxuq._src.dropout import (
+  MASK_COLLECTION,
+  Dropout,
+  check_dropout_input,
+  forced_flax_dropout,
+  layer_name,
+)
+from jaxuq._src.filtering import as_arrays
+from jaxuq._src.interception import DROPOUT_LAYERS, first_input, intercept_calls
+from jaxuq._src.keys import check_key_type, check_rate
 
-_DROPOUT_LAYERS = (nn.Dropout, Dropout)
+# apply() arguments the adapter sets itself, and why a caller may not.
+_RESERVED = {
+  "rngs": "the adapter feeds each sample's key to the dropout rng stream itself; pass "
+  "the key as f(key, x) (or mc_sample(f, key, x, ...)) and name the stream with rng_collection=",
+  "mutable": "the adapter never updates the variables (BatchNorm stays on its running averages)",
+}
 
 
 def _shared_over_batch(one: Any, key: jax.Array, args: tuple) -> Any:
@@ -61,33 +77,73 @@ class LinenPredictive:
   check_dropout: bool = struct.field(pytree_node=False, default=True)
 
   def __call__(self, key: jax.Array, *args: Any) -> Any:
-    return _call(self._apply, self.shared_mask, key, args)
+    check_key_type(key)
+    return _call(self._apply, self.shared_mask, key, as_arrays(args))
 
   def _apply(self, key: jax.Array, *args: Any) -> Any:
-    calls = []
+    rates: list[float] = []  # of the dropout layers that ran
 
-    def force_dropout(next_fun, fargs, fkwargs, context):
-      module = context.module
-      if context.method_name != "__call__" or not isinstance(module, _DROPOUT_LAYERS):
-        return next_fun(*fargs, **fkwargs)
-      calls.append(module)
-      inputs = fargs[0] if fargs else fkwargs["inputs"]
+    def force(module, call, fargs, fkwargs):
+      if isinstance(module, nn.BatchNorm):
+        _check_running_average(module, fargs, fkwargs)
+        return call(*fargs, **fkwargs)
+      rates.append(float(module.rate))
+      self._check_collection(module)
+      inputs = first_input(fargs, fkwargs)
       if isinstance(module, Dropout):
         return module.stochastic(inputs)
       return forced_flax_dropout(module, inputs)
 
-    with nn.intercept_methods(force_dropout):
+    with intercept_calls((*DROPOUT_LAYERS, nn.BatchNorm), force):
       out = self.module.apply(
         self.variables, *args, rngs={self.rng_collection: key}, **dict(self.apply_kwargs)
       )
-    if self.check_dropout and not calls:
-      raise ValueError(
-        f"{type(self.module).__name__} ran no dropout layer (flax.linen.Dropout or "
-        "jaxuq.Dropout), so every MC sample would be the same. Add dropout to the "
-        "model, or pass check_dropout=False if it draws from the "
-        f"{self.rng_collection!r} rng stream itself."
-      )
+    if self.check_dropout:
+      _check_dropout_ran(type(self.module).__name__, "flax.linen.Dropout or jaxuq.Dropout", rates)
     return out
+
+  def _check_collection(self, module: nn.Module) -> None:
+    if module.rng_collection == self.rng_collection or module.rate == 0.0:
+      return
+    if module.has_variable(MASK_COLLECTION, "keep"):  # an explicit mask draws nothing
+      return
+    raise ValueError(
+      f"dropout layer {layer_name(module)} draws from the rng collection "
+      f"{module.rng_collection!r}, but the adapter feeds the key to "
+      f"{self.rng_collection!r}. Pass rng_collection={module.rng_collection!r} to "
+      "from_linen (every dropout layer must use that one collection)."
+    )
+
+
+def _check_running_average(module: nn.BatchNorm, fargs: tuple, fkwargs: dict) -> None:
+  """Raises if a BatchNorm layer would normalise with the batch's own statistics."""
+  flag = fkwargs.get("use_running_average", fargs[1] if len(fargs) > 1 else None)
+  if flag is None:
+    flag = module.use_running_average
+  if flag is False:
+    raise ValueError(
+      f"{layer_name(module)} runs with use_running_average=False (training mode), so it "
+      "would normalise with each batch's statistics and try to update batch_stats. MC "
+      "dropout keeps BatchNorm on its running averages while dropout samples: pass the "
+      "model's inference setting to from_linen (e.g. train=False); dropout is switched "
+      "on whatever its flags say."
+    )
+
+
+def _check_dropout_ran(model: str, layers: str, rates: list[float]) -> None:
+  """Raises unless a dropout layer with a positive rate ran (``rates``: those that ran)."""
+  if not rates:
+    raise ValueError(
+      f"{model} ran no dropout layer ({layers}), so every MC sample would be the same. "
+      "Add dropout to the model, or pass check_dropout=False if it draws its own "
+      "randomness from the key."
+    )
+  if max(rates) == 0.0:
+    raise ValueError(
+      f"{model} ran {len(rates)} dropout layer(s), all with rate 0: no dropout layer "
+      "with a positive rate ran, so every MC sample would be the same. Give a dropout "
+      "layer a rate in (0, 1), or pass check_dropout=False."
+    )
 
 
 def from_linen(
@@ -104,9 +160,11 @@ def from_linen(
   Every ``flax.linen.Dropout`` and ``jaxuq.Dropout`` layer in the module is
   switched on whatever its ``deterministic`` flag says, with its mask drawn
   from the rng stream ``rng_collection`` fed by ``key`` (Flax's layers get
-  jaxuq's packed masks: same distribution, cheaper bits). BatchNorm keeps its
-  running averages as long as ``apply_kwargs`` select inference mode for it
-  (e.g. ``train=False``); the variables are never updated.
+  jaxuq's packed masks: same distribution, cheaper bits). BatchNorm must run on
+  its running averages: ``apply_kwargs`` select inference mode for it (e.g.
+  ``train=False``), and a BatchNorm layer in training mode is refused; the
+  variables are never updated. Inputs that are nested Python lists of numbers
+  are converted with ``jnp.asarray``.
 
   Args:
     module: a ``flax.linen.Module``.
@@ -115,14 +173,21 @@ def from_linen(
       (each sample is one coherent network: smooth curves, joint metrics); by
       default each example gets its own mask, as in Keras and PyTorch.
     rng_collection: the rng stream the dropout layers draw from.
-    check_dropout: raise ``ValueError`` when a call runs no dropout layer.
-    **apply_kwargs: passed to ``module.apply`` (static, hashable values).
+    check_dropout: raise ``ValueError`` when a call runs no dropout layer with
+      a positive rate (every sample would be the same).
+    **apply_kwargs: passed to ``module.apply`` (static, hashable values), except
+      ``rngs`` and ``mutable``, which the adapter sets itself.
 
   Returns:
     A pytree callable ``f(key, *args)``, with the variables as its leaves.
+    Calling it raises ``ValueError`` when a dropout layer draws from another
+    rng collection than ``rng_collection``, a BatchNorm layer runs in training
+    mode, or (with ``check_dropout``) no dropout layer with a positive rate ran;
+    ``TypeError`` when a dropout layer gets integer or boolean input.
 
   Raises:
-    TypeError: ``module`` is not a linen module or ``variables`` not a mapping.
+    TypeError: ``module`` is not a linen module, ``variables`` not a mapping, or
+      ``apply_kwargs`` holds ``rngs`` or ``mutable``.
     ValueError: ``variables`` has no ``'params'``.
 
   Examples:
@@ -141,6 +206,11 @@ def from_linen(
     )
   if "params" not in variables:
     raise ValueError(f"variables must contain 'params', got collections {sorted(variables)}")
+  if not isinstance(rng_collection, str):
+    raise TypeError(f"rng_collection must be a str, got {rng_collection!r}")
+  for name, why in _RESERVED.items():
+    if name in apply_kwargs:
+      raise TypeError(f"from_linen does not take {name}=: {why}.")
   return LinenPredictive(
     module=module,
     variables=dict(variables),
@@ -151,6 +221,37 @@ def from_linen(
   )
 
 
+@functools.cache
+def _sampling_class(cls: type) -> type:
+  """A subclass of an nnx layer whose ``__call__`` ignores its call-time switches.
+
+  Dropout always drops, from the stream the adapter set (a call-time
+  ``deterministic`` or ``rngs`` is overridden); BatchNorm always uses its
+  running averages (a call-time ``use_running_average`` is overridden).
+  """
+  if issubclass(cls, nnx.Dropout):
+
+    def drop(self, inputs, *args, **kwargs):
+      check_dropout_input(inputs, self.broadcast_dims, f"nnx layer {cls.__name__}")
+      ran = _NNX_RATES.get()
+      if ran is not None:
+        ran.append(float(self.rate))
+      return cls.__call__(self, inputs, deterministic=False)
+
+    return type(cls.__name__, (cls,), {"__call__": drop, "__module__": cls.__module__})
+
+  def normalize(self, x, *args, mask=None, **kwargs):
+    return cls.__call__(self, x, use_running_average=True, mask=mask)
+
+  return type(cls.__name__, (cls,), {"__call__": normalize, "__module__": cls.__module__})
+
+
+# The rates of the nnx dropout layers that ran in the current NnxPredictive call.
+_NNX_RATES: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+  "jaxuq_nnx_rates", default=None
+)
+
+
 @struct.dataclass
 class NnxPredictive:
   """``f(key, *args)`` for an nnx model: dropout on, BatchNorm on running averages.
@@ -159,7 +260,7 @@ class NnxPredictive:
     graphdef: the model's static structure.
     state: its state (parameters, BatchNorm statistics, rng state).
     shared_mask: one mask for the whole batch instead of one per example.
-    check_dropout: raise if the model has no ``nnx.Dropout``.
+    check_dropout: raise if no ``nnx.Dropout`` with a positive rate runs.
   """
 
   graphdef: Any = struct.field(pytree_node=False)
@@ -168,27 +269,31 @@ class NnxPredictive:
   check_dropout: bool = struct.field(pytree_node=False, default=True)
 
   def __call__(self, key: jax.Array, *args: Any) -> Any:
-    return _call(self._apply, self.shared_mask, key, args)
+    check_key_type(key)
+    return _call(self._apply, self.shared_mask, key, as_arrays(args))
 
   def _apply(self, key: jax.Array, *args: Any) -> Any:
-    model = nnx.merge(self.graphdef, self.state)
-    dropouts = 0
+    model = nnx.merge(self.graphdef, self.state)  # a copy: switching it leaves the model
+    layer = 0
     for _, sub in nnx.iter_modules(model):
       if isinstance(sub, nnx.Dropout):
-        # Each layer gets its own stream derived from the sample's key.
+        # Layer j draws as if called with rngs=nnx.Rngs(fold_in(key, j)).
+        stream = nnx.Rngs(**{sub.rng_collection: jax.random.fold_in(key, layer)})
+        sub.rngs = stream[sub.rng_collection]
         sub.deterministic = False
-        sub.rngs = nnx.Rngs(**{sub.rng_collection: jax.random.fold_in(key, dropouts)})[
-          sub.rng_collection
-        ]
-        dropouts += 1
-      elif isinstance(sub, nnx.BatchNorm):
-        sub.use_running_average = True
-    if self.check_dropout and not dropouts:
-      raise ValueError(
-        f"{type(model).__name__} has no nnx.Dropout layer, so every MC sample would "
-        "be the same. Add dropout, or pass check_dropout=False."
-      )
-    return model(*args)
+        layer += 1
+      elif not isinstance(sub, nnx.BatchNorm):
+        continue
+      sub.__class__ = _sampling_class(type(sub))
+    rates: list[float] = []
+    token = _NNX_RATES.set(rates)
+    try:
+      out = model(*args)
+    finally:
+      _NNX_RATES.reset(token)
+    if self.check_dropout:
+      _check_dropout_ran(type(model).__name__, "nnx.Dropout", rates)
+    return out
 
 
 def from_nnx(
@@ -196,21 +301,50 @@ def from_nnx(
 ) -> NnxPredictive:
   """Turns an nnx model into a predictive function ``f(key, *args)``.
 
-  The model is split into its structure and state; each call merges a copy,
-  switches every ``nnx.Dropout`` on with a stream derived from ``key`` (the
-  model's own rng counters are neither used nor advanced) and every
-  ``nnx.BatchNorm`` to its running averages. ``model`` itself is not changed.
+  The model is split into its structure and state; each call merges a copy in
+  which every ``nnx.Dropout`` drops and every ``nnx.BatchNorm`` uses its
+  running averages, whatever their attributes or call-time arguments say
+  (``deterministic=not train``, ``rngs=``, ``use_running_average=``). The
+  ``j``-th dropout layer (in ``nnx.iter_modules`` order) draws its masks as
+  ``nnx.Dropout`` does when called with ``rngs=nnx.Rngs(dropout=
+  jax.random.fold_in(key, j))`` (its own ``rng_collection`` in place of
+  ``dropout``); the model's rng counters are neither used nor advanced.
+  ``model`` itself is not changed. Inputs that are nested Python lists of
+  numbers are converted with ``jnp.asarray``.
 
   Args:
     model: an ``nnx.Module``.
     shared_mask: one mask for the whole batch (see :func:`from_linen`).
-    check_dropout: raise ``ValueError`` when the model has no dropout layer.
+    check_dropout: raise ``ValueError`` when a call runs no dropout layer with
+      a positive rate.
 
   Returns:
     A pytree callable ``f(key, *args)``.
+
+  Raises:
+    TypeError: ``model`` is not an nnx module.
+    ValueError: an ``nnx.Dropout`` rate is outside ``[0, 1)``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxuq
+    >>> from flax import nnx
+    >>> class Net(nnx.Module):
+    ...   def __init__(self, rngs):
+    ...     self.dense = nnx.Linear(1, 8, rngs=rngs)
+    ...     self.drop = nnx.Dropout(0.5)
+    ...   def __call__(self, x, train=False):
+    ...     return self.drop(self.dense(x), deterministic=not train)
+    >>> f = jaxuq.from_nnx(Net(nnx.Rngs(0)))
+    >>> s = jaxuq.mc_sample(f, jax.random.key(1), jnp.ones((4, 1)), num_samples=10)
+    >>> s.shape, bool(s.std(axis=0).max() > 0)
+    ((10, 4, 8), True)
   """
   if not isinstance(model, nnx.Module):
     raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+  for path, sub in nnx.iter_modules(model):
+    if isinstance(sub, nnx.Dropout):
+      where = "/".join(map(str, path)) or type(sub).__name__
+      check_rate(sub.rate, f"the rate of nnx.Dropout {where!r}")
   graphdef, state = nnx.split(model)
   return NnxPredictive(
     graphdef=graphdef, state=state, shared_mask=bool(shared_mask), check_dropout=bool(check_dropout)

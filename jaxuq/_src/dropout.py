@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxuq._src.keys import check_rate
+from jaxuq._src.keys import check_key_type, check_rate
 
 MASK_COLLECTION = "dropout_masks"
 _MAX_BITS = 16
@@ -65,6 +65,7 @@ def keep_mask(key: jax.Array, shape: Sequence[int], rate: float) -> jax.Array:
   Returns:
     A ``bool`` array of ``shape``.
   """
+  check_key_type(key)
   shape = tuple(int(d) for d in shape)
   return unpack_keep(draw_words(key, word_count(shape, rate)), shape, rate)
 
@@ -109,6 +110,40 @@ def draw_words(key: jax.Array, count: int) -> jax.Array:
 def apply_keep_mask(x: jax.Array, keep: jax.Array, rate: float) -> jax.Array:
   """Inverted dropout: kept units scaled by ``1 / (1 - rate)``, dropped ones zero."""
   return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
+
+
+def check_dropout_input(inputs: jax.Array, broadcast_dims: Sequence[int], layer: str) -> None:
+  """Raises unless dropout can apply to ``inputs``: a float array, ``broadcast_dims`` in range.
+
+  Integer and boolean inputs are refused, as Flax's own layer refuses them:
+  the inverted scaling ``1 / (1 - rate)`` does not exist in their dtype.
+
+  Raises:
+    TypeError: ``inputs`` is not a floating-point (or complex) array.
+    ValueError: an axis of ``broadcast_dims`` is not an axis of ``inputs``.
+  """
+  dtype = jnp.result_type(inputs)
+  if not jnp.issubdtype(dtype, jnp.inexact):
+    raise TypeError(
+      f"{layer} got an input of dtype {dtype}; dropout scales kept units by "
+      "1 / (1 - rate), which an integer or boolean array cannot hold. Cast the input "
+      "to a float dtype first, e.g. x.astype(jnp.float32)."
+    )
+  ndim = jnp.ndim(inputs)
+  bad = [d for d in broadcast_dims if not -ndim <= d < ndim]
+  if bad:
+    raise ValueError(
+      f"{layer} has broadcast_dims={tuple(broadcast_dims)}, but its input has rank {ndim} "
+      f"(shape {jnp.shape(inputs)}), so axes {bad} do not exist. Use axes in "
+      f"[-{ndim}, {ndim}), e.g. broadcast_dims=(-2,) to share the mask along the "
+      "second to last axis."
+    )
+
+
+def layer_name(module: nn.Module) -> str:
+  """A linen layer's class and path, e.g. ``"Dropout 'Dropout_0'"``, for messages."""
+  path = "/".join(module.scope.path) if module.scope is not None else ""
+  return f"{type(module).__name__} {path!r}" if path else type(module).__name__
 
 
 def mask_shape(shape: Sequence[int], broadcast_dims: Sequence[int]) -> tuple[int, ...]:
@@ -157,6 +192,7 @@ class Dropout(nn.Module):
     """Applies dropout whatever ``deterministic`` says (used by the adapters)."""
     if self.rate == 0.0:
       return inputs
+    check_dropout_input(inputs, self.broadcast_dims, f"jaxuq.{layer_name(self)}")
     keep = explicit_or_drawn_mask(self, inputs, self.rate, self.broadcast_dims)
     return apply_keep_mask(inputs, keep, self.rate)
 
@@ -180,5 +216,6 @@ def forced_flax_dropout(module: nn.Dropout, inputs: jax.Array) -> jax.Array:
   rate = check_rate(float(module.rate), "flax Dropout.rate")
   if rate == 0.0:
     return inputs
+  check_dropout_input(inputs, module.broadcast_dims, f"flax.linen.{layer_name(module)}")
   keep = explicit_or_drawn_mask(module, inputs, rate, module.broadcast_dims)
   return apply_keep_mask(inputs, keep, rate)

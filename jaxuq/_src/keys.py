@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,38 @@ def key_impl_name(key: jax.Array) -> str:
   return str(getattr(impl, "name", impl))
 
 
+def check_key_type(key: object, name: str = "key") -> None:
+  """Raises unless ``key`` is a scalar typed PRNG key (an array, tracer or shape struct).
+
+  Args:
+    key: the object to check.
+    name: the argument's name, used in the error message.
+
+  Raises:
+    TypeError: ``key`` is an integer, a legacy ``uint32`` key or not an array.
+    ValueError: ``key`` is not a scalar.
+  """
+  if isinstance(key, numbers.Integral):
+    raise TypeError(
+      f"{name} must be a typed PRNG key, got the integer {key!r}. "
+      f"Make one with jax.random.key({key!r})."
+    )
+  dtype = getattr(key, "dtype", None)
+  shape = getattr(key, "shape", None)
+  if dtype is None or not jnp.issubdtype(dtype, jax.dtypes.prng_key):
+    raise TypeError(
+      f"{name} must be a typed PRNG key made with jax.random.key(seed), got "
+      f"{type(key).__name__} of dtype {dtype} and shape {shape}. A legacy "
+      "uint32 key from jax.random.PRNGKey converts with "
+      "jax.random.wrap_key_data(key)."
+    )
+  if shape != ():
+    raise ValueError(
+      f"{name} must be a single (scalar) PRNG key, got a key array of shape "
+      f"{shape}; pass one key and let jaxuq split it."
+    )
+
+
 def check_key(key: object, name: str = "key") -> None:
   """Raises unless ``key`` is a scalar typed PRNG key that vmaps per key.
 
@@ -30,26 +63,8 @@ def check_key(key: object, name: str = "key") -> None:
     ValueError: ``key`` is not a scalar, or its implementation (``rbg``,
       ``unsafe_rbg``) would give every vmapped sample the first key's bits.
   """
-  if isinstance(key, numbers.Integral):
-    raise TypeError(
-      f"{name} must be a typed PRNG key, got the integer {key!r}. "
-      f"Make one with jax.random.key({key!r})."
-    )
-  dtype = getattr(key, "dtype", None)
-  if dtype is None or not jnp.issubdtype(dtype, jax.dtypes.prng_key):
-    shape = getattr(key, "shape", None)
-    raise TypeError(
-      f"{name} must be a typed PRNG key made with jax.random.key(seed), got "
-      f"{type(key).__name__} of dtype {dtype} and shape {shape}. A legacy "
-      "uint32 key from jax.random.PRNGKey converts with "
-      "jax.random.wrap_key_data(key)."
-    )
+  check_key_type(key, name)
   assert isinstance(key, jax.Array)
-  if key.shape != ():
-    raise ValueError(
-      f"{name} must be a single (scalar) PRNG key, got a key array of shape "
-      f"{key.shape}; pass one key and let jaxuq split it."
-    )
   impl = key_impl_name(key)
   if impl in _UNBATCHABLE_IMPLS:
     raise ValueError(
@@ -73,3 +88,20 @@ def check_rate(rate: object, name: str = "rate") -> float:
   if not 0.0 <= float(rate) < 1.0:
     raise ValueError(f"{name} must be in [0, 1) (the probability to drop a unit), got {rate!r}")
   return float(rate)
+
+
+def check_devices(devices: Sequence[jax.Device] | None) -> list[jax.Device]:
+  """``devices`` as a non-empty list (``jax.devices()`` for ``None``), or raises."""
+  if devices is None:
+    return list(jax.devices())
+  if isinstance(devices, jax.Device):
+    raise TypeError(
+      f"devices must be a sequence of devices, got one device {devices}; use [device]"
+    )
+  devices = list(devices)
+  if not devices:
+    raise ValueError(
+      "devices must name at least one device, got an empty list; pass None for all of "
+      "jax.devices(), or e.g. devices=jax.devices()[:1]"
+    )
+  return devices

@@ -8,9 +8,7 @@ jitted single-key calls that people write today, kept as the baseline.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,66 +18,20 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxuq._src.keys import check_key, check_positive_int, key_impl_name
+from jaxuq._src.filtering import Static, as_arrays, combine, partition
+from jaxuq._src.keys import check_devices, check_key, check_positive_int, key_impl_name
+from jaxuq._src.memory import (
+  FEWER_SAMPLES,
+  check_fits,
+  check_samples_fit,
+  default_memory_budget,
+  device_memory,
+  per_sample_bytes,
+  tree_bytes,
+)
 
 PyTree = Any
 SAMPLE_AXIS = "samples"
-# Default memory budget for one chunk of samples on CPU (see
-# default_memory_budget); on accelerators a quarter of the device's memory.
-DEFAULT_CPU_BUDGET = 8 * 2**20
-
-
-@dataclasses.dataclass(frozen=True)
-class _Static:
-  """The non-array part of a predictive function, hashable for jit's cache."""
-
-  treedef: Any
-  leaves: tuple[Any, ...]
-
-  def __hash__(self) -> int:
-    return hash((self.treedef, tuple(_hash_or_id(x) for x in self.leaves)))
-
-  def __eq__(self, other: object) -> bool:
-    if not isinstance(other, _Static) or self.treedef != other.treedef:
-      return False
-    return all(a is b or _safe_eq(a, b) for a, b in zip(self.leaves, other.leaves, strict=False))
-
-
-def _hash_or_id(x: Any) -> int:
-  try:
-    return hash(x)
-  except TypeError:
-    return id(x)
-
-
-def _safe_eq(a: Any, b: Any) -> bool:
-  try:
-    return bool(a == b)
-  except Exception:  # noqa: BLE001 - unequal if equality is not a plain bool
-    return False
-
-
-def _is_array(x: Any) -> bool:
-  return isinstance(x, (jax.Array, np.ndarray, np.generic))
-
-
-def partition(fn: Callable[..., Any]) -> tuple[_Static, list[Any]]:
-  """Splits a (pytree) callable into its static part and its array leaves.
-
-  A plain function is all static; a pytree callable (such as the adapters'
-  predictive functions) passes its arrays to jit as arguments rather than
-  baking them into the compiled program as constants.
-  """
-  leaves, treedef = jax.tree.flatten(fn)
-  static = tuple(None if _is_array(x) else x for x in leaves)
-  dynamic = [x for x in leaves if _is_array(x)]
-  return _Static(treedef, static), dynamic
-
-
-def _combine(static: _Static, dynamic: Sequence[Any]) -> Callable[..., Any]:
-  it = iter(dynamic)
-  leaves = [next(it) if x is None else x for x in static.leaves]
-  return jax.tree.unflatten(static.treedef, leaves)
 
 
 def _check_fn(fn: object) -> None:
@@ -96,10 +48,11 @@ def _map_chunks(fn: Callable[..., Any], keys: jax.Array, args: tuple, chunk: int
 
 
 @functools.partial(
-  jax.jit, static_argnames=("static", "num_samples", "chunk_size", "memory_budget", "mesh")
+  jax.jit,
+  static_argnames=("static", "num_samples", "chunk_size", "memory_budget", "available", "mesh"),
 )
 def _mc_sample_jit(
-  static: _Static,
+  static: Static,
   dynamic: list[Any],
   key: jax.Array,
   args: tuple,
@@ -107,17 +60,27 @@ def _mc_sample_jit(
   num_samples: int,
   chunk_size: int | None,
   memory_budget: int,
+  available: int | None,
   mesh: Mesh | None,
 ) -> PyTree:
-  fn = _combine(static, dynamic)
+  fn = combine(static, dynamic)
   num_devices = 1 if mesh is None else mesh.devices.size
-  if chunk_size is None:  # decided while tracing, so jit's cache remembers it
-    per_device = -(-num_samples // num_devices)
+  per_device = -(-num_samples // num_devices)
+  # Decided while tracing (shapes only), so jit's cache remembers them.
+  if chunk_size is None:
     chunk_size = _chunk_for_budget(fn, key, args, per_device, memory_budget)
+  check_samples_fit(
+    fn,
+    key,
+    args,
+    num_samples=num_samples,
+    per_device=per_device,
+    chunk=chunk_size,
+    available=available,
+  )
   keys = jax.random.split(key, num_samples)
   if mesh is None:
     return _map_chunks(fn, keys, args, chunk_size)
-  per_device = -(-num_samples // num_devices)
   padded = per_device * num_devices
   if padded != num_samples:  # extra keys only fill the devices; dropped below
     keys = keys[jnp.arange(padded) % num_samples]
@@ -141,77 +104,10 @@ def _chunk_for_budget(
   return int(max(1, min(per_device, budget // per_sample_bytes(fn, key_struct, *structs))))
 
 
-def _sample_mesh(devices: Sequence[jax.Device] | None) -> Mesh | None:
-  devices = list(jax.devices() if devices is None else devices)
-  if not devices:
-    raise ValueError("devices must name at least one device, got an empty list")
+def _sample_mesh(devices: list[jax.Device]) -> Mesh | None:
   if len(devices) == 1:
     return None
   return Mesh(np.array(devices), (SAMPLE_AXIS,))
-
-
-def default_memory_budget(devices: Sequence[jax.Device] | None = None) -> int:
-  """Bytes one chunk of samples may use on each device.
-
-  8 MiB on CPU: chunks that stay in cache were fastest there (measured on 2
-  cores, seed MLP 1 -> 4x1024 -> 1 with dropout after every layer, 1000 masks
-  at batch 256: chunks of 4 (this budget) ran 1.19x faster than the jitted
-  loop, chunks of 10 1.16x, chunks of 100 0.93x, XLA's matmul slowing on very
-  tall matrices; at batch 5000 one sample per chunk was best). On an
-  accelerator, a quarter of the memory limit the runtime reports, else 1 GiB.
-  """
-  device = (list(devices) if devices is not None else jax.devices())[0]
-  if device.platform == "cpu":
-    return DEFAULT_CPU_BUDGET
-  stats = device.memory_stats() or {}
-  limit = stats.get("bytes_limit")
-  return int(limit) // 4 if limit else 2**30
-
-
-def per_sample_bytes(fn: Callable[..., Any], key: Any, *args: Any) -> int:
-  """Estimates the memory one more sample needs: twice its largest key-dependent array.
-
-  The estimate traces ``fn`` once (no compilation, no computation). Arrays that
-  do not depend on the key (the layers before the first dropout) are computed
-  once for all the samples of a chunk, so only arrays downstream of the key
-  count; a layer's input and output are alive together, and XLA fuses the
-  element-wise work around them, so twice the largest such array bounds what
-  one sample adds.
-  """
-  jaxpr = jax.make_jaxpr(fn)(key, *args).jaxpr
-  return 2 * max(1, _largest_dependent(jaxpr, {jaxpr.invars[0]}))
-
-
-def _nbytes(var: Any) -> int:
-  aval = getattr(var, "aval", None)
-  shape, dtype = getattr(aval, "shape", None), getattr(aval, "dtype", None)
-  if shape is None or dtype is None:
-    return 0
-  itemsize = 4 if jnp.issubdtype(dtype, jax.dtypes.prng_key) else np.dtype(dtype).itemsize
-  return math.prod(shape) * itemsize
-
-
-def _largest_dependent(jaxpr: Any, dependent: set) -> int:
-  """The largest array of ``jaxpr`` that depends on a variable in ``dependent``."""
-  largest = 0
-  for eqn in jaxpr.eqns:
-    if not any(not hasattr(v, "val") and v in dependent for v in eqn.invars):
-      continue
-    dependent.update(eqn.outvars)
-    largest = max([largest, *(_nbytes(v) for v in eqn.outvars)])
-    for sub in _subjaxprs(eqn):  # inside a key-dependent call: all of it counts
-      largest = max(largest, _largest_dependent(sub, set(sub.invars) | set(sub.constvars)))
-  return largest
-
-
-def _subjaxprs(eqn: Any):
-  for value in eqn.params.values():
-    for v in value if isinstance(value, (tuple, list)) else (value,):
-      inner = getattr(v, "jaxpr", None)
-      if inner is not None and hasattr(inner, "eqns"):
-        yield inner
-      elif hasattr(v, "eqns"):
-        yield v
 
 
 def auto_chunk_size(
@@ -226,10 +122,29 @@ def auto_chunk_size(
 
   ``memory_budget // per_sample_bytes(fn, key, *args)``, at least 1 and at most
   the number of samples each device runs.
+
+  Raises:
+    TypeError: ``key`` is not a typed key, or ``fn`` is not callable.
+    ValueError: ``num_samples`` or ``memory_budget`` is not a positive int, or
+      ``devices`` is empty.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxuq
+    >>> f = lambda key, x: x * jax.random.bernoulli(key, 0.5, x.shape)
+    >>> jaxuq.auto_chunk_size(f, jax.random.key(0), jnp.ones(1024), num_samples=100,
+    ...                       memory_budget=2**16, devices=jax.devices()[:1])
+    8
   """
-  budget = default_memory_budget(devices) if memory_budget is None else memory_budget
-  per_device = -(-num_samples // max(1, len(devices or jax.devices())))
-  return _chunk_for_budget(fn, key, args, per_device, budget)
+  _check_fn(fn)
+  check_key(key)
+  num_samples = check_positive_int(num_samples, "num_samples")
+  devices = check_devices(devices)
+  if memory_budget is None:
+    budget = default_memory_budget(devices)
+  else:
+    budget = check_positive_int(memory_budget, "memory_budget")
+  per_device = -(-num_samples // len(devices))
+  return _chunk_for_budget(fn, key, as_arrays(args), per_device, budget)
 
 
 def mc_sample(
@@ -257,7 +172,8 @@ def mc_sample(
     key: a typed PRNG key (``jax.random.key(seed)``). ``rbg`` keys are
       refused (under vmap they give every sample the first key's bits), and so
       are ``philox4x32`` keys with several devices (JAX cannot compile them).
-    *args: arrays passed to every call of ``fn`` (not split over samples).
+    *args: arrays passed to every call of ``fn`` (not split over samples);
+      nested Python lists of numbers are converted with ``jnp.asarray``.
     num_samples: how many passes, a positive int.
     chunk_size: how many samples are vmapped at once on each device (the rest
       run one chunk after another, bounding memory). ``None`` picks
@@ -274,7 +190,9 @@ def mc_sample(
   Raises:
     TypeError: ``key`` is not a typed key, or ``fn`` is not callable.
     ValueError: ``num_samples``, ``chunk_size`` or ``memory_budget`` is not a
-      positive int, or ``key`` is an ``rbg`` key.
+      positive int, ``devices`` is empty, ``key`` is an ``rbg`` key, or the
+      samples' outputs (or one chunk) cannot fit one device's memory
+      (checked from shapes alone, before anything is allocated).
 
   Examples:
     >>> import jax, jaxuq
@@ -289,6 +207,7 @@ def mc_sample(
     memory_budget = check_positive_int(memory_budget, "memory_budget")
   if chunk_size is not None:
     chunk_size = check_positive_int(chunk_size, "chunk_size")
+  devices = check_devices(devices)
   if memory_budget is None:
     memory_budget = default_memory_budget(devices)
   mesh = _sample_mesh(devices)
@@ -303,17 +222,18 @@ def mc_sample(
     static,
     dynamic,
     key,
-    args,
+    as_arrays(args),
     num_samples=num_samples,
     chunk_size=chunk_size,
     memory_budget=memory_budget,
+    available=device_memory(devices),
     mesh=mesh,
   )
 
 
 @functools.partial(jax.jit, static_argnames=("static",))
-def _single_jit(static: _Static, dynamic: list[Any], key: jax.Array, args: tuple) -> PyTree:
-  return _combine(static, dynamic)(key, *args)
+def _single_jit(static: Static, dynamic: list[Any], key: jax.Array, args: tuple) -> PyTree:
+  return combine(static, dynamic)(key, *args)
 
 
 def sequential_sample(
@@ -327,16 +247,35 @@ def sequential_sample(
   Args:
     fn: a pure predictive function ``fn(key, *args)``.
     key: a typed PRNG key.
-    *args: arrays passed to every call.
+    *args: arrays passed to every call (nested lists of numbers are converted).
     num_samples: how many passes, a positive int.
 
   Returns:
     ``fn``'s output pytree with a leading axis of ``num_samples``.
+
+  Raises:
+    TypeError: ``key`` is not a typed key, or ``fn`` is not callable.
+    ValueError: ``num_samples`` is not a positive int, ``key`` is an ``rbg``
+      key, or the stacked outputs cannot fit the default device's memory.
   """
   _check_fn(fn)
   check_key(key)
   num_samples = check_positive_int(num_samples, "num_samples")
+  args = as_arrays(args)
   static, dynamic = partition(fn)
+  _check_outputs_fit(static, dynamic, key, args, num_samples)
   keys = jax.random.split(key, num_samples)
   outs = [_single_jit(static, dynamic, keys[i], args) for i in range(num_samples)]
   return jax.tree.map(lambda *ys: jnp.stack(ys), *outs)
+
+
+def _check_outputs_fit(
+  static: Static, dynamic: list[Any], key: jax.Array, args: tuple, num_samples: int
+) -> None:
+  """Raises if ``num_samples`` outputs and keys cannot fit the default device."""
+  available = device_memory(jax.devices()[:1])
+  if available is None:
+    return
+  out = _single_jit.eval_shape(static, dynamic, key, args)  # cached by jit
+  need = num_samples * (tree_bytes(out) + tree_bytes(key))
+  check_fits(need, available, num_samples, "the stacked outputs and keys", FEWER_SAMPLES)

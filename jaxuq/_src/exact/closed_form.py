@@ -21,8 +21,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxuq._src.exact.linen import _DROPOUT_LAYERS, check_linen
-from jaxuq._src.sampling import _combine, _Static, partition
+from jaxuq._src.exact.linen import check_linen
+from jaxuq._src.filtering import Static, combine, partition
+from jaxuq._src.interception import DROPOUT_LAYERS, first_input, intercept_calls
 
 
 class ClosedFormMoments(NamedTuple):
@@ -52,23 +53,19 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> ClosedFormMoments:
   dropouts: list[tuple[Any, jax.Array, jax.Array]] = []  # (module, h, output)
   denses: list[tuple[Any, jax.Array, jax.Array, jax.Array]] = []  # (module, input, kernel, out)
 
-  def record(next_fun, fargs, fkwargs, context):
-    module = context.module
-    if context.method_name != "__call__":
-      return next_fun(*fargs, **fkwargs)
-    inputs = fargs[0] if fargs else fkwargs["inputs"]
-    if isinstance(module, _DROPOUT_LAYERS):
+  def record(module, call, fargs, fkwargs):
+    inputs = first_input(fargs, fkwargs)
+    if isinstance(module, DROPOUT_LAYERS):
       if float(module.rate) == 0.0:
         return inputs
       out = inputs * jnp.ones((), inputs.dtype)  # E[dropout(h)] = h, as a new value
       dropouts.append((module, inputs, out))
       return out
-    y = next_fun(*fargs, **fkwargs)
-    if isinstance(module, nn.Dense):
-      denses.append((module, inputs, module.variables["params"]["kernel"], y))
+    y = call(*fargs, **fkwargs)
+    denses.append((module, inputs, module.variables["params"]["kernel"], y))
     return y
 
-  with nn.intercept_methods(record):
+  with intercept_calls((*DROPOUT_LAYERS, nn.Dense), record):
     y = f.module.apply(f.variables, *args, **dict(f.apply_kwargs))
   if len(dropouts) != 1:
     raise _refuse(
@@ -96,8 +93,8 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> ClosedFormMoments:
 
 
 @functools.partial(jax.jit, static_argnames=("static", "covariance"))
-def _closed_form_jit(static: _Static, dynamic: list[Any], args: tuple, *, covariance: bool):
-  return _analyse(_combine(static, dynamic), args, covariance)
+def _closed_form_jit(static: Static, dynamic: list[Any], args: tuple, *, covariance: bool):
+  return _analyse(combine(static, dynamic), args, covariance)
 
 
 def closed_form_moments(fn: Any, *args: Any, covariance: bool = False) -> ClosedFormMoments:

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxuq._src.sampling import _combine, _Static, partition, per_sample_bytes
+from jaxuq._src.filtering import Static, combine, partition
+from jaxuq._src.memory import per_sample_bytes
 
 DEFAULT_MAX_UNITS = 24  # 2**24 = 16.7 M masks
 HARD_MAX_UNITS = 32  # mask indices are uint32
@@ -125,7 +126,7 @@ def index_masks(layout: MaskLayout, index: jax.Array) -> tuple[jax.Array, ...]:
 
 @functools.partial(jax.jit, static_argnames=("static", "layout", "chunk"))
 def _chunk_jit(
-  static: _Static,
+  static: Static,
   dynamic: list[Any],
   start: jax.Array,
   args: tuple,
@@ -133,7 +134,7 @@ def _chunk_jit(
   layout: MaskLayout,
   chunk: int,
 ) -> Any:
-  fn = _combine(static, dynamic)
+  fn = combine(static, dynamic)
   masks = index_masks(layout, start + jnp.arange(chunk, dtype=jnp.uint32))
   key = jax.random.key(0)  # feeds nothing; see check_key_unused
   return jax.vmap(lambda ms: fn(key, ms, *args))(masks)

@@ -31,7 +31,7 @@ import numpy as np
 from jaxuq._src.exact import engine
 from jaxuq._src.exact.linen import check_linen, discover, masked
 from jaxuq._src.keys import check_positive_int
-from jaxuq._src.sampling import default_memory_budget
+from jaxuq._src.memory import default_memory_budget
 
 DEFAULT_MAX_BYTES = 2 * 2**30
 

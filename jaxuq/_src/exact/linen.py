@@ -19,10 +19,9 @@ import jax
 from flax import struct, traverse_util
 
 from jaxuq._src.adapters import LinenPredictive, NnxPredictive
-from jaxuq._src.dropout import MASK_COLLECTION, Dropout
+from jaxuq._src.dropout import MASK_COLLECTION
 from jaxuq._src.exact.engine import MaskLayout
-
-_DROPOUT_LAYERS = (nn.Dropout, Dropout)
+from jaxuq._src.interception import DROPOUT_LAYERS, first_input, intercept_calls
 
 
 def check_linen(fn: object) -> LinenPredictive:
@@ -68,31 +67,29 @@ def discover(fn: LinenPredictive, args: tuple) -> tuple[MaskLayout, tuple[tuple[
   found: dict[tuple[str, ...], tuple[tuple[int, ...], float]] = {}
   batch = _batch_size(args)
 
-  def record(next_fun, fargs, fkwargs, context):
-    module = context.module
-    if context.method_name == "__call__" and isinstance(module, _DROPOUT_LAYERS):
-      path = _path(module)
-      inputs = fargs[0] if fargs else fkwargs["inputs"]
-      name = "/".join(path) or type(module).__name__
-      if path in found:
-        raise ValueError(
-          f"dropout layer {name!r} runs more than once per forward pass; exact "
-          "enumeration gives each layer one mask, so it cannot model several draws. "
-          "Use a separate dropout layer for each call."
-        )
-      shape = tuple(int(d) for d in inputs.shape)
-      if not shape or shape[0] not in (batch, 1):
-        raise ValueError(
-          f"dropout layer {name!r} gets an input of shape {shape} whose leading axis is "
-          f"not the batch axis (batch size {batch}); enumeration needs the batch axis first"
-        )
-      broadcast = {d % len(shape) for d in module.broadcast_dims}
-      mask = tuple(1 if (d == 0 or d in broadcast) else n for d, n in enumerate(shape))
-      found[path] = (mask, float(module.rate))
-    return next_fun(*fargs, **fkwargs)
+  def record(module, call, fargs, fkwargs):
+    path = _path(module)
+    inputs = first_input(fargs, fkwargs)
+    name = "/".join(path) or type(module).__name__
+    if path in found:
+      raise ValueError(
+        f"dropout layer {name!r} runs more than once per forward pass; exact "
+        "enumeration gives each layer one mask, so it cannot model several draws. "
+        "Use a separate dropout layer for each call."
+      )
+    shape = tuple(int(d) for d in inputs.shape)
+    if not shape or shape[0] not in (batch, 1):
+      raise ValueError(
+        f"dropout layer {name!r} gets an input of shape {shape} whose leading axis is "
+        f"not the batch axis (batch size {batch}); enumeration needs the batch axis first"
+      )
+    broadcast = {d % len(shape) for d in module.broadcast_dims}
+    mask = tuple(1 if (d == 0 or d in broadcast) else n for d, n in enumerate(shape))
+    found[path] = (mask, float(module.rate))
+    return call(*fargs, **fkwargs)
 
   def trace(f, a):
-    with nn.intercept_methods(record):
+    with intercept_calls(DROPOUT_LAYERS, record):
       return f(jax.random.key(0), *a)
 
   jax.eval_shape(trace, fn, args)  # abstract weights and inputs work too
@@ -105,19 +102,13 @@ def discover(fn: LinenPredictive, args: tuple) -> tuple[MaskLayout, tuple[tuple[
   return layout, tuple(p for p, _, _ in layers)
 
 
-def _require_masks(next_fun, fargs, fkwargs, context):
-  module = context.module
-  if (
-    context.method_name == "__call__"
-    and isinstance(module, _DROPOUT_LAYERS)
-    and module.rate > 0.0
-    and not module.has_variable(MASK_COLLECTION, "keep")
-  ):
+def _require_masks(module, call, fargs, fkwargs):
+  if module.rate > 0.0 and not module.has_variable(MASK_COLLECTION, "keep"):
     raise ValueError(
       f"dropout layer {'/'.join(_path(module))!r} ran without an explicit mask; the "
       "model's dropout layers changed between tracing and enumeration"
     )
-  return next_fun(*fargs, **fkwargs)
+  return call(*fargs, **fkwargs)
 
 
 @struct.dataclass
@@ -137,7 +128,7 @@ class MaskedLinen:
       {path + ("keep",): m for path, m in zip(self.paths, masks, strict=True)}
     )
     variables = {**self.predictive.variables, MASK_COLLECTION: tree}
-    with nn.intercept_methods(_require_masks):
+    with intercept_calls(DROPOUT_LAYERS, _require_masks):
       return dataclasses.replace(self.predictive, variables=variables)(key, *args)
 
 
