@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import jaxuq
 from jaxuq._src import reduce as reduce_mod
-from jaxuq._src.sampling import partition
+from jaxuq._src.filtering import partition
 from tests.helpers import mlp_predictive
 
 

@@ -105,3 +105,13 @@ def check_devices(devices: Sequence[jax.Device] | None) -> list[jax.Device]:
       "jax.devices(), or e.g. devices=jax.devices()[:1]"
     )
   return devices
+
+
+def check_key_for_devices(key: jax.Array, num_devices: int) -> None:
+  """Raises if ``key`` cannot be used on ``num_devices`` devices (philox4x32 on several)."""
+  if num_devices > 1 and key_impl_name(key) == "philox4x32":
+    raise ValueError(
+      "key is a philox4x32 key, which JAX cannot compile for several devices (its "
+      "mulhi fails to lower). Use the default jax.random.key(seed), or pass "
+      "devices=[one device]."
+    )

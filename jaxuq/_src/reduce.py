@@ -18,8 +18,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxuq._src.keys import check_key, check_positive_int
-from jaxuq._src.sampling import _combine, _Static, partition
+from jaxuq._src.filtering import Static, as_arrays, combine, partition
+from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
 
 PyTree = Any
 _AXIS = "samples"
@@ -86,7 +86,7 @@ def _reduce_keys(fn, keys, args, reducer: Reducer, chunk: int, init_state):
 
 @functools.partial(jax.jit, static_argnames=("static", "reducer", "num_samples", "chunk", "mesh"))
 def _mc_reduce_jit(
-  static: _Static,
+  static: Static,
   dynamic: list[Any],
   key: jax.Array,
   args: tuple,
@@ -96,7 +96,7 @@ def _mc_reduce_jit(
   chunk: int,
   mesh: Mesh | None,
 ) -> PyTree:
-  fn = _combine(static, dynamic)
+  fn = combine(static, dynamic)
   empty = reducer.init(_one_sample_struct(fn, key, args))
   keys = jax.random.split(key, num_samples)
   if mesh is None:
@@ -173,12 +173,12 @@ def mc_reduce(
   num_samples = check_positive_int(num_samples, "num_samples")
   chunk_size = check_positive_int(chunk_size, "chunk_size")
   reducer = _check_reducer(reducer)
-  devices = list(jax.devices() if devices is None else devices)
-  if not devices:
-    raise ValueError("devices must name at least one device, got an empty list")
+  devices = check_devices(devices)
   mesh = None if len(devices) == 1 else Mesh(np.array(devices), (_AXIS,))
+  check_key_for_devices(key, len(devices))
+  args = as_arrays(args)
   static, dynamic = partition(fn)
-  _validate(_combine(static, dynamic), key, args, reducer, min(chunk_size, num_samples))
+  _validate(combine(static, dynamic), key, args, reducer, min(chunk_size, num_samples))
   return _mc_reduce_jit(
     static,
     dynamic,

@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxuq._src.filtering import Static, as_arrays, combine, partition
-from jaxuq._src.keys import check_devices, check_key, check_positive_int, key_impl_name
+from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
 from jaxuq._src.memory import (
   FEWER_SAMPLES,
   check_fits,
@@ -211,12 +211,7 @@ def mc_sample(
   if memory_budget is None:
     memory_budget = default_memory_budget(devices)
   mesh = _sample_mesh(devices)
-  if mesh is not None and key_impl_name(key) == "philox4x32":
-    raise ValueError(
-      "key is a philox4x32 key, which JAX cannot compile for several devices (its "
-      "mulhi fails to lower). Use the default jax.random.key(seed), or pass "
-      "devices=[one device]."
-    )
+  check_key_for_devices(key, len(devices))
   static, dynamic = partition(fn)
   return _mc_sample_jit(
     static,
