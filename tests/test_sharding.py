@@ -49,3 +49,62 @@ def test_eight_devices_match_one_device_and_the_loop():
   )
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert proc.stdout.strip().endswith("OK")
+
+
+MESH_SCRIPT = textwrap.dedent(
+  """
+    import jax, jax.numpy as jnp, numpy as np
+    import jaxuq
+    from tests.helpers import mask_fn, mlp_predictive
+    assert len(jax.devices()) == 8, jax.devices()
+    key = jax.random.key(5)
+    x = jnp.arange(8.0)
+    one = jax.devices()[:1]
+    predict, xs = mlp_predictive(key, batch=16)
+    r = jaxuq.moments_reducer()
+    for shards in (1, 2, 4, 8):  # meshes 8x1, 4x2, 2x4, 1x8
+        for n, chunk in [(16, None), (13, 2)]:
+            got = jaxuq.mc_sample(mask_fn, key, x, num_samples=n, chunk_size=chunk, data_shards=shards)
+            want = jaxuq.mc_sample(mask_fn, key, x, num_samples=n, chunk_size=chunk, devices=one)
+            jax.tree.map(np.testing.assert_array_equal, got, want)
+        got = jaxuq.mc_sample(predict, key, xs, num_samples=12, data_shards=shards)
+        if shards > 1:
+            assert got.sharding.shard_shape(got.shape)[1] == 16 // shards, got.sharding
+        want = jaxuq.mc_sample(predict, key, xs, num_samples=12, devices=one)
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
+        red = jaxuq.mc_reduce(predict, key, xs, num_samples=13, chunk_size=2, reducer=r,
+                              data_shards=shards)
+        alone = jaxuq.mc_reduce(predict, key, xs, num_samples=13, chunk_size=2, reducer=r,
+                                devices=one)
+        np.testing.assert_allclose(red["mean"], alone["mean"], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(red["var"], alone["var"], rtol=1e-5, atol=1e-7)
+    for bad, match in [(3, "data_shards must divide"), (0, "data_shards must be a positive")]:
+        try:
+            jaxuq.mc_sample(mask_fn, key, x, num_samples=4, data_shards=bad)
+            raise AssertionError(bad)
+        except ValueError as e:
+            assert match in str(e), e
+    try:
+        jaxuq.mc_sample(mask_fn, key, jnp.arange(6.0), num_samples=4, data_shards=4)
+        raise AssertionError("a batch of 6 over 4 data shards must be refused")
+    except ValueError as e:
+        assert "multiple of 4" in str(e), e
+    print("OK")
+    """
+)
+
+
+def test_samples_by_data_meshes_give_the_masks_of_one_device():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+  proc = subprocess.run(
+    [sys.executable, "-c", MESH_SCRIPT],
+    env=env,
+    cwd=root,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert proc.stdout.strip().endswith("OK")

@@ -14,15 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from jaxuq._src.filtering import Static, as_arrays, combine, partition
 from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
+from jaxuq._src.mesh import check_batch_divides, sample_mesh, sample_shards, shard_batch, shard_keys
 
 PyTree = Any
-_AXIS = "samples"
 
 
 class Reducer(NamedTuple):
@@ -101,15 +99,14 @@ def _mc_reduce_jit(
   keys = jax.random.split(key, num_samples)
   if mesh is None:
     return reducer.finalize(_reduce_keys(fn, keys, args, reducer, chunk, empty))
-  devices = mesh.devices.size
+  args = shard_batch(args, mesh)
+  devices = sample_shards(mesh)
   per_device = num_samples // devices
   state = empty
   if per_device:
-    # Each device reduces its own contiguous block of keys (GSPMD splits the
-    # leading axis over the mesh); the per-device states are merged in order.
-    blocks = jax.lax.with_sharding_constraint(
-      keys[: per_device * devices].reshape(devices, per_device), NamedSharding(mesh, P(_AXIS))
-    )
+    # Each sample shard reduces its own contiguous block of keys (GSPMD splits
+    # the leading axis over the mesh); the per-shard states are merged in order.
+    blocks = shard_keys(keys[: per_device * devices].reshape(devices, per_device), mesh)
     states = jax.vmap(lambda ks: _reduce_keys(fn, ks, args, reducer, chunk, empty))(blocks)
     for d in range(devices):
       state = reducer.merge(state, jax.tree.map(lambda s, d=d: s[d], states))
@@ -127,6 +124,7 @@ def mc_reduce(
   reducer: Reducer,
   chunk_size: int = 16,
   devices: Sequence[jax.Device] | None = None,
+  data_shards: int = 1,
 ) -> PyTree:
   """Reduces ``num_samples`` stochastic passes chunk by chunk, never storing them all.
 
@@ -149,6 +147,9 @@ def mc_reduce(
     devices: devices to split the samples over; default all of
       ``jax.devices()``. Each device reduces ``num_samples // len(devices)``
       samples; the few left over are reduced after them.
+    data_shards: split the batch over this many devices too (a mesh
+      ``(len(devices) // data_shards, data_shards)``, see
+      :func:`jaxuq.mc_sample`).
 
   Returns:
     ``reducer.finalize`` of the state over all the samples.
@@ -174,9 +175,10 @@ def mc_reduce(
   chunk_size = check_positive_int(chunk_size, "chunk_size")
   reducer = _check_reducer(reducer)
   devices = check_devices(devices)
-  mesh = None if len(devices) == 1 else Mesh(np.array(devices), (_AXIS,))
+  mesh = sample_mesh(devices, data_shards)
   check_key_for_devices(key, len(devices))
   args = as_arrays(args)
+  check_batch_divides(args, mesh)
   static, dynamic = partition(fn)
   _validate(combine(static, dynamic), key, args, reducer, min(chunk_size, num_samples))
   return _mc_reduce_jit(

@@ -14,9 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from jaxuq._src.filtering import Static, as_arrays, combine, partition
 from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
@@ -29,9 +27,16 @@ from jaxuq._src.memory import (
   per_sample_bytes,
   tree_bytes,
 )
+from jaxuq._src.mesh import (
+  check_batch_divides,
+  sample_mesh,
+  sample_shards,
+  shard_batch,
+  shard_keys,
+  shard_samples,
+)
 
 PyTree = Any
-SAMPLE_AXIS = "samples"
 
 
 def _check_fn(fn: object) -> None:
@@ -64,7 +69,7 @@ def _mc_sample_jit(
   mesh: Mesh | None,
 ) -> PyTree:
   fn = combine(static, dynamic)
-  num_devices = 1 if mesh is None else mesh.devices.size
+  num_devices = sample_shards(mesh)
   per_device = -(-num_samples // num_devices)
   # Decided while tracing (shapes only), so jit's cache remembers them.
   if chunk_size is None:
@@ -81,18 +86,14 @@ def _mc_sample_jit(
   keys = jax.random.split(key, num_samples)
   if mesh is None:
     return _map_chunks(fn, keys, args, chunk_size)
+  args = shard_batch(args, mesh)
   padded = per_device * num_devices
   if padded != num_samples:  # extra keys only fill the devices; dropped below
     keys = keys[jnp.arange(padded) % num_samples]
-  # A leading device axis, sharded over the mesh: GSPMD gives each device its
-  # own row, and each device runs its keys chunk by chunk.
-  keys = jax.lax.with_sharding_constraint(
-    keys.reshape(num_devices, per_device), NamedSharding(mesh, P(SAMPLE_AXIS))
-  )
-  out = jax.vmap(lambda k: _map_chunks(fn, k, args, chunk_size))(keys)
-  out = jax.tree.map(
-    lambda y: jax.lax.with_sharding_constraint(y, NamedSharding(mesh, P(SAMPLE_AXIS))), out
-  )
+  # A leading device axis, sharded over the mesh: GSPMD gives each sample
+  # shard its own row, and each device runs its keys chunk by chunk.
+  keys = shard_keys(keys.reshape(num_devices, per_device), mesh)
+  out = shard_samples(jax.vmap(lambda k: _map_chunks(fn, k, args, chunk_size))(keys), mesh)
   return jax.tree.map(lambda y: y.reshape((padded,) + y.shape[2:])[:num_samples], out)
 
 
@@ -102,12 +103,6 @@ def _chunk_for_budget(
   structs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), args)
   key_struct = jax.ShapeDtypeStruct(key.shape, key.dtype)
   return int(max(1, min(per_device, budget // per_sample_bytes(fn, key_struct, *structs))))
-
-
-def _sample_mesh(devices: list[jax.Device]) -> Mesh | None:
-  if len(devices) == 1:
-    return None
-  return Mesh(np.array(devices), (SAMPLE_AXIS,))
 
 
 def auto_chunk_size(
@@ -155,6 +150,7 @@ def mc_sample(
   chunk_size: int | None = None,
   memory_budget: int | None = None,
   devices: Sequence[jax.Device] | None = None,
+  data_shards: int = 1,
 ) -> PyTree:
   """Draws ``num_samples`` stochastic forward passes in one jitted computation.
 
@@ -181,8 +177,13 @@ def mc_sample(
       sample's memory. A chunk larger than the samples means one chunk.
     memory_budget: bytes per chunk and device for ``chunk_size=None``; default
       :func:`default_memory_budget`.
-    devices: devices to shard the sample axis over (a 1-D mesh named
-      ``'samples'``); default all of ``jax.devices()``. One device: no sharding.
+    devices: devices to shard over; default all of ``jax.devices()``. One
+      device: no sharding. Several: a mesh ``(len(devices) // data_shards,
+      data_shards)`` with axes ``'samples'`` and ``'data'``.
+    data_shards: how many ways to split the batch (the leading axis of every
+      argument, which must be a multiple of it) over the devices; the sample
+      axis is split over the rest. Default 1: samples only. The masks are the
+      same for every mesh.
 
   Returns:
     ``fn``'s output pytree with a leading axis of ``num_samples``.
@@ -190,7 +191,8 @@ def mc_sample(
   Raises:
     TypeError: ``key`` is not a typed key, or ``fn`` is not callable.
     ValueError: ``num_samples``, ``chunk_size`` or ``memory_budget`` is not a
-      positive int, ``devices`` is empty, ``key`` is an ``rbg`` key, or the
+      positive int, ``devices`` is empty, ``key`` is an ``rbg`` key,
+      ``data_shards`` does not divide the device count or the batch, or the
       samples' outputs (or one chunk) cannot fit one device's memory
       (checked from shapes alone, before anything is allocated).
 
@@ -210,14 +212,16 @@ def mc_sample(
   devices = check_devices(devices)
   if memory_budget is None:
     memory_budget = default_memory_budget(devices)
-  mesh = _sample_mesh(devices)
+  mesh = sample_mesh(devices, data_shards)
+  args = as_arrays(args)
+  check_batch_divides(args, mesh)
   check_key_for_devices(key, len(devices))
   static, dynamic = partition(fn)
   return _mc_sample_jit(
     static,
     dynamic,
     key,
-    as_arrays(args),
+    args,
     num_samples=num_samples,
     chunk_size=chunk_size,
     memory_budget=memory_budget,

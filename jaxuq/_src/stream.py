@@ -73,6 +73,7 @@ def mc_reduce_dataset(
   progress: bool | None = None,
   total: int | None = None,
   devices: Sequence[jax.Device] | None = None,
+  data_shards: int = 1,
 ) -> PyTree | None:
   """Monte Carlo summaries of every example of a dataset, streamed batch by batch.
 
@@ -106,7 +107,8 @@ def mc_reduce_dataset(
     progress: show a progress bar in examples per second (default: only when
       the output is a terminal).
     total: the number of examples, for the progress bar.
-    devices: see :func:`jaxuq.mc_reduce`.
+    devices, data_shards: see :func:`jaxuq.mc_reduce` (the batch size must be
+      a multiple of ``data_shards``).
 
   Returns:
     The reducer's result over every example (NumPy arrays), or ``None`` with
@@ -145,6 +147,7 @@ def mc_reduce_dataset(
         reducer=reducer,
         chunk_size=chunk_size,
         devices=devices,
+        data_shards=data_shards,
       )
       # Read and send the next batch while the device computes this one.
       following = next(iterator, None)
