@@ -106,7 +106,7 @@ def test_resumed_ensemble_with_early_stopping_equals_uninterrupted(tmp_path):
   x, y = _data()
   settings = {
     "num_members": 3,
-    "subsample": "kfold",
+    "subsets": "kfold",
     "batch_size": 16,
     "patience": 1,
     "progress": False,

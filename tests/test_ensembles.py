@@ -54,7 +54,7 @@ def test_bootstrap_and_none_subsets():
   none = member_subsets(jax.random.key(0), 5, 2, "none")
   np.testing.assert_array_equal(none.indices, [[0, 1, 2, 3, 4]] * 2)
   assert not none.holdout.any()
-  with pytest.raises(ValueError, match="subsample must be one of"):
+  with pytest.raises(ValueError, match="subsets must be one of"):
     member_subsets(jax.random.key(0), 5, 2, "jackknife")
 
 
@@ -67,7 +67,7 @@ def test_vmapped_ensemble_equals_separate_trainings():
   )
   assert history["loss"].shape == (3, 3) and "val_loss" not in history
   mapped, _ = train_ensemble(
-    key, SMALL, ADAM, x, y, num_members=3, holdout_validation=False, members="map", **common
+    key, SMALL, ADAM, x, y, num_members=3, holdout_validation=False, member_loop="map", **common
   )
   subset_key, _, members_key = jax.random.split(key, 3)
   subsets = member_subsets(subset_key, 64, 3, "bootstrap")
@@ -90,7 +90,7 @@ def test_vmapped_ensemble_equals_separate_trainings():
 def test_holdout_validation_and_predictions_member_first():
   x, y = _data()
   states, history = train_ensemble(
-    jax.random.key(1), SMALL, ADAM, x, y, num_members=4, subsample="kfold", epochs=4,
+    jax.random.key(1), SMALL, ADAM, x, y, num_members=4, subsets="kfold", epochs=4,
     batch_size=16, progress=False,
   )  # fmt: skip
   assert history["val_loss"].shape == (4, 4)
@@ -121,20 +121,20 @@ def test_holdout_validation_and_predictions_member_first():
 def test_shared_validation_and_bad_configuration():
   x, y = _data()
   _, history = train_ensemble(
-    jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsample="none", epochs=1,
+    jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsets="none", epochs=1,
     batch_size=16, val_fraction=0.25, progress=False,
   )  # fmt: skip
   assert history["val_loss"].shape == (1, 2)
   base = {"epochs": 1, "batch_size": 16, "progress": False}
-  with pytest.raises(ValueError, match="members must be one of"):
-    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, members="pmap", **base)
+  with pytest.raises(ValueError, match="member_loop must be one of"):
+    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, member_loop="pmap", **base)
   with pytest.raises(ValueError, match="num_members must be a positive int"):
     train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=0, **base)
-  with pytest.raises(ValueError, match="subsample must be one of"):
-    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsample="x", **base)
+  with pytest.raises(ValueError, match="subsets must be one of"):
+    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsets="x", **base)
   with pytest.raises(ValueError, match="larger than the 32 training rows of a member"):
     train_ensemble(
-      jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsample="kfold",
+      jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsets="kfold",
       epochs=1, batch_size=40, progress=False,
     )  # fmt: skip
   with pytest.raises(ValueError, match="same number of rows"):
