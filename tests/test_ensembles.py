@@ -139,3 +139,19 @@ def test_shared_validation_and_bad_configuration():
     )  # fmt: skip
   with pytest.raises(ValueError, match="same number of rows"):
     train_ensemble(jax.random.key(0), SMALL, ADAM, x, y[:10], num_members=2, **base)
+
+
+def test_ensemble_predict_refuses_one_models_variables():
+  x, y = _data()
+  state, _ = train(jax.random.key(0), SMALL, ADAM, x, y, epochs=1, batch_size=16, progress=False)
+  with pytest.raises(ValueError, match="ONE model's variables.*jaxuq.train.predict"):
+    ensemble_predict(SMALL, state, x)
+  with pytest.raises(ValueError, match="ONE model's variables"):
+    ensemble_mc_sample(jax.random.key(1), SMALL, state.variables, x, num_samples=2)
+  with pytest.raises(ValueError, match="do not match MLP"):
+    ensemble_predict(
+      MLP(depth=2, width=8, rate=0.2), jax.tree.map(lambda a: a[None], state.variables), x
+    )
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), state.variables, state.variables)
+  np.testing.assert_allclose(ensemble_predict(SMALL, stacked, x)[1], SMALL.apply(state.variables, x),
+                             rtol=1e-5, atol=1e-6)  # fmt: skip

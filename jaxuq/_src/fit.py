@@ -131,7 +131,9 @@ def resume_fingerprint(
     "loss": loss,
     "x": _array_fingerprint(x),
     "y": _array_fingerprint(y),
-    "validation_data": None if validation is None else [_array_fingerprint(a) for a in validation],
+    "validation_data": None
+    if settings.validation_data is None
+    else [_array_fingerprint(a) for a in validation or ()],
     "batch_size": settings.batch_size,
     "val_fraction": settings.val_fraction,
     "val_split": settings.val_split,
