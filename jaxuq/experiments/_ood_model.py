@@ -62,7 +62,8 @@ def fit(key: jax.Array, name: str, x: np.ndarray, y: np.ndarray, *, epochs: int,
   start = time.perf_counter()
   state, history = train(
     key, make_model(name), optimizer(), x, y, loss="cross_entropy", epochs=epochs,
-    batch_size=BATCH_SIZE, loop="python", checkpoint=checkpoint, progress=progress,
+    batch_size=BATCH_SIZE, loop="python", checkpoint=checkpoint,
+    progress=None if progress else False,
   )  # fmt: skip
   jax.block_until_ready(state.params)
   return state, {k: np.asarray(v).tolist() for k, v in history.items()}, time.perf_counter() - start
@@ -78,7 +79,7 @@ def fit_ensemble(key: jax.Array, name: str, x: np.ndarray, y: np.ndarray, *, num
   states, _ = _train_ensemble(
     key, make_model(name), optimizer(), x, y, num_members=num_members, subsets="bootstrap",
     loss="cross_entropy", epochs=epochs, batch_size=BATCH_SIZE, holdout_validation=False,
-    member_loop="map", checkpoint=checkpoint, progress=progress,
+    member_loop="map", checkpoint=checkpoint, progress=None if progress else False,
   )  # fmt: skip
   jax.block_until_ready(states.params)
   return states, time.perf_counter() - start
