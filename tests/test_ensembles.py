@@ -155,3 +155,14 @@ def test_ensemble_predict_refuses_one_models_variables():
   stacked = jax.tree.map(lambda *a: jnp.stack(a), state.variables, state.variables)
   np.testing.assert_allclose(ensemble_predict(SMALL, stacked, x)[1], SMALL.apply(state.variables, x),
                              rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_python_loop_of_steps_trains_an_ensemble_like_the_scan():
+  x, y = _data(32)
+  tiny = MLP(depth=1, width=6, rate=0.2)
+  common = {"num_members": 2, "subsets": "kfold", "epochs": 2, "batch_size": 8, "progress": False}
+  scan, h_scan = train_ensemble(jax.random.key(5), tiny, ADAM, x, y, **common)
+  loop, h_loop = train_ensemble(jax.random.key(5), tiny, ADAM, x, y, loop="python", **common)
+  for p, q in zip(jax.tree.leaves(scan.params), jax.tree.leaves(loop.params), strict=True):
+    np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(h_scan["val_loss"], h_loop["val_loss"], rtol=1e-4)

@@ -52,6 +52,18 @@ def test_losses_against_independent_formulas():
   )
 
 
+def test_gaussian_nll_loss_agrees_with_the_metric():
+  rng = np.random.default_rng(2)
+  out = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+  y = jnp.asarray(rng.normal(size=(6,)), jnp.float32)
+  mean, var = jaxuq.train.gaussian_mean_variance(out)
+  np.testing.assert_allclose(
+    gaussian_nll(out, y),
+    jaxuq.metrics.gaussian_nll(mean, jnp.sqrt(var), y, reduction="none"),
+    rtol=1e-5,
+  )
+
+
 def test_loss_decreases_and_fits():
   x, y = _regression()
   state, history = _train(x=x, y=y, epochs=25, val_fraction=0.25)
@@ -345,7 +357,8 @@ def test_cross_entropy_labels_out_of_range_are_refused(monkeypatch, labels, erro
 
 
 def test_progress_bar_only_on_a_terminal_unless_forced(capsys):
-  _train(epochs=1, progress=None)
+  x, y = _regression()
+  train(jax.random.key(0), SMALL, ADAM, x, y, epochs=1, batch_size=32)  # the default
   assert capsys.readouterr().err == ""  # pytest's stderr is not a terminal
   _train(epochs=1, progress=True)
   assert "train MLP" in capsys.readouterr().err
