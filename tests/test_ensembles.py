@@ -1,5 +1,6 @@
 """Deep ensembles: subsets, vmapped training equals separate trainings, member-first predictions."""
 
+import flax.linen as nn
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
@@ -166,3 +167,24 @@ def test_python_loop_of_steps_trains_an_ensemble_like_the_scan():
   for p, q in zip(jax.tree.leaves(scan.params), jax.tree.leaves(loop.params), strict=True):
     np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(h_scan["val_loss"], h_loop["val_loss"], rtol=1e-4)
+
+
+class _DeterministicNet(nn.Module):
+  """Flax's convention: ``deterministic`` instead of ``train``."""
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    return nn.Dense(1)(nn.Dropout(0.3, deterministic=deterministic)(nn.relu(nn.Dense(8)(x))))
+
+
+def test_an_ensemble_of_models_taking_deterministic_trains_and_samples():
+  x, y = _data(32)
+  model = _DeterministicNet()
+  states, history = train_ensemble(jax.random.key(0), model, ADAM, x, y, num_members=2,
+                                   epochs=2, batch_size=8, progress=False)  # fmt: skip
+  assert history["loss"].shape == (2, 2)
+  mc = ensemble_mc_sample(jax.random.key(1), model, states, x, num_samples=3)
+  assert mc.shape == (2, 3, 32, 1) and not np.allclose(mc[0, 0], mc[0, 1])
+  np.testing.assert_allclose(
+    ensemble_predict(model, states, x)[1], model.apply(member(states, 1).variables, x), rtol=1e-5
+  )

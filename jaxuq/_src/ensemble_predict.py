@@ -100,7 +100,8 @@ def ensemble_mc_sample(
   """MC dropout within every member: ``(num_members, num_samples, n, ...)``.
 
   Member ``k`` is sampled with ``jaxuq.mc_sample(jaxuq.from_linen(model,
-  variables_k, train=False), keys[k], x, num_samples=...)`` where ``keys =
+  variables_k, train=False), keys[k], x, num_samples=...)`` (``deterministic=True``
+  for a model that takes Flax's flag) where ``keys =
   jax.random.split(key, num_members)``: dropout on, BatchNorm on running
   averages. Reshape to ``(num_members * num_samples, n, ...)`` to pool the
   draws of all members as one predictive distribution.
@@ -124,6 +125,7 @@ def ensemble_mc_sample(
   keys = jax.random.split(key, num_members)
   outs = []
   for k in range(num_members):
-    fn = from_linen(model, _member(variables, k), shared_mask=shared_mask, train=False)
+    mode = mode_kwargs(model, False)  # BatchNorm on running averages; from_linen turns dropout on
+    fn = from_linen(model, _member(variables, k), shared_mask=shared_mask, **mode)
     outs.append(mc_sample(fn, keys[k], x, num_samples=num_samples, chunk_size=chunk_size))
   return jnp.stack(outs)

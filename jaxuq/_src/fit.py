@@ -239,7 +239,12 @@ def fit(
   def validate(state: TrainState):
     assert eval_data is not None
     return evaluate(
-      state, *eval_data, objective=objective, batch_size=s.eval_batch_size, member_loop=member_loop
+      state.model,
+      state.variables,
+      *eval_data,
+      objective=objective,
+      batch_size=s.eval_batch_size,
+      member_loop=member_loop,
     )
 
   name = type(model).__name__

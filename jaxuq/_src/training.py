@@ -317,9 +317,10 @@ def predict(model: nn.Module, variables: Any, x: jax.Array, *, batch_size: int =
   return out.reshape(-1, *out.shape[2:])[:n]
 
 
-@functools.partial(jax.jit, static_argnames=("objective", "batch_size", "member_loop"))
+@functools.partial(jax.jit, static_argnames=("model", "objective", "batch_size", "member_loop"))
 def evaluate(
-  state: TrainState,
+  model: nn.Module,
+  variables: Any,
   x: jax.Array,
   y: jax.Array,
   weights: jax.Array,
@@ -332,9 +333,10 @@ def evaluate(
 
   ``weights`` ``(n,)`` selects (1) or leaves out (0) each row, so one function
   serves a validation set and an ensemble member's held-out rows alike; with
-  ``member_loop``, ``weights`` is either shared ``(n,)`` or per member ``(N, n)``.
+  ``member_loop``, ``variables`` are stacked members' and ``weights`` is
+  either shared ``(n,)`` or per member ``(N, n)``. The optimizer is no
+  argument: validation compiles once per model, whatever the optimizer.
   """
-  model = state.model
   n = x.shape[0]
   rows, valid = _chunks(n, min(batch_size, n))
 
@@ -353,6 +355,6 @@ def evaluate(
     return {"val_" + name: jnp.sum(s) / total for name, s in sums.items()}
 
   if member_loop is not None and weights.ndim == 1:
-    num_members = jax.tree.leaves(state.params)[0].shape[0]
+    num_members = jax.tree.leaves(variables)[0].shape[0]
     weights = jnp.broadcast_to(weights, (num_members, n))
-  return _per_member(one_model, member_loop)(state.variables, weights)
+  return _per_member(one_model, member_loop)(variables, weights)
