@@ -27,11 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxuq._src.ensembles import ensemble_epoch
-from jaxuq._src.fit import make_run_epoch
 from jaxuq._src.losses import resolve_loss
 from jaxuq._src.subsets import member_subsets
-from jaxuq._src.training import init_state
+from jaxuq._src.training import EPOCHS, init_state, scan_epoch
 from jaxuq.models import MLP, BasicCNN
 
 
@@ -62,14 +60,18 @@ def time_arms(arms: dict, repeats: int) -> dict[str, dict[str, float]]:
 def single_epochs(model, x, y, loss, batch_size, repeats):
   """Seconds per epoch of one model on all rows: lax.scan epoch vs Python loop of jitted steps."""
   optimizer = optax.adam(1e-3)
-  loss_fn, classifier = resolve_loss(loss)
+  static = {"objective": resolve_loss(loss), "num_batches": x.shape[0] // batch_size}
   n = x.shape[0]
   idx, count = jnp.arange(n, dtype=jnp.int32), jnp.int32(n)
   state = init_state(jax.random.key(0), model, optimizer, x[:1])
+  active = jnp.ones((), bool)
   arms = {}
   for loop in ("scan", "python"):
-    epoch = make_run_epoch(model, optimizer, loss_fn, classifier, n // batch_size, batch_size, loop)
-    arms[loop] = (lambda s, e=epoch: e(s, x, y, idx, count)[0], state)
+    epoch = EPOCHS[loop]
+    arms[loop] = (
+      lambda s, e=epoch: e(s, active, x, y, idx, count, batch_size=batch_size, **static)[0],
+      state,
+    )
   return time_arms(arms, repeats)
 
 
@@ -77,7 +79,7 @@ def ensemble_epochs(model, x, y, loss, batch_size, members, repeats):
   """Seconds per ensemble epoch: N members in parallel (vmap), in one jit with lax.map,
   and one after another (a Python loop over members of the single-model jitted epoch)."""
   optimizer = optax.adam(1e-3)
-  loss_fn, classifier = resolve_loss(loss)
+  objective = resolve_loss(loss)
   n = x.shape[0]
   subsets = member_subsets(jax.random.key(1), n, members, "bootstrap")
   idx, count = jnp.asarray(subsets.indices), jnp.asarray(subsets.counts)
@@ -86,14 +88,18 @@ def ensemble_epochs(model, x, y, loss, batch_size, members, repeats):
   states = jax.vmap(lambda k: init_state(k, model, optimizer, x[:1]))(keys)
   active = jnp.ones(members, bool)
   arms = {}
+  static = {"objective": objective, "num_batches": num_batches, "batch_size": batch_size}
   for how in ("vmap", "map"):
-    run = ensemble_epoch(model, optimizer, loss_fn, classifier, num_batches, batch_size, how)
-    arms[how] = (lambda s, r=run: r(s, active, x, y, idx, count)[0], states)
-  single = make_run_epoch(model, optimizer, loss_fn, classifier, num_batches, batch_size, "scan")
+    arms[how] = (
+      lambda s, h=how: scan_epoch(s, active, x, y, idx, count, member_loop=h, **static)[0],
+      states,
+    )
   separate = [jax.tree.map(lambda a, k=k: a[k], states) for k in range(members)]
 
   def one_after_another(group):
-    return [single(s, x, y, idx[k], count[k])[0] for k, s in enumerate(group)]
+    return [
+      scan_epoch(s, active[k], x, y, idx[k], count[k], **static)[0] for k, s in enumerate(group)
+    ]
 
   arms["sequential"] = (one_after_another, separate)
   result = time_arms(arms, repeats)

@@ -23,7 +23,7 @@ state, history = train(
 print(f"one model: loss {history['loss'][-1]:.4f}, val_loss {history['val_loss'][-1]:.4f}")
 
 states, ens_history = train_ensemble(
-  jax.random.key(1), net, optax.adam(3e-3), x, y, num_members=5, subsample="bootstrap",
+  jax.random.key(1), net, optax.adam(3e-3), x, y, num_members=5, subsets="bootstrap",
   epochs=20, batch_size=32, progress=False,
 )  # fmt: skip
 print("ensemble out-of-bag val_loss per member:", np.round(ens_history["val_loss"][-1], 4))

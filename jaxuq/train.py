@@ -1,10 +1,13 @@
 """Training with optax: one model, deep ensembles in parallel, atomic checkpoints, losses.
 
-``train`` fits one linen model; ``train_ensemble`` fits N members with one
-vmapped jitted epoch; states are immutable ``TrainState`` pytrees that
-``save_checkpoint`` / ``restore_checkpoint`` write atomically and read back.
+``train`` fits one linen model; ``train_ensemble`` fits N members with the same
+engine and one jitted epoch for all; states are immutable ``TrainState``
+pytrees carrying their model and optimizer as static fields (one jitted step
+serves them all), which ``save_checkpoint`` / ``restore_checkpoint`` write
+atomically with an integrity hash and read back.
 """
 
+from jaxuq._src.checkpoint import CheckpointError as CheckpointError
 from jaxuq._src.checkpoint import restore_checkpoint as restore_checkpoint
 from jaxuq._src.checkpoint import save_checkpoint as save_checkpoint
 from jaxuq._src.ensemble_predict import ensemble_mc_sample as ensemble_mc_sample
@@ -21,10 +24,11 @@ from jaxuq._src.subsets import Subsets as Subsets
 from jaxuq._src.subsets import member_subsets as member_subsets
 from jaxuq._src.training import TrainState as TrainState
 from jaxuq._src.training import init_state as init_state
-from jaxuq._src.training import make_step as make_step
 from jaxuq._src.training import predict as predict
+from jaxuq._src.training import train_step as train_step
 
 __all__ = [
+  "CheckpointError",
   "Subsets",
   "TrainState",
   "accuracy",
@@ -34,7 +38,6 @@ __all__ = [
   "gaussian_mean_variance",
   "gaussian_nll",
   "init_state",
-  "make_step",
   "member",
   "member_subsets",
   "mse",
@@ -43,4 +46,5 @@ __all__ = [
   "save_checkpoint",
   "train",
   "train_ensemble",
+  "train_step",
 ]

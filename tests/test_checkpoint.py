@@ -12,7 +12,14 @@ import pytest
 
 import jaxuq._src.checkpoint as checkpoint_module
 from jaxuq.models import MLP
-from jaxuq.train import init_state, restore_checkpoint, save_checkpoint, train, train_ensemble
+from jaxuq.train import (
+  CheckpointError,
+  init_state,
+  restore_checkpoint,
+  save_checkpoint,
+  train,
+  train_ensemble,
+)
 
 SMALL = MLP(depth=2, width=16, rate=0.2)
 ADAM = optax.adam(1e-2)
@@ -106,7 +113,7 @@ def test_resumed_ensemble_with_early_stopping_equals_uninterrupted(tmp_path):
   x, y = _data()
   settings = {
     "num_members": 3,
-    "subsample": "kfold",
+    "subsets": "kfold",
     "batch_size": 16,
     "patience": 1,
     "progress": False,
@@ -130,3 +137,76 @@ def test_checkpoint_file_gets_the_usual_mode_not_mkstemps_0600(tmp_path):
   mask = os.umask(0)
   os.umask(mask)
   assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def _flip(path, position):
+  data = bytearray(path.read_bytes())
+  data[position] ^= 0x01
+  path.write_bytes(bytes(data))
+
+
+def test_every_flipped_byte_of_a_small_checkpoint_is_caught(tmp_path):
+  good = tmp_path / "good.msgpack"
+  save_checkpoint(good, {"w": jnp.arange(4.0), "k": jax.random.key(0)}, {"epoch": 1})
+  data = good.read_bytes()
+  bad = tmp_path / "bad.msgpack"
+  for position in range(len(data)):
+    bad.write_bytes(data)
+    _flip(bad, position)
+    with pytest.raises(CheckpointError, match=str(bad)):
+      restore_checkpoint(bad, {"w": jnp.zeros(4), "k": jax.random.key(1)})
+
+
+def test_flipped_bytes_of_a_train_state_checkpoint_are_caught(tmp_path):
+  state = init_state(jax.random.key(0), SMALL, ADAM, jnp.ones((1, 1)))
+  good = save_checkpoint(tmp_path / "state.msgpack", {"state": state}, {"epoch": 3})
+  data = good.read_bytes()
+  bad = tmp_path / "bad.msgpack"
+  positions = np.unique(np.linspace(0, len(data) - 1, 300).astype(int))
+  assert len(data) > 2000 and len(positions) == 300
+  for position in positions:
+    bad.write_bytes(data)
+    _flip(bad, int(position))
+    with pytest.raises(CheckpointError, match="corrupted|not a jaxuq checkpoint"):
+      restore_checkpoint(bad, {"state": state})
+  for length in (0, 1, 10, 40, len(data) // 2, len(data) - 1):
+    bad.write_bytes(data[:length])
+    with pytest.raises(CheckpointError, match=f"{bad}.*(empty|truncated|not a jaxuq|corrupted)"):
+      restore_checkpoint(bad, {"state": state})
+  assert issubclass(CheckpointError, ValueError)
+  restored, meta = restore_checkpoint(good, {"state": state})  # the original still restores
+  _assert_trees_equal(restored, {"state": state})
+
+
+def test_resume_is_refused_for_other_data_key_or_split_and_fewer_epochs(tmp_path):
+  x, y = _data()
+  settings = {"batch_size": 16, "val_fraction": 0.25, "progress": False}
+  path = tmp_path / "run.msgpack"
+  done, done_history = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=3, checkpoint=path,
+                             **settings)  # fmt: skip
+  for kwargs, what in [
+    ({"y": y[::-1]}, "y"),  # other data of the same shape
+    ({"key": jax.random.key(4)}, "key"),
+    ({"val_split": "last"}, "val_split"),
+    ({"optimizer": optax.adam(1e-3)}, "optimizer"),
+  ]:
+    args = {"key": jax.random.key(3), "optimizer": ADAM, "y": y, **kwargs}
+    with pytest.raises(ValueError, match=f"different configuration .*differs in {what}\\b"):
+      train(args["key"], SMALL, args["optimizer"], x, args["y"], epochs=4, checkpoint=path,
+            **{**settings, **{k: v for k, v in kwargs.items() if k == "val_split"}})  # fmt: skip
+  with pytest.raises(ValueError, match="already holds 3 epochs, more than epochs=2"):
+    train(jax.random.key(3), SMALL, ADAM, x, y, epochs=2, checkpoint=path, **settings)
+  same, history = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=3, checkpoint=path, **settings)
+  _assert_trees_equal(same, done)
+  np.testing.assert_array_equal(history["loss"], done_history["loss"])
+
+
+def test_resumed_ensemble_refuses_another_validation_split(tmp_path):
+  x, y = _data()
+  path = tmp_path / "ens.msgpack"
+  common = {"num_members": 2, "subsets": "none", "batch_size": 16, "val_fraction": 0.25,
+            "progress": False, "checkpoint": path}  # fmt: skip
+  tiny = MLP(depth=1, width=4, rate=0.2)  # quick to compile
+  train_ensemble(jax.random.key(0), tiny, ADAM, x, y, epochs=1, val_split="random", **common)
+  with pytest.raises(ValueError, match="differs in val_split"):
+    train_ensemble(jax.random.key(0), tiny, ADAM, x, y, epochs=2, val_split="last", **common)

@@ -1,5 +1,6 @@
 """Deep ensembles: subsets, vmapped training equals separate trainings, member-first predictions."""
 
+import flax.linen as nn
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
@@ -54,7 +55,7 @@ def test_bootstrap_and_none_subsets():
   none = member_subsets(jax.random.key(0), 5, 2, "none")
   np.testing.assert_array_equal(none.indices, [[0, 1, 2, 3, 4]] * 2)
   assert not none.holdout.any()
-  with pytest.raises(ValueError, match="subsample must be one of"):
+  with pytest.raises(ValueError, match="subsets must be one of"):
     member_subsets(jax.random.key(0), 5, 2, "jackknife")
 
 
@@ -67,7 +68,7 @@ def test_vmapped_ensemble_equals_separate_trainings():
   )
   assert history["loss"].shape == (3, 3) and "val_loss" not in history
   mapped, _ = train_ensemble(
-    key, SMALL, ADAM, x, y, num_members=3, holdout_validation=False, members="map", **common
+    key, SMALL, ADAM, x, y, num_members=3, holdout_validation=False, member_loop="map", **common
   )
   subset_key, _, members_key = jax.random.split(key, 3)
   subsets = member_subsets(subset_key, 64, 3, "bootstrap")
@@ -90,7 +91,7 @@ def test_vmapped_ensemble_equals_separate_trainings():
 def test_holdout_validation_and_predictions_member_first():
   x, y = _data()
   states, history = train_ensemble(
-    jax.random.key(1), SMALL, ADAM, x, y, num_members=4, subsample="kfold", epochs=4,
+    jax.random.key(1), SMALL, ADAM, x, y, num_members=4, subsets="kfold", epochs=4,
     batch_size=16, progress=False,
   )  # fmt: skip
   assert history["val_loss"].shape == (4, 4)
@@ -121,21 +122,69 @@ def test_holdout_validation_and_predictions_member_first():
 def test_shared_validation_and_bad_configuration():
   x, y = _data()
   _, history = train_ensemble(
-    jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsample="none", epochs=1,
+    jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsets="none", epochs=1,
     batch_size=16, val_fraction=0.25, progress=False,
   )  # fmt: skip
   assert history["val_loss"].shape == (1, 2)
   base = {"epochs": 1, "batch_size": 16, "progress": False}
-  with pytest.raises(ValueError, match="members must be one of"):
-    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, members="pmap", **base)
+  with pytest.raises(ValueError, match="member_loop must be one of"):
+    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, member_loop="pmap", **base)
   with pytest.raises(ValueError, match="num_members must be a positive int"):
     train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=0, **base)
-  with pytest.raises(ValueError, match="subsample must be one of"):
-    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsample="x", **base)
+  with pytest.raises(ValueError, match="subsets must be one of"):
+    train_ensemble(jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsets="x", **base)
   with pytest.raises(ValueError, match="larger than the 32 training rows of a member"):
     train_ensemble(
-      jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsample="kfold",
+      jax.random.key(0), SMALL, ADAM, x, y, num_members=2, subsets="kfold",
       epochs=1, batch_size=40, progress=False,
     )  # fmt: skip
   with pytest.raises(ValueError, match="same number of rows"):
     train_ensemble(jax.random.key(0), SMALL, ADAM, x, y[:10], num_members=2, **base)
+
+
+def test_ensemble_predict_refuses_one_models_variables():
+  x, y = _data()
+  state, _ = train(jax.random.key(0), SMALL, ADAM, x, y, epochs=1, batch_size=16, progress=False)
+  with pytest.raises(ValueError, match="ONE model's variables.*jaxuq.train.predict"):
+    ensemble_predict(SMALL, state, x)
+  with pytest.raises(ValueError, match="ONE model's variables"):
+    ensemble_mc_sample(jax.random.key(1), SMALL, state.variables, x, num_samples=2)
+  with pytest.raises(ValueError, match="do not match MLP"):
+    ensemble_predict(
+      MLP(depth=2, width=8, rate=0.2), jax.tree.map(lambda a: a[None], state.variables), x
+    )
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), state.variables, state.variables)
+  np.testing.assert_allclose(ensemble_predict(SMALL, stacked, x)[1], SMALL.apply(state.variables, x),
+                             rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_python_loop_of_steps_trains_an_ensemble_like_the_scan():
+  x, y = _data(32)
+  tiny = MLP(depth=1, width=6, rate=0.2)
+  common = {"num_members": 2, "subsets": "kfold", "epochs": 2, "batch_size": 8, "progress": False}
+  scan, h_scan = train_ensemble(jax.random.key(5), tiny, ADAM, x, y, **common)
+  loop, h_loop = train_ensemble(jax.random.key(5), tiny, ADAM, x, y, loop="python", **common)
+  for p, q in zip(jax.tree.leaves(scan.params), jax.tree.leaves(loop.params), strict=True):
+    np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(h_scan["val_loss"], h_loop["val_loss"], rtol=1e-4)
+
+
+class _DeterministicNet(nn.Module):
+  """Flax's convention: ``deterministic`` instead of ``train``."""
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    return nn.Dense(1)(nn.Dropout(0.3, deterministic=deterministic)(nn.relu(nn.Dense(8)(x))))
+
+
+def test_an_ensemble_of_models_taking_deterministic_trains_and_samples():
+  x, y = _data(32)
+  model = _DeterministicNet()
+  states, history = train_ensemble(jax.random.key(0), model, ADAM, x, y, num_members=2,
+                                   epochs=2, batch_size=8, progress=False)  # fmt: skip
+  assert history["loss"].shape == (2, 2)
+  mc = ensemble_mc_sample(jax.random.key(1), model, states, x, num_samples=3)
+  assert mc.shape == (2, 3, 32, 1) and not np.allclose(mc[0, 0], mc[0, 1])
+  np.testing.assert_allclose(
+    ensemble_predict(model, states, x)[1], model.apply(member(states, 1).variables, x), rtol=1e-5
+  )

@@ -1,5 +1,7 @@
 """train: losses, loss decrease, loops, validation, early stopping, configuration errors."""
 
+import inspect
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,8 +12,11 @@ import scipy.stats
 
 import jaxuq
 import jaxuq._src.fit as fit_module
+import jaxuq._src.training as training_module
+import jaxuq.train
+from jaxuq._src.static import Static
 from jaxuq.models import MLP
-from jaxuq.train import cross_entropy, gaussian_nll, mse, predict, train
+from jaxuq.train import cross_entropy, gaussian_nll, init_state, mse, predict, train
 
 SMALL = MLP(depth=2, width=32, rate=0.1)
 ADAM = optax.adam(1e-2)  # one object, so that repeated trainings share compilations
@@ -44,6 +49,18 @@ def test_losses_against_independent_formulas():
   log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
   np.testing.assert_allclose(
     cross_entropy(jnp.asarray(logits), jnp.asarray(labels)), -log_p[np.arange(5), labels], rtol=1e-5
+  )
+
+
+def test_gaussian_nll_loss_agrees_with_the_metric():
+  rng = np.random.default_rng(2)
+  out = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+  y = jnp.asarray(rng.normal(size=(6,)), jnp.float32)
+  mean, var = jaxuq.train.gaussian_mean_variance(out)
+  np.testing.assert_allclose(
+    gaussian_nll(out, y),
+    jaxuq.metrics.gaussian_nll(mean, jnp.sqrt(var), y, reduction="none"),
+    rtol=1e-5,
   )
 
 
@@ -193,10 +210,164 @@ def test_batchnorm_statistics_are_updated_in_training_and_frozen_in_mc_predictio
   np.testing.assert_array_equal(f(jax.random.key(7), x[:8])[0], f(jax.random.key(7), other_rows)[0])
 
 
-def test_an_epoch_compiles_once_and_is_reused():
+@pytest.fixture
+def count_traces(monkeypatch):
+  """Counts the traces of the training step (a Python counter run only while jit traces)."""
+  counter = {"traces": 0}
+  step = training_module.apply_step
+
+  def counted(*args, **kwargs):
+    counter["traces"] += 1
+    return step(*args, **kwargs)
+
+  monkeypatch.setattr(training_module, "apply_step", counted)
+  return counter
+
+
+TRACE_MODEL = MLP(depth=1, width=13, rate=0.1)  # shapes no other test uses: a cold jit cache
+
+
+def _trace_run(optimizer, y_shift=0.0, epochs=2, loop="scan"):
+  x = jnp.linspace(-1.0, 1.0, 78)[:, None]
+  return train(
+    jax.random.key(0), TRACE_MODEL, optimizer, x, jnp.sin(x) + y_shift, epochs=epochs,
+    batch_size=26, progress=False, loop=loop,
+  )  # fmt: skip
+
+
+def test_fresh_equal_optimizers_share_one_trace(count_traces):
+  _trace_run(optax.adam(1e-3), epochs=3)
+  assert count_traces["traces"] == 1  # three epochs, one trace
+  _trace_run(optax.adam(1e-3), y_shift=1.0)  # a fresh but equal optimizer, other values
+  assert count_traces["traces"] == 1
+  _trace_run(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3)))
+  _trace_run(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3)))
+  assert count_traces["traces"] == 2
+
+
+def test_different_optimizer_settings_do_not_share_a_compiled_step(count_traces):
+  slow, _ = _trace_run(optax.sgd(1e-3), epochs=1, loop="python")
+  fast, _ = _trace_run(optax.sgd(1e-2), epochs=1, loop="python")
+  assert count_traces["traces"] == 2
+  again, _ = _trace_run(optax.sgd(1e-2), epochs=1, loop="python")
+  assert count_traces["traces"] == 2
+  start = init_state(jax.random.key(0), TRACE_MODEL, optax.sgd(0.0), jnp.zeros((1, 1)))
+  moved = [
+    float(jnp.abs(a - b).max())
+    for s in (slow, fast)
+    for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(start.params), strict=True)
+  ]
+  assert max(moved[len(moved) // 2 :]) > 5 * max(moved[: len(moved) // 2])  # lr 1e-2 moves more
+  for p, q in zip(jax.tree.leaves(again.params), jax.tree.leaves(fast.params), strict=True):
+    np.testing.assert_array_equal(p, q)
+
+
+def test_static_fingerprint_equal_settings_equal_and_others_differ():
+  assert Static(optax.adam(1e-3)) == Static(optax.adam(1e-3))
+  assert hash(Static(optax.adam(1e-3))) == hash(Static(optax.adam(1e-3)))
+  assert Static(optax.adam(1e-3)) != Static(optax.adam(1e-2))
+  assert Static(optax.adam(1e-3)) != Static(optax.adamw(1e-3))
+  assert Static(optax.sgd(0.1)) != Static(optax.sgd(0.1, momentum=0.9))
+  schedule = optax.linear_schedule(1.0, 0.0, 10)
+  assert Static(optax.sgd(schedule)) == Static(optax.sgd(optax.linear_schedule(1.0, 0.0, 10)))
+  assert Static(optax.sgd(schedule)) != Static(optax.sgd(optax.linear_schedule(1.0, 0.0, 20)))
+  # Arrays by value; an unhashable, unknown object by identity (never wrongly shared).
+  assert Static(optax.masked(optax.sgd(1.0), np.array([True]))) == Static(
+    optax.masked(optax.sgd(1.0), np.array([True]))
+  )
+  assert Static(optax.masked(optax.sgd(1.0), np.array([True]))) != Static(
+    optax.masked(optax.sgd(1.0), np.array([False]))
+  )
+
+  class Unhashable:
+    __hash__ = None  # type: ignore[assignment]
+
+  a, b = Unhashable(), Unhashable()
+  assert Static(lambda: a) != Static(lambda: b)
+  f = lambda: a  # noqa: E731
+  assert Static(f) == Static(f)
+
+
+class _DeterministicNet(nn.Module):
+  """Flax's convention: ``deterministic`` instead of ``train``."""
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    h = nn.Dropout(0.3, deterministic=deterministic)(nn.relu(nn.Dense(16)(x)))
+    return nn.Dense(1)(h)
+
+
+class _NoFlagNet(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(1)(x)
+
+
+def test_a_model_taking_deterministic_trains_with_dropout_on():
   x, y = _regression()
-  _train(x=x, y=y, epochs=4)
-  epoch = fit_module.make_run_epoch(SMALL, ADAM, mse, False, 128 // 32, 32, "scan")
-  assert epoch._cache_size() == 1  # four epochs, one trace
-  _train(x=x, y=y + 1.0, epochs=2)  # same shapes, same model and optimizer: no new trace
-  assert epoch._cache_size() == 1
+  state, history = _train(_DeterministicNet(), x, y, epochs=15)
+  assert history["loss"][-1] < 0.5 * history["loss"][0]
+  model = _DeterministicNet()
+  a = model.apply(state.variables, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  b = model.apply(state.variables, x, deterministic=False, rngs={"dropout": jax.random.key(2)})
+  assert not np.allclose(a, b)
+  np.testing.assert_allclose(
+    predict(model, state.variables, x), model.apply(state.variables, x), rtol=1e-6
+  )
+
+
+def test_models_training_cannot_drive_are_refused_clearly(no_init):
+  x, y = _regression()
+  with pytest.raises(TypeError, match="neither `train` nor `deterministic`.*add `train: bool"):
+    _train(_NoFlagNet(), x, y)
+  nnx = pytest.importorskip("flax.nnx")
+  with pytest.raises(TypeError, match="nnx model Linear.*trains linen modules"):
+    _train(nnx.Linear(1, 1, rngs=nnx.Rngs(0)), x, y)
+  with pytest.raises(TypeError, match="must be a flax.linen Module, got function"):
+    _train(lambda v: v, x, y)
+
+
+@pytest.mark.parametrize(
+  "labels, error, match",
+  [
+    (
+      np.array([0, 1, 2, -1] * 10),
+      ValueError,
+      r"labels in \[0, 3\) .*3 outputs, found .*\[-1, 2\]",
+    ),
+    (np.array([0, 1, 2, 3] * 10), ValueError, r"found labels in \[0, 3\]"),
+    (np.array([0.0, 1.0, 2.0, 1.0] * 10), TypeError, "integer class labels.*float"),
+  ],
+)
+def test_cross_entropy_labels_out_of_range_are_refused(monkeypatch, labels, error, match):
+  x = np.linspace(-1.0, 1.0, 40, dtype=np.float32)[:, None]
+  model = MLP(out_features=3, depth=1, width=8, rate=0.0)
+
+  def boom(*args, **kwargs):
+    raise AssertionError("the error must come before the first epoch")
+
+  monkeypatch.setattr(fit_module, "EPOCHS", {"scan": boom, "python": boom})
+  with pytest.raises(error, match=match):
+    train(jax.random.key(0), model, ADAM, x, labels, loss="cross_entropy", epochs=1,
+          batch_size=8, progress=False)  # fmt: skip
+  good = np.array([0, 1, 2, 1] * 10)
+  with pytest.raises(error, match=match.replace("labels in", "the validation targets|labels in")):
+    train(jax.random.key(0), model, ADAM, x, good, loss="cross_entropy", epochs=1, batch_size=8,
+          validation_data=(x, labels), progress=False)  # fmt: skip
+
+
+def test_progress_bar_only_on_a_terminal_unless_forced(capsys):
+  x, y = _regression()
+  train(jax.random.key(0), SMALL, ADAM, x, y, epochs=1, batch_size=32)  # the default
+  assert capsys.readouterr().err == ""  # pytest's stderr is not a terminal
+  _train(epochs=1, progress=True)
+  assert "train MLP" in capsys.readouterr().err
+  with pytest.raises(TypeError, match="progress must be True, False or None"):
+    _train(epochs=1, progress="yes")
+
+
+def test_train_and_train_ensemble_share_their_defaults():
+  one = inspect.signature(train).parameters
+  many = inspect.signature(jaxuq.train.train_ensemble).parameters
+  for name, p in one.items():
+    assert many[name].default == p.default, name

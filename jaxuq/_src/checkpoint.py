@@ -1,7 +1,10 @@
 """Atomic checkpoints of pytrees (train states) with flax's msgpack serialization.
 
-A checkpoint is one msgpack file holding the pytree and a JSON metadata
-string, written to a temporary file in the same folder, flushed and fsynced,
+A checkpoint is one file: a magic header, the sha256 of the payload, then the
+payload (msgpack of the pytree and a JSON metadata string). Restoring checks
+the header and the hash before decoding anything, so a corrupted, truncated or
+empty file raises :class:`CheckpointError` naming it, never a silently
+different state. The file is written to a temporary file in the same folder, flushed and fsynced,
 then renamed over the old one with ``os.replace`` (atomic on POSIX and
 Windows) and the folder fsynced: a crash at any moment leaves either the old
 checkpoint or the new one, never a torn file. A readable copy of the metadata
@@ -14,6 +17,7 @@ the implementation of the template's key.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pathlib
@@ -24,7 +28,13 @@ import jax
 import jax.numpy as jnp
 from flax import serialization
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MAGIC = b"jaxuq-checkpoint\x00\x02"
+_DIGEST = 32  # sha256
+
+
+class CheckpointError(ValueError):
+  """A checkpoint file that cannot be restored: corrupted, truncated, empty, or not jaxuq's."""
 
 
 def _is_key(leaf: Any) -> bool:
@@ -85,7 +95,7 @@ def save_checkpoint(
   meta_json = json.dumps({"format": FORMAT_VERSION, **(metadata or {})})
   state = serialization.to_state_dict(_keys_to_data(jax.device_get(tree)))
   payload = serialization.msgpack_serialize({"tree": state, "metadata": meta_json})
-  atomic_write(path, payload)
+  atomic_write(path, MAGIC + hashlib.sha256(payload).digest() + payload)
   atomic_write(path.with_name(path.name + ".json"), (meta_json + "\n").encode())
   return path
 
@@ -103,21 +113,28 @@ def restore_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict[
 
   Raises:
     FileNotFoundError: there is no checkpoint at ``path``.
-    ValueError: the file is not a jaxuq checkpoint or does not match ``target``.
+    CheckpointError: the file is corrupted, truncated, empty or not a jaxuq
+      checkpoint (its integrity hash does not match), or does not match
+      ``target``. A subclass of ``ValueError``.
   """
   path = pathlib.Path(path)
-  raw = serialization.msgpack_restore(path.read_bytes())
-  if not isinstance(raw, dict) or set(raw) != {"tree", "metadata"}:
-    raise ValueError(f"{path} is not a jaxuq checkpoint (expected keys 'tree' and 'metadata')")
+  payload = _verified_payload(path, path.read_bytes())
+  try:
+    raw = serialization.msgpack_restore(payload)
+    if not isinstance(raw, dict) or set(raw) != {"tree", "metadata"}:
+      raise ValueError("expected the keys 'tree' and 'metadata'")
+    metadata = json.loads(raw["metadata"])
+  except Exception as e:  # the hash matched, so this is a file written by something else
+    raise CheckpointError(f"{path} is not a jaxuq checkpoint: {e}") from e
   try:
     restored = serialization.from_state_dict(_keys_to_data(target), raw["tree"])
   except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"checkpoint {path} does not match the target's structure: {e}") from e
+    raise CheckpointError(f"checkpoint {path} does not match the target's structure: {e}") from e
 
   def rewrap(template: Any, value: Any) -> Any:
     expected = jnp.shape(jax.random.key_data(template) if _is_key(template) else template)
     if jnp.shape(value) != expected:
-      raise ValueError(
+      raise CheckpointError(
         f"checkpoint {path} does not match the target: an array of shape "
         f"{jnp.shape(value)} where the target has {expected}"
       )
@@ -126,4 +143,25 @@ def restore_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict[
     return jnp.asarray(value)
 
   tree = jax.tree.map(rewrap, target, restored)
-  return tree, json.loads(raw["metadata"])
+  return tree, metadata
+
+
+def _verified_payload(path: pathlib.Path, data: bytes) -> bytes:
+  """The payload of a checkpoint file after checking its header and sha256."""
+  head = len(MAGIC) + _DIGEST
+  if not data:
+    raise CheckpointError(f"checkpoint {path} is empty (0 bytes); delete it or use another path")
+  if not data.startswith(MAGIC):
+    raise CheckpointError(
+      f"{path} is not a jaxuq checkpoint (format {FORMAT_VERSION}): its header is wrong, so it "
+      "is corrupted, truncated, or was written by something else or an older jaxuq"
+    )
+  if len(data) < head:
+    raise CheckpointError(f"checkpoint {path} is truncated ({len(data)} bytes)")
+  payload = data[head:]
+  if hashlib.sha256(payload).digest() != data[len(MAGIC) : head]:
+    raise CheckpointError(
+      f"checkpoint {path} is corrupted or truncated: the sha256 of its {len(payload)} bytes "
+      "does not match the one stored in it; delete it (or restore a copy) and train again"
+    )
+  return payload

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from jaxuq._src.adapters import from_linen
 from jaxuq._src.keys import check_key, check_positive_int
+from jaxuq._src.model_call import check_linen, mode_kwargs
 from jaxuq._src.sampling import mc_sample
 from jaxuq._src.training import TrainState, predict
 
@@ -25,12 +26,36 @@ def member(states: Any, k: int) -> Any:
   return _member(states, k)
 
 
-def _stacked_variables(states: TrainState | Mapping[str, Any]) -> dict[str, Any]:
+def _stacked_variables(
+  model: nn.Module, states: TrainState | Mapping[str, Any], x: jax.Array
+) -> dict[str, Any]:
+  """The members' variables, checked to carry a leading member axis over one model's shapes."""
   if isinstance(states, TrainState):
-    return states.variables
-  if not isinstance(states, Mapping) or "params" not in states:
+    variables = states.variables
+  elif isinstance(states, Mapping) and "params" in states:
+    variables = dict(states)
+  else:
     raise TypeError("states must be a stacked TrainState or a stacked variables dict with 'params'")
-  return dict(states)
+  check_linen(model)
+  one = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1], **mode_kwargs(model, False)))
+  expected = jax.tree.map(jnp.shape, {k: one[k] for k in variables if k in one})
+  given = jax.tree.map(jnp.shape, variables)
+  if given == expected:
+    raise ValueError(
+      "states holds ONE model's variables (no leading member axis): ensemble_predict takes "
+      "the stacked states of train_ensemble; for one model use jaxuq.train.predict(model, "
+      "variables, x), or stack copies with jax.tree.map(lambda *a: jnp.stack(a), v1, v2, ...)"
+    )
+  leading = {
+    s[0] if s else None for s in jax.tree.leaves(given, is_leaf=lambda t: isinstance(t, tuple))
+  }
+  stacked = jax.tree.map(lambda s: s[1:], given, is_leaf=lambda t: isinstance(t, tuple))
+  if len(leading) != 1 or None in leading or stacked != expected:
+    raise ValueError(
+      f"states do not match {type(model).__name__}: expected one model's shapes {expected} "
+      f"with a leading member axis, got {given}"
+    )
+  return variables
 
 
 def ensemble_predict(
@@ -47,9 +72,14 @@ def ensemble_predict(
   Returns:
     ``(num_members, n, ...)`` outputs (logits for a classifier): pass them to
     ``jaxuq.predictive_mean`` / ``predictive_std`` like MC samples.
+
+  Raises:
+    ValueError: ``states`` holds one model's variables (no member axis; use
+      ``predict``) or variables of another model.
   """
   check_positive_int(batch_size, "batch_size")
-  return _ensemble_predict(model, _stacked_variables(states), jnp.asarray(x), batch_size=batch_size)
+  x = jnp.asarray(x)
+  return _ensemble_predict(model, _stacked_variables(model, states, x), x, batch_size=batch_size)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "batch_size"))
@@ -70,7 +100,8 @@ def ensemble_mc_sample(
   """MC dropout within every member: ``(num_members, num_samples, n, ...)``.
 
   Member ``k`` is sampled with ``jaxuq.mc_sample(jaxuq.from_linen(model,
-  variables_k, train=False), keys[k], x, num_samples=...)`` where ``keys =
+  variables_k, train=False), keys[k], x, num_samples=...)`` (``deterministic=True``
+  for a model that takes Flax's flag) where ``keys =
   jax.random.split(key, num_members)``: dropout on, BatchNorm on running
   averages. Reshape to ``(num_members * num_samples, n, ...)`` to pool the
   draws of all members as one predictive distribution.
@@ -88,12 +119,13 @@ def ensemble_mc_sample(
     Outputs with axes (member, sample, example, ...).
   """
   check_key(key)
-  variables = _stacked_variables(states)
+  x = jnp.asarray(x)
+  variables = _stacked_variables(model, states, x)
   num_members = jax.tree.leaves(variables)[0].shape[0]
   keys = jax.random.split(key, num_members)
-  x = jnp.asarray(x)
   outs = []
   for k in range(num_members):
-    fn = from_linen(model, _member(variables, k), shared_mask=shared_mask, train=False)
+    mode = mode_kwargs(model, False)  # BatchNorm on running averages; from_linen turns dropout on
+    fn = from_linen(model, _member(variables, k), shared_mask=shared_mask, **mode)
     outs.append(mc_sample(fn, keys[k], x, num_samples=num_samples, chunk_size=chunk_size))
   return jnp.stack(outs)

@@ -1,16 +1,25 @@
-"""``train``: fit one linen model with an optax optimizer, with validation and checkpoints."""
+"""The one training engine behind ``train`` (one model) and ``train_ensemble`` (N members).
+
+Both public functions validate nothing themselves: they pack their arguments
+into :class:`Settings` (and :class:`Members` for an ensemble) and call
+:func:`fit`, which checks every setting before any heavy work, splits the key,
+draws the validation rows and the members' subsets, initialises the state(s),
+computes the resume fingerprint (in one place: :func:`resume_fingerprint`) and
+runs the epoch loop of ``loop.py`` with the module-level jitted epoch of
+``training.py``. One model is the case ``members is None``: no member axis.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import pathlib
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxuq._src.keys import check_positive_int
 from jaxuq._src.loop import (
@@ -21,67 +30,250 @@ from jaxuq._src.loop import (
   run_loop,
   split_validation,
 )
-from jaxuq._src.losses import LossFn, resolve_loss
-from jaxuq._src.training import (
-  TrainState,
-  cache_if_hashable,
-  init_state,
-  make_epoch,
-  make_evaluate,
-  make_python_epoch,
-  make_step,
-)
+from jaxuq._src.losses import LossFn, Objective, check_labels, resolve_loss
+from jaxuq._src.model_call import check_linen, mode_flag, mode_kwargs
+from jaxuq._src.static import digest
+from jaxuq._src.subsets import SUBSETS, member_subsets
+from jaxuq._src.training import EPOCHS, MEMBER_LOOPS, TrainState, evaluate, init_state
 
-LOOPS = ("scan", "python")
+LOOPS = tuple(EPOCHS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The settings shared by ``train`` and ``train_ensemble`` (see ``train`` for their meaning)."""
+
+  loss: str | LossFn
+  epochs: int
+  batch_size: int
+  val_fraction: float
+  val_split: str
+  validation_data: tuple[Any, Any] | None
+  patience: int | None
+  min_delta: float
+  restore_best: bool
+  loop: str
+  eval_batch_size: int
+  checkpoint: str | os.PathLike | None
+  checkpoint_every: int
+  progress: bool | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Members:
+  """The ensemble's settings (see ``train_ensemble``)."""
+
+  num_members: int
+  subsets: str
+  holdout_validation: bool
+  member_loop: str
 
 
 def check_loss_shapes(
-  model: nn.Module, variables: Any, loss_fn: LossFn, x: Any, y: Any, batch_size: int
+  state: TrainState, objective: Objective, x: Any, y: Any, batch_size: int, labels: str = "y"
 ) -> None:
-  """Traces the model and the loss on one batch (no computation); raises a clear error on mismatch."""
-  xb, yb = x[:batch_size], y[:batch_size]
+  """Traces the model and the loss on one batch (no computation); raises a clear error on mismatch.
+
+  For cross-entropy it also checks that the labels are integers in
+  ``[0, classes)`` (all of them, on the host).
+  """
+  model, xb, yb = state.model, x[:batch_size], y[:batch_size]
+  out = None
   try:
-    out = jax.eval_shape(lambda v, a: model.apply(v, a, train=False), variables, xb)
-    jax.eval_shape(loss_fn, out, yb)
+    flag = mode_kwargs(model, False)
+    out = jax.eval_shape(lambda v, a: model.apply(v, a, **flag), state.variables, xb)
+    jax.eval_shape(lambda o, t: objective(o, t), out, yb)
   except (TypeError, ValueError) as e:
-    shape = getattr(locals().get("out"), "shape", "?")
+    shape = getattr(out, "shape", "?")
     raise ValueError(
       f"the loss cannot compare the model's outputs (shape {shape} for a batch of x "
-      f"{xb.shape}) with y of shape {yb.shape}: {e}"
+      f"{xb.shape}) with {labels} of shape {yb.shape}: {e}"
     ) from e
+  if objective.classifier:
+    check_labels(y, out.shape[-1], labels)
 
 
-@cache_if_hashable
-def make_run_epoch(
-  model: nn.Module,
-  optimizer: optax.GradientTransformation,
-  loss_fn: LossFn,
-  classifier: bool,
-  num_batches: int,
-  batch_size: int,
-  loop: str,
-):
-  """The epoch function of one model: ``epoch(state, x, y, idx, count)``, jitted (``'scan'``) or not.
+def _array_fingerprint(a: Any) -> list[Any] | None:
+  if a is None:
+    return None
+  h = np.asarray(a)
+  return [
+    list(h.shape),
+    str(h.dtype),
+    hashlib.sha256(np.ascontiguousarray(h).tobytes()).hexdigest(),
+  ]
 
-  Cached on its (hashable) arguments, so that training the same model with the
-  same optimizer object again (a sweep, a resumed run) reuses the compilation.
+
+def resume_fingerprint(
+  key: jax.Array,
+  state: TrainState,
+  x: jax.Array,
+  y: jax.Array,
+  validation: tuple[Any, Any] | None,
+  settings: Settings,
+  members: Members | None,
+) -> dict[str, Any]:
+  """Every fact that changes the result of a run; a checkpoint resumes only if they agree.
+
+  The data (shape, dtype and sha256 of ``x``, ``y`` and the validation set),
+  the key, the model, the optimizer's and the loss's settings, the batch size,
+  the validation split and early stopping, and the ensemble's settings.
+  ``epochs`` is left out (a run may be continued to more epochs), and so are
+  the settings that change only rounding or speed (``loop``,
+  ``member_loop``, ``eval_batch_size``) or only what is shown or returned
+  (``progress``, ``restore_best``, ``checkpoint_every``).
   """
-  step = make_step(model, optimizer, loss_fn, classifier)
-  if loop == "python":
-    return make_python_epoch(step, num_batches, batch_size)
-  return jax.jit(make_epoch(step, num_batches, batch_size))
+  loss = settings.loss if isinstance(settings.loss, str) else digest(settings.loss)
+  return {
+    "key": [str(jax.random.key_impl(key)), np.asarray(jax.random.key_data(key)).tolist()],
+    "model": repr(state.model),
+    "optimizer": digest(state.tx.value),
+    "loss": loss,
+    "x": _array_fingerprint(x),
+    "y": _array_fingerprint(y),
+    "validation_data": None
+    if settings.validation_data is None
+    else [_array_fingerprint(a) for a in validation or ()],
+    "batch_size": settings.batch_size,
+    "val_fraction": settings.val_fraction,
+    "val_split": settings.val_split,
+    "patience": settings.patience,
+    "min_delta": settings.min_delta,
+    "members": None
+    if members is None
+    else {
+      "num_members": members.num_members,
+      "subsets": members.subsets,
+      "holdout_validation": members.holdout_validation,
+    },
+  }
 
 
-@cache_if_hashable
-def jitted_evaluate(model: nn.Module, loss_fn: LossFn, classifier: bool, batch_size: int):
-  """``make_evaluate`` jitted, cached like :func:`make_run_epoch`."""
-  return jax.jit(make_evaluate(model, loss_fn, classifier, batch_size))
+def _check(model: Any, optimizer: Any, x: Any, y: Any, key: Any, s: Settings, m: Members | None):
+  check_linen(model)
+  mode_flag(model)  # raises, naming the fix, for a model with neither `train` nor `deterministic`
+  x, y = check_common(
+    key, optimizer, x, y, epochs=s.epochs, batch_size=s.batch_size, val_fraction=s.val_fraction,
+    val_split=s.val_split, validation_data=s.validation_data, patience=s.patience,
+    checkpoint_every=s.checkpoint_every,
+  )  # fmt: skip
+  check_positive_int(s.eval_batch_size, "eval_batch_size")
+  if s.loop not in LOOPS:
+    raise ValueError(f"loop must be one of {LOOPS}, got {s.loop!r}")
+  if s.progress is not None and not isinstance(s.progress, bool):
+    raise TypeError(
+      f"progress must be True, False or None (a bar only on a terminal), got {s.progress!r}"
+    )
+  if m is not None:
+    check_positive_int(m.num_members, "num_members")
+    if m.subsets not in SUBSETS:
+      raise ValueError(f"subsets must be one of {SUBSETS}, got {m.subsets!r}")
+    if m.member_loop not in MEMBER_LOOPS:
+      raise ValueError(f"member_loop must be one of {MEMBER_LOOPS}, got {m.member_loop!r}")
+  return x, y
+
+
+def fit(
+  key: jax.Array,
+  model: Any,
+  optimizer: Any,
+  x: Any,
+  y: Any,
+  settings: Settings,
+  members: Members | None = None,
+) -> tuple[TrainState, History]:
+  """Trains one model (``members=None``) or an ensemble; see ``train`` and ``train_ensemble``."""
+  s, m = settings, members
+  x, y = _check(model, optimizer, x, y, key, s, m)
+  objective = resolve_loss(s.loss)
+  n = x.shape[0]
+  if m is None:
+    split_key = init_key = key
+    if s.val_fraction and s.val_split == "random":
+      split_key, init_key = jax.random.split(key)
+  else:
+    subset_key, split_key, init_key = jax.random.split(key, 3)
+  rows = np.arange(n)
+  validation = None
+  if s.val_fraction:
+    rows, val_rows = split_validation(split_key, n, s.val_fraction, s.val_split)
+    validation = (x[val_rows], y[val_rows])
+  elif s.validation_data is not None:
+    validation = (jnp.asarray(s.validation_data[0]), jnp.asarray(s.validation_data[1]))
+
+  if m is None:
+    check_batch_size(s.batch_size, len(rows))
+    idx, count = jnp.asarray(rows, jnp.int32), jnp.asarray(len(rows), jnp.int32)
+    num_batches = len(rows) // s.batch_size
+    state = init_state(init_key, model, optimizer, x[:1])
+    one = state
+  else:
+    subsets = member_subsets(subset_key, len(rows), m.num_members, m.subsets)
+    check_batch_size(s.batch_size, int(subsets.counts.min()), "training rows of a member")
+    idx, count = jnp.asarray(rows[subsets.indices], jnp.int32), jnp.asarray(subsets.counts)
+    num_batches = int(subsets.counts.min()) // s.batch_size
+    member_keys = jax.random.split(init_key, m.num_members)
+    state = jax.vmap(lambda k: init_state(k, model, optimizer, x[:1]))(member_keys)
+    one = jax.tree.map(lambda a: a[0], state)
+  check_loss_shapes(one, objective, x, y, s.batch_size)
+  if validation is not None:
+    check_loss_shapes(one, objective, *validation, s.batch_size, "the validation targets")
+
+  member_loop = None if m is None else m.member_loop
+  epoch_fn = EPOCHS[s.loop]
+
+  def run_epoch(state: TrainState, active: jax.Array):
+    return epoch_fn(
+      state, active, x, y, idx, count, objective=objective, num_batches=num_batches,
+      batch_size=s.batch_size, member_loop=member_loop,
+    )  # fmt: skip
+
+  eval_data: tuple[jax.Array, jax.Array, jax.Array] | None = None
+  if validation is not None:
+    eval_data = (*validation, jnp.ones(validation[0].shape[0], jnp.float32))
+  elif m is not None and m.holdout_validation and m.subsets != "none":
+    weights = np.zeros((m.num_members, n), np.float32)
+    weights[:, rows] = subsets.holdout
+    eval_data = (x, y, jnp.asarray(weights))
+
+  def validate(state: TrainState):
+    assert eval_data is not None
+    return evaluate(
+      state.model,
+      state.variables,
+      *eval_data,
+      objective=objective,
+      batch_size=s.eval_batch_size,
+      member_loop=member_loop,
+    )
+
+  name = type(model).__name__
+  cfg = LoopConfig(
+    epochs=s.epochs,
+    patience=s.patience,
+    min_delta=float(s.min_delta),
+    restore_best=bool(s.restore_best),
+    checkpoint=None if s.checkpoint is None else pathlib.Path(s.checkpoint),
+    checkpoint_every=s.checkpoint_every,
+    progress=s.progress,
+    description=f"train {name}" if m is None else f"ensemble of {m.num_members} {name}",
+    fingerprint={}
+    if s.checkpoint is None
+    else resume_fingerprint(key, one, x, y, validation, s, m),
+  )
+  return run_loop(
+    cfg,
+    state,
+    run_epoch,
+    None if eval_data is None else validate,
+    num_members=None if m is None else m.num_members,
+  )
 
 
 def train(
   key: jax.Array,
-  model: nn.Module,
-  optimizer: optax.GradientTransformation,
+  model: Any,
+  optimizer: Any,
   x: Any,
   y: Any,
   *,
@@ -98,7 +290,7 @@ def train(
   eval_batch_size: int = 1024,
   checkpoint: str | os.PathLike | None = None,
   checkpoint_every: int = 1,
-  progress: bool = True,
+  progress: bool | None = None,
 ) -> tuple[TrainState, History]:
   """Trains a linen model with minibatch gradient descent; returns the state and history.
 
@@ -106,9 +298,11 @@ def train(
   and runs ``len(train) // batch_size`` optimizer steps in one jitted
   ``lax.scan`` (the remainder, fewer than one batch, is left out of that
   epoch; a fresh shuffle next epoch). Dropout is on and BatchNorm uses batch
-  statistics in training (``model(x, train=True)``); validation runs with
-  ``train=False``. The model is called as ``model.apply(variables, x,
-  train=...)``, as jaxuq's reference models are.
+  statistics in training; validation runs with dropout off. The model's
+  ``__call__`` must take a mode flag, ``train: bool`` (as jaxuq's reference
+  models do) or Flax's ``deterministic: bool``; training finds which in its
+  signature. One jitted epoch serves every call: a fresh optimizer with the
+  same settings (``optax.adam(1e-3)`` again) does not recompile.
 
   The key is used, in this order, for the validation split (only with
   ``val_fraction`` and ``val_split='random'``), then
@@ -117,10 +311,12 @@ def train(
 
   Args:
     key: typed PRNG key.
-    model: a linen module whose ``__call__`` takes ``train``.
+    model: a ``flax.linen`` module whose ``__call__`` takes ``train`` or
+      ``deterministic``.
     optimizer: any optax ``GradientTransformation``.
     x: inputs ``(n, ...)``.
-    y: targets ``(n, ...)`` (integer labels ``(n,)`` for ``'cross_entropy'``).
+    y: targets ``(n, ...)`` (integer labels in ``[0, classes)``, shape
+      ``(n,)``, for ``'cross_entropy'``).
     loss: ``'mse'``, ``'gaussian_nll'`` (two outputs: mean, raw variance),
       ``'cross_entropy'`` (logits; accuracy is tracked too), or a callable
       ``loss(outputs, y_batch) -> (batch,)``.
@@ -137,11 +333,16 @@ def train(
     loop: ``'scan'`` (one jitted call per epoch) or ``'python'`` (a Python
       loop of jitted steps; the same arithmetic, for comparison).
     eval_batch_size: rows per forward pass in validation.
-    checkpoint: a file path; if it exists, training resumes from it (the same
-      data and settings are required, ``epochs`` may grow); it is rewritten
-      atomically every ``checkpoint_every`` epochs and at the end.
+    checkpoint: a file path; if it exists, training resumes from it. Resuming
+      requires the same data (compared by sha256), key and settings (a
+      clear error otherwise); ``epochs`` may grow, and a checkpoint that
+      already holds more epochs than ``epochs`` is refused (equal: it is
+      returned as it is). It is rewritten atomically every
+      ``checkpoint_every`` epochs and at the end.
     checkpoint_every: epochs between checkpoints.
-    progress: show a tqdm progress bar over epochs.
+    progress: a tqdm progress bar over epochs: ``None`` (default) draws it
+      only when stderr is a terminal (no flood of lines in logs), ``True``
+      always, ``False`` never.
 
   Returns:
     ``(state, history)``: the final ``TrainState`` (the best one with
@@ -151,11 +352,14 @@ def train(
     validation).
 
   Raises:
-    TypeError: ``key`` is not a typed key, ``optimizer`` not an optax transformation.
+    TypeError: ``key`` is not a typed key, ``optimizer`` not an optax
+      transformation, ``model`` not a linen module or without a mode flag,
+      labels for ``'cross_entropy'`` not integers.
     ValueError: a non-positive ``epochs``/``batch_size``, ``batch_size`` larger
       than the training rows, ``x`` and ``y`` of different lengths,
       ``val_fraction`` outside ``[0, 1)``, outputs the loss cannot compare with
-      ``y``, or a checkpoint of another configuration.
+      ``y``, class labels outside ``[0, classes)``, or a checkpoint of another
+      configuration or with more epochs.
 
   Examples:
     >>> import jax, jax.numpy as jnp, optax
@@ -168,72 +372,10 @@ def train(
     >>> history['loss'].shape
     (5,)
   """
-  x, y = check_common(
-    key, optimizer, x, y, epochs=epochs, batch_size=batch_size, val_fraction=val_fraction,
+  settings = Settings(
+    loss=loss, epochs=epochs, batch_size=batch_size, val_fraction=val_fraction,
     val_split=val_split, validation_data=validation_data, patience=patience,
-    checkpoint_every=checkpoint_every,
+    min_delta=min_delta, restore_best=restore_best, loop=loop, eval_batch_size=eval_batch_size,
+    checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
   )  # fmt: skip
-  check_positive_int(eval_batch_size, "eval_batch_size")
-  if loop not in LOOPS:
-    raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
-  loss_fn, classifier = resolve_loss(loss)
-  n = x.shape[0]
-  rows = np.arange(n)
-  x_val = y_val = None
-  if val_fraction:
-    if val_split == "random":
-      split_key, key = jax.random.split(key)
-    else:
-      split_key = key
-    rows, val_rows = split_validation(split_key, n, val_fraction, val_split)
-    x_val, y_val = x[val_rows], y[val_rows]
-  elif validation_data is not None:
-    x_val, y_val = (jnp.asarray(a) for a in validation_data)
-  check_batch_size(batch_size, len(rows))
-  state = init_state(key, model, optimizer, x[:1])
-  check_loss_shapes(model, state.variables, loss_fn, x, y, batch_size)
-  if x_val is not None:
-    check_loss_shapes(model, state.variables, loss_fn, x_val, y_val, batch_size)
-
-  num_batches = len(rows) // batch_size
-  epoch = make_run_epoch(model, optimizer, loss_fn, classifier, num_batches, batch_size, loop)
-  idx, count = jnp.asarray(rows, jnp.int32), jnp.asarray(len(rows), jnp.int32)
-
-  def run_epoch(state: TrainState, active: jax.Array):
-    del active  # one model: the loop stops instead
-    return epoch(state, x, y, idx, count)
-
-  evaluate = None
-  if x_val is not None:
-    evaluate_fn = jitted_evaluate(model, loss_fn, classifier, eval_batch_size)
-    weights = jnp.ones(x_val.shape[0], jnp.float32)
-
-    def evaluate(state: TrainState):
-      return evaluate_fn(state.variables, x_val, y_val, weights)
-
-  cfg = LoopConfig(
-    epochs=epochs,
-    patience=patience,
-    min_delta=float(min_delta),
-    restore_best=bool(restore_best),
-    checkpoint=None if checkpoint is None else pathlib.Path(checkpoint),
-    checkpoint_every=checkpoint_every,
-    progress=progress,
-    description=f"train {type(model).__name__}",
-    fingerprint=_fingerprint(model, x, y, x_val, batch_size, loss, val_fraction, val_split),
-  )
-  return run_loop(cfg, state, run_epoch, evaluate)
-
-
-def _fingerprint(model, x, y, x_val, batch_size, loss, val_fraction, val_split) -> dict[str, Any]:
-  """Facts a checkpoint must agree with to be resumed (cheap, no hashing of data)."""
-  return {
-    "model": repr(model),
-    "x": [list(x.shape), str(x.dtype)],
-    "y": [list(y.shape), str(y.dtype)],
-    "x_val": None if x_val is None else list(x_val.shape),
-    "batch_size": batch_size,
-    "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", repr(loss)),
-    "val_fraction": val_fraction,
-    "val_split": val_split,
-  }
+  return fit(key, model, optimizer, x, y, settings)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import numbers
 import pathlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 
 from jaxuq._src.checkpoint import restore_checkpoint, save_checkpoint
 from jaxuq._src.keys import check_key, check_positive_int
+from jaxuq._src.training import select_members
 
 History = dict[str, np.ndarray]
 VAL_SPLITS = ("random", "last")
@@ -39,7 +41,7 @@ class LoopConfig:
   restore_best: bool = True
   checkpoint: pathlib.Path | None = None
   checkpoint_every: int = 1
-  progress: bool = True
+  progress: bool | None = None
   description: str = "train"
   fingerprint: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -109,19 +111,6 @@ def check_batch_size(batch_size: int, n_train: int, what: str = "training rows")
     )
 
 
-def select_tree(mask: jax.Array, new: Any, old: Any) -> Any:
-  """``new`` where ``mask`` (over the leading member axis) else ``old``, leaf by leaf."""
-
-  def pick(a, b):
-    m = mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
-    return jnp.where(m, a, b)
-
-  return jax.tree.map(pick, new, old)
-
-
-select_members = jax.jit(select_tree)
-
-
 def _to_host(metrics: dict[str, jax.Array]) -> dict[str, np.ndarray]:
   return {k: np.asarray(v, np.float64) for k, v in jax.device_get(metrics).items()}
 
@@ -161,20 +150,26 @@ def run_loop(
   if cfg.checkpoint is not None and cfg.checkpoint.exists():
     target = {"state": state, "best": state} if best is not None else {"state": state}
     tree, meta = restore_checkpoint(cfg.checkpoint, target)
-    if meta.get("fingerprint") != _jsonable(cfg.fingerprint):
-      raise ValueError(
-        f"checkpoint {cfg.checkpoint} was written by a different configuration: "
-        f"{meta.get('fingerprint')} != {_jsonable(cfg.fingerprint)}; use another path"
-      )
+    _check_fingerprint(cfg.checkpoint, meta.get("fingerprint"), _jsonable(cfg.fingerprint))
     state, best = tree["state"], tree.get("best")
     start = int(meta["epoch"])
+    if start > cfg.epochs:
+      raise ValueError(
+        f"checkpoint {cfg.checkpoint} already holds {start} epochs, more than epochs="
+        f"{cfg.epochs}: pass epochs >= {start} to continue it (epochs={start} returns it as "
+        "it is), or use another checkpoint path"
+      )
     history = {k: [np.asarray(v, np.float64) for v in vals] for k, vals in meta["history"].items()}
     best_val = np.asarray(meta["best_val"], np.float64).reshape(batch_shape)
     wait = np.asarray(meta["wait"], np.int64).reshape(batch_shape)
     active = np.asarray(meta["active"], bool).reshape(batch_shape)
 
   bar = tqdm(
-    total=cfg.epochs, initial=start, disable=not cfg.progress, desc=cfg.description, unit="epoch"
+    total=cfg.epochs,
+    initial=start,
+    disable=not show_progress(cfg.progress),
+    desc=cfg.description,
+    unit="epoch",
   )
   epoch = start
   with bar:
@@ -213,6 +208,32 @@ def run_loop(
   if best is not None and cfg.restore_best:
     state = best
   return state, {k: np.stack(v) for k, v in history.items()}
+
+
+def show_progress(progress: bool | None) -> bool:
+  """Whether to draw a progress bar: ``None`` means only when stderr is a terminal.
+
+  A bar redrawn into a log file (CI, a batch job) floods it with one line per
+  refresh; ``progress=True`` forces it there anyway, ``False`` turns it off.
+  """
+  if progress is None:
+    return sys.stderr.isatty()
+  return bool(progress)
+
+
+def _check_fingerprint(path: pathlib.Path, found: Any, expected: Any) -> None:
+  """Raises unless a checkpoint's fingerprint is that of the current run, naming what differs."""
+  if found == expected:
+    return
+  if isinstance(found, dict) and isinstance(expected, dict):
+    differ = sorted(k for k in found.keys() | expected.keys() if found.get(k) != expected.get(k))
+  else:
+    differ = ["(no fingerprint)"]
+  raise ValueError(
+    f"checkpoint {path} was written by a different configuration (it differs in "
+    f"{', '.join(differ)}: the data, key or settings are not those of this run); resume with "
+    "the same ones, or use another checkpoint path"
+  )
 
 
 def _jsonable(value: Any) -> Any:

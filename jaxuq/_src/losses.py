@@ -8,10 +8,14 @@ logits: the softmax is applied here, never in the model.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxuq._src.gaussian import normal_nll
+from jaxuq._src.static import Static
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -56,8 +60,7 @@ def gaussian_nll(outputs: jax.Array, targets: jax.Array, min_variance: float = 1
   mean, raw = outputs[..., 0], outputs[..., 1]
   targets = jnp.reshape(targets, mean.shape).astype(outputs.dtype)
   variance = jax.nn.softplus(raw) + min_variance
-  nll = 0.5 * (jnp.log(2 * jnp.pi * variance) + jnp.square(targets - mean) / variance)
-  return _per_example_mean(nll)
+  return _per_example_mean(normal_nll(mean, variance, targets))
 
 
 def gaussian_mean_variance(
@@ -94,14 +97,59 @@ LOSSES: dict[str, LossFn] = {
 }
 
 
-def resolve_loss(loss: str | LossFn) -> tuple[LossFn, bool]:
-  """Returns ``(loss_fn, is_classifier)`` for a loss name or callable.
+class Objective(NamedTuple):
+  """A loss as a static (hashable) setting of the jitted training step.
+
+  Attributes:
+    loss: the per-example loss, compared by its fingerprint (a fresh but
+      equal closure shares the compiled step).
+    classifier: whether accuracy is tracked (the loss is cross-entropy).
+  """
+
+  loss: Static
+  classifier: bool
+
+  def __call__(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    return self.loss.value(outputs, targets)
+
+
+def resolve_loss(loss: str | LossFn) -> Objective:
+  """The :class:`Objective` of a loss name or callable.
 
   A callable loss counts as a classifier loss (accuracy is tracked) only if it
   is :func:`cross_entropy`.
+
+  Raises:
+    ValueError: an unknown loss name.
   """
   if callable(loss):
-    return loss, loss is cross_entropy
+    return Objective(Static(loss), loss is cross_entropy)
   if loss not in LOSSES:
     raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
-  return LOSSES[loss], loss == "cross_entropy"
+  return Objective(Static(LOSSES[loss]), loss == "cross_entropy")
+
+
+def check_labels(y: jax.Array, num_classes: int, name: str = "y") -> None:
+  """Raises unless ``y`` holds integer class labels in ``[0, num_classes)`` (checked on the host).
+
+  Out-of-range labels would not fail in training: optax's cross-entropy wraps
+  ``-1`` around to the last class and gives NaN for ``num_classes`` or more.
+
+  Raises:
+    TypeError: ``y`` is not of an integer dtype.
+    ValueError: a label outside ``[0, num_classes)``.
+  """
+  if not jnp.issubdtype(y.dtype, jnp.integer):
+    raise TypeError(
+      f"{name} must hold integer class labels for loss='cross_entropy', got dtype {y.dtype}; "
+      f"pass {name}.astype(int) if the values are whole class indices"
+    )
+  if y.size == 0:
+    return
+  low, high = int(jnp.min(y)), int(jnp.max(y))
+  if low < 0 or high >= num_classes:
+    raise ValueError(
+      f"{name} must hold class labels in [0, {num_classes}) for a model with {num_classes} "
+      f"outputs, found labels in [{low}, {high}]; relabel the classes as 0..{num_classes - 1} "
+      "or give the model more outputs"
+    )

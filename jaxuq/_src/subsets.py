@@ -14,8 +14,7 @@ import numpy as np
 
 from jaxuq._src.keys import check_key, check_positive_int
 
-SUBSAMPLES = ("bootstrap", "kfold", "none")
-MEMBER_LOOPS = ("vmap", "map")
+SUBSETS = ("bootstrap", "kfold", "none")
 
 
 class Subsets(NamedTuple):
@@ -34,14 +33,14 @@ class Subsets(NamedTuple):
   holdout: np.ndarray
 
 
-def member_subsets(key: jax.Array, n: int, num_members: int, method: str = "bootstrap") -> Subsets:
+def member_subsets(key: jax.Array, n: int, num_members: int, subsets: str = "bootstrap") -> Subsets:
   """Draws each member's training rows out of ``range(n)``.
 
   Args:
     key: typed PRNG key.
     n: number of rows.
     num_members: number of members (and of folds for ``'kfold'``).
-    method: ``'bootstrap'`` (``n`` rows drawn with replacement),
+    subsets: ``'bootstrap'`` (``n`` rows drawn with replacement),
       ``'kfold'`` (rows randomly dealt into ``num_members`` folds of sizes
       differing by at most one; member ``k`` leaves out fold ``k``), or
       ``'none'`` (every member sees every row; members differ only by
@@ -53,26 +52,26 @@ def member_subsets(key: jax.Array, n: int, num_members: int, method: str = "boot
   check_key(key)
   check_positive_int(n, "n")
   check_positive_int(num_members, "num_members")
-  if method not in SUBSAMPLES:
-    raise ValueError(f"subsample must be one of {SUBSAMPLES}, got {method!r}")
+  if subsets not in SUBSETS:
+    raise ValueError(f"subsets must be one of {SUBSETS}, got {subsets!r}")
   rows = np.arange(n)
-  if method == "none":
+  if subsets == "none":
     return Subsets(
       np.tile(rows, (num_members, 1)).astype(np.int32),
       np.full(num_members, n, np.int32),
       np.zeros((num_members, n), bool),
     )
-  if method == "bootstrap":
+  if subsets == "bootstrap":
     indices = np.asarray(jax.random.randint(key, (num_members, n), 0, n), np.int32)
     holdout = np.ones((num_members, n), bool)
     for k in range(num_members):
       holdout[k, indices[k]] = False
     return Subsets(indices, np.full(num_members, n, np.int32), holdout)
   if num_members < 2:
-    raise ValueError(f"subsample='kfold' needs num_members >= 2 folds, got {num_members}")
+    raise ValueError(f"subsets='kfold' needs num_members >= 2 folds, got {num_members}")
   if num_members > n:
     raise ValueError(
-      f"subsample='kfold' needs at least one row per fold: {num_members} folds > {n} rows"
+      f"subsets='kfold' needs at least one row per fold: {num_members} folds > {n} rows"
     )
   fold = np.empty(n, np.int64)
   fold[np.asarray(jax.random.permutation(key, n))] = rows % num_members

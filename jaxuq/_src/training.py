@@ -1,14 +1,22 @@
 """The pure pieces of training: train state, one step, one epoch, evaluation.
 
-Every function here is pure and jit-friendly; the hyperparameters (model,
-optimizer, loss, batch size) are fixed by the factories, arrays and keys come
-in as arguments. The epoch runs its minibatches in a ``lax.scan`` (one jitted
-call per epoch; see ``benchmarks/bench_ensemble.py`` for the measurement
-against a Python loop of jitted steps, ``loop='python'``).
+As in Flax's ``TrainState``, the state carries its model and its optimizer as
+static (non-pytree) fields, so ONE module-level jitted step and ONE jitted
+epoch serve every model and optimizer: jit's own cache, keyed on the static
+fields, replaces any cache of closures. The optimizer is wrapped in
+:class:`~jaxuq._src.static.Static`, which compares by a structural fingerprint,
+so a fresh ``optax.adam(1e-3)`` reuses the compilation of an earlier one while
+``optax.adam(1e-2)`` gets its own. The loss is static too
+(:class:`~jaxuq._src.losses.Objective`).
 
-Data are never copied per member or per epoch: an epoch takes the full arrays
-``x, y`` and an index vector ``idx`` (the rows this model trains on, padded at
-the end, the first ``count`` valid), so ensemble members share one copy.
+The epoch runs its minibatches in a ``lax.scan`` (one jitted call per epoch;
+see ``benchmarks/bench_ensemble.py`` for the measurement against a Python loop
+of jitted steps, ``loop='python'``). Data are never copied per member or per
+epoch: an epoch takes the full arrays ``x, y`` and an index vector ``idx``
+(the rows this model trains on, padded at the end, the first ``count``
+valid), so ensemble members share one copy. ``member_loop`` runs N stacked
+members side by side (``'vmap'``) or one after another in the same jitted
+call (``'map'``); ``None`` is one model.
 """
 
 from __future__ import annotations
@@ -23,28 +31,16 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxuq._src.losses import LossFn, accuracy
+from jaxuq._src.losses import LossFn, Objective, accuracy, resolve_loss
+from jaxuq._src.model_call import check_linen, mode_kwargs
+from jaxuq._src.static import Static
 
 Metrics = dict[str, jax.Array]
-
-
-def cache_if_hashable(fn):
-  """``functools.lru_cache`` for hashable arguments; a plain call otherwise."""
-  cached = functools.lru_cache(maxsize=16)(fn)
-
-  @functools.wraps(fn)
-  def wrapper(*args):
-    try:
-      hash(args)
-    except TypeError:
-      return fn(*args)
-    return cached(*args)
-
-  return wrapper
+MEMBER_LOOPS = ("vmap", "map")
 
 
 class TrainState(struct.PyTreeNode):
-  """The immutable state of one training run (or of N members, stacked).
+  """The immutable state of one training run (or of N members, stacked on axis 0).
 
   Attributes:
     params: the model's parameters (collection ``'params'``).
@@ -53,6 +49,9 @@ class TrainState(struct.PyTreeNode):
       an empty dict for a model without BatchNorm.
     step: number of optimizer steps taken, int32 scalar.
     key: typed PRNG key, split at every step (dropout) and epoch (shuffle).
+    model: the linen module (static field, compared by value).
+    tx: the optax transformation, wrapped in a ``Static`` (static field,
+      compared by its settings; ``state.tx.value`` is the transformation).
   """
 
   params: Any
@@ -60,6 +59,8 @@ class TrainState(struct.PyTreeNode):
   batch_stats: Any
   step: jax.Array
   key: jax.Array
+  model: nn.Module = struct.field(pytree_node=False)
+  tx: Static = struct.field(pytree_node=False)
 
   @property
   def variables(self) -> dict[str, Any]:
@@ -75,56 +76,85 @@ def init_state(
   """Initialises the model on the example batch ``x`` and the optimizer on its parameters.
 
   ``key`` is split into the parameter initialisation key and the state's key.
+
+  Raises:
+    TypeError: ``model`` is not a linen module, or its ``__call__`` takes
+      neither ``train`` nor ``deterministic``.
   """
+  check_linen(model)
+  tx = Static(optimizer)
   init_key, key = jax.random.split(key)
-  variables = model.init({"params": init_key}, x, train=False)
+  variables = model.init({"params": init_key}, x, **mode_kwargs(model, False))
   params = variables["params"]
   return TrainState(
     params=params,
-    opt_state=optimizer.init(params),
+    opt_state=tx.value.init(params),
     batch_stats=variables.get("batch_stats", {}),
     step=jnp.zeros((), jnp.int32),
     key=key,
+    model=model,
+    tx=tx,
   )
 
 
-def make_step(
-  model: nn.Module, optimizer: optax.GradientTransformation, loss_fn: LossFn, classifier: bool
-) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
-  """Returns ``step(state, xb, yb) -> (state, metrics)``: one optimizer step on a batch.
+def apply_step(
+  state: TrainState, xb: jax.Array, yb: jax.Array, objective: Objective
+) -> tuple[TrainState, Metrics]:
+  """One optimizer step on a batch (not jitted; traced inside the jitted epoch).
 
   Dropout is on with a key split from ``state.key``; BatchNorm normalises with
   the batch statistics and updates its running averages.
   """
+  key, dropout_key = jax.random.split(state.key)
+  model = state.model
 
-  def step(state: TrainState, xb: jax.Array, yb: jax.Array) -> tuple[TrainState, Metrics]:
-    key, dropout_key = jax.random.split(state.key)
-
-    def objective(params):
-      out, updates = model.apply(
-        {"params": params, "batch_stats": state.batch_stats},
-        xb,
-        train=True,
-        rngs={"dropout": dropout_key},
-        mutable=["batch_stats"],
-      )
-      return loss_fn(out, yb).mean(), (out, updates)
-
-    (loss, (out, updates)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    deltas, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new = state.replace(
-      params=optax.apply_updates(state.params, deltas),
-      opt_state=opt_state,
-      batch_stats=updates.get("batch_stats", state.batch_stats),
-      step=state.step + 1,
-      key=key,
+  def loss_of(params):
+    out, updates = model.apply(
+      {"params": params, "batch_stats": state.batch_stats},
+      xb,
+      **mode_kwargs(model, True),
+      rngs={"dropout": dropout_key},
+      mutable=["batch_stats"],
     )
-    metrics = {"loss": loss}
-    if classifier:
-      metrics["accuracy"] = accuracy(out, yb).mean()
-    return new, metrics
+    return objective(out, yb).mean(), (out, updates)
 
-  return step
+  (loss, (out, updates)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+  deltas, opt_state = state.tx.value.update(grads, state.opt_state, state.params)
+  new = state.replace(
+    params=optax.apply_updates(state.params, deltas),
+    opt_state=opt_state,
+    batch_stats=updates.get("batch_stats", state.batch_stats),
+    step=state.step + 1,
+    key=key,
+  )
+  metrics = {"loss": loss}
+  if objective.classifier:
+    metrics["accuracy"] = accuracy(out, yb).mean()
+  return new, metrics
+
+
+_jitted_step = jax.jit(apply_step, static_argnames=("objective",))
+
+
+def train_step(
+  state: TrainState, x: jax.Array, y: jax.Array, *, loss: str | LossFn = "mse"
+) -> tuple[TrainState, Metrics]:
+  """One jitted optimizer step on the batch ``(x, y)``: ``(new state, {'loss': ...})``.
+
+  One module-level jitted function serves every model and optimizer (they are
+  static fields of the state), so equal settings never recompile.
+
+  Args:
+    state: a :class:`TrainState` (from :func:`init_state`).
+    x: a batch of inputs.
+    y: its targets.
+    loss: as in ``jaxuq.train.train``.
+
+  Returns:
+    The state after the step and the batch's mean loss (and accuracy for
+    ``'cross_entropy'``).
+  """
+  return _jitted_step(state, jnp.asarray(x), jnp.asarray(y), resolve_loss(loss))
 
 
 def shuffled_batches(
@@ -149,53 +179,115 @@ def _mean_metrics(metrics: Metrics) -> Metrics:
   return {name: value.mean(axis=0) for name, value in metrics.items()}
 
 
-def make_epoch(
-  step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]],
+def _per_member(fn: Callable[..., Any], member_loop: str | None) -> Callable[..., Any]:
+  """``fn`` over the leading member axis of all its arguments (``None``: one model)."""
+  if member_loop is None:
+    return fn
+  if member_loop == "vmap":
+    return jax.vmap(fn)
+  return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+
+
+def select_tree(mask: jax.Array, new: Any, old: Any) -> Any:
+  """``new`` where ``mask`` (over the leading member axis) else ``old``, leaf by leaf."""
+
+  def pick(a, b):
+    m = mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
+    return jnp.where(m, a, b)
+
+  return jax.tree.map(pick, new, old)
+
+
+select_members = jax.jit(select_tree)
+
+
+@functools.partial(
+  jax.jit, static_argnames=("objective", "num_batches", "batch_size", "member_loop")
+)
+def scan_epoch(
+  state: TrainState,
+  active: jax.Array,
+  x: jax.Array,
+  y: jax.Array,
+  idx: jax.Array,
+  count: jax.Array,
+  *,
+  objective: Objective,
   num_batches: int,
   batch_size: int,
-) -> Callable[..., tuple[TrainState, Metrics]]:
-  """Returns ``epoch(state, x, y, idx, count) -> (state, mean metrics)``, a ``lax.scan`` over batches."""
+  member_loop: str | None = None,
+) -> tuple[TrainState, Metrics]:
+  """One epoch as a ``lax.scan`` over shuffled minibatches; ``(state, mean metrics)``.
 
-  def epoch(state, x, y, idx, count):
+  With ``member_loop`` the state, ``idx`` and ``count`` have a leading member
+  axis and members whose ``active`` flag is false keep their state (early
+  stopping); without, ``active`` is ignored.
+  """
+
+  def one(state, idx, count):
     key, shuffle_key = jax.random.split(state.key)
     batches = shuffled_batches(shuffle_key, idx, count, num_batches, batch_size)
 
     def body(state, rows):
-      return step(state, x[rows], y[rows])
+      return apply_step(state, x[rows], y[rows], objective)
 
     state, metrics = jax.lax.scan(body, state.replace(key=key), batches)
     return state, _mean_metrics(metrics)
 
-  return epoch
+  new, metrics = _per_member(one, member_loop)(state, idx, count)
+  if member_loop is not None:
+    new = select_tree(active, new, state)
+  return new, metrics
 
 
-def make_python_epoch(
-  step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]],
-  num_batches: int,
-  batch_size: int,
-) -> Callable[..., tuple[TrainState, Metrics]]:
-  """Like :func:`make_epoch`, but a Python loop of jitted steps (same results, for comparison)."""
-
-  @jax.jit
-  def prepare(state, idx, count):
+@functools.partial(jax.jit, static_argnames=("num_batches", "batch_size", "member_loop"))
+def _shuffle(state, idx, count, *, num_batches, batch_size, member_loop):
+  def one(state, idx, count):
     key, shuffle_key = jax.random.split(state.key)
     return state.replace(key=key), shuffled_batches(
       shuffle_key, idx, count, num_batches, batch_size
     )
 
-  @jax.jit
-  def indexed_step(state, x, y, rows):
-    return step(state, x[rows], y[rows])
+  return _per_member(one, member_loop)(state, idx, count)
 
-  def epoch(state, x, y, idx, count):
-    state, batches = prepare(state, idx, count)
-    collected = []
-    for b in range(num_batches):
-      state, metrics = indexed_step(state, x, y, batches[b])
-      collected.append(metrics)
-    return state, _mean_metrics(jax.tree.map(lambda *m: jnp.stack(m), *collected))
 
-  return epoch
+@functools.partial(jax.jit, static_argnames=("objective", "member_loop"))
+def _indexed_step(state, x, y, rows, *, objective, member_loop):
+  return _per_member(lambda s, r: apply_step(s, x[r], y[r], objective), member_loop)(state, rows)
+
+
+def python_epoch(
+  state: TrainState,
+  active: jax.Array,
+  x: jax.Array,
+  y: jax.Array,
+  idx: jax.Array,
+  count: jax.Array,
+  *,
+  objective: Objective,
+  num_batches: int,
+  batch_size: int,
+  member_loop: str | None = None,
+) -> tuple[TrainState, Metrics]:
+  """Like :func:`scan_epoch`, but a Python loop of jitted steps (same results, for comparison)."""
+  start = state
+  state, batches = _shuffle(
+    state, idx, count, num_batches=num_batches, batch_size=batch_size, member_loop=member_loop
+  )
+  collected = []
+  for b in range(num_batches):
+    rows = batches[b] if member_loop is None else batches[:, b]
+    state, metrics = _indexed_step(state, x, y, rows, objective=objective, member_loop=member_loop)
+    collected.append(metrics)
+  if member_loop is not None:
+    state = select_members(active, state, start)
+  return state, _mean_metrics(jax.tree.map(lambda *m: jnp.stack(m), *collected))
+
+
+EPOCHS: dict[str, Callable[..., tuple[TrainState, Metrics]]] = {
+  "scan": scan_epoch,
+  "python": python_epoch,
+}
 
 
 def _chunks(n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
@@ -210,7 +302,8 @@ def predict(model: nn.Module, variables: Any, x: jax.Array, *, batch_size: int =
   """Deterministic outputs (dropout off, BatchNorm on running averages), in chunks, jitted.
 
   Args:
-    model: the linen module.
+    model: the linen module (called with ``train=False`` or
+      ``deterministic=True``, whichever its ``__call__`` takes).
     variables: its variables (e.g. ``state.variables``).
     x: inputs ``(n, ...)``.
     batch_size: rows per forward pass (a static int; bounds memory).
@@ -220,34 +313,48 @@ def predict(model: nn.Module, variables: Any, x: jax.Array, *, batch_size: int =
   """
   n = x.shape[0]
   rows, _ = _chunks(n, min(batch_size, n))
-  out = jax.lax.map(lambda r: model.apply(variables, x[r], train=False), rows)
+  out = jax.lax.map(lambda r: model.apply(variables, x[r], **mode_kwargs(model, False)), rows)
   return out.reshape(-1, *out.shape[2:])[:n]
 
 
-def make_evaluate(
-  model: nn.Module, loss_fn: LossFn, classifier: bool, batch_size: int
-) -> Callable[..., Metrics]:
-  """Returns ``evaluate(variables, x, y, weights) -> metrics``: weighted means, dropout off.
+@functools.partial(jax.jit, static_argnames=("model", "objective", "batch_size", "member_loop"))
+def evaluate(
+  model: nn.Module,
+  variables: Any,
+  x: jax.Array,
+  y: jax.Array,
+  weights: jax.Array,
+  *,
+  objective: Objective,
+  batch_size: int,
+  member_loop: str | None = None,
+) -> Metrics:
+  """Weighted mean validation metrics, dropout off: ``{'val_loss': ..., 'val_accuracy': ...}``.
 
   ``weights`` ``(n,)`` selects (1) or leaves out (0) each row, so one function
-  serves a validation set and an ensemble member's held-out rows alike.
+  serves a validation set and an ensemble member's held-out rows alike; with
+  ``member_loop``, ``variables`` are stacked members' and ``weights`` is
+  either shared ``(n,)`` or per member ``(N, n)``. The optimizer is no
+  argument: validation compiles once per model, whatever the optimizer.
   """
+  n = x.shape[0]
+  rows, valid = _chunks(n, min(batch_size, n))
 
-  def evaluate(variables, x, y, weights):
-    n = x.shape[0]
-    rows, valid = _chunks(n, min(batch_size, n))
-
-    def one(args):
+  def one_model(variables, weights):
+    def chunk(args):
       r, v = args
-      out = cast(jax.Array, model.apply(variables, x[r], train=False))
+      out = cast(jax.Array, model.apply(variables, x[r], **mode_kwargs(model, False)))
       w = jnp.where(v, weights[r], 0.0)
-      sums = {"loss": jnp.sum(w * loss_fn(out, y[r]))}
-      if classifier:
+      sums = {"loss": jnp.sum(w * objective(out, y[r]))}
+      if objective.classifier:
         sums["accuracy"] = jnp.sum(w * accuracy(out, y[r]))
       return sums, jnp.sum(w)
 
-    sums, totals = jax.lax.map(one, (rows, valid))
+    sums, totals = jax.lax.map(chunk, (rows, valid))
     total = jnp.sum(totals)
     return {"val_" + name: jnp.sum(s) / total for name, s in sums.items()}
 
-  return evaluate
+  if member_loop is not None and weights.ndim == 1:
+    num_members = jax.tree.leaves(variables)[0].shape[0]
+    weights = jnp.broadcast_to(weights, (num_members, n))
+  return _per_member(one_model, member_loop)(variables, weights)

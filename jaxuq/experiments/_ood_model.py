@@ -62,23 +62,24 @@ def fit(key: jax.Array, name: str, x: np.ndarray, y: np.ndarray, *, epochs: int,
   start = time.perf_counter()
   state, history = train(
     key, make_model(name), optimizer(), x, y, loss="cross_entropy", epochs=epochs,
-    batch_size=BATCH_SIZE, loop="python", checkpoint=checkpoint, progress=progress,
+    batch_size=BATCH_SIZE, loop="python", checkpoint=checkpoint,
+    progress=None if progress else False,
   )  # fmt: skip
   jax.block_until_ready(state.params)
   return state, {k: np.asarray(v).tolist() for k, v in history.items()}, time.perf_counter() - start
 
 
-def fit_ensemble(key: jax.Array, name: str, x: np.ndarray, y: np.ndarray, *, members: int,
+def fit_ensemble(key: jax.Array, name: str, x: np.ndarray, y: np.ndarray, *, num_members: int,
                  epochs: int, checkpoint: pathlib.Path, resume: bool,
                  progress: bool) -> tuple[TrainState, float]:  # fmt: skip
-  """Trains ``members`` CNNs on bootstrap resamples in one jitted epoch; ``(states, seconds)``."""
+  """Trains ``num_members`` CNNs on bootstrap resamples in one jitted epoch; ``(states, seconds)``."""
   if not resume:
     checkpoint.unlink(missing_ok=True)
   start = time.perf_counter()
   states, _ = _train_ensemble(
-    key, make_model(name), optimizer(), x, y, num_members=members, subsample="bootstrap",
+    key, make_model(name), optimizer(), x, y, num_members=num_members, subsets="bootstrap",
     loss="cross_entropy", epochs=epochs, batch_size=BATCH_SIZE, holdout_validation=False,
-    members="map", checkpoint=checkpoint, progress=progress,
+    member_loop="map", checkpoint=checkpoint, progress=None if progress else False,
   )  # fmt: skip
   jax.block_until_ready(states.params)
   return states, time.perf_counter() - start

@@ -171,7 +171,7 @@ def run_setting(
   state, history = train(
     keys["train"], model, optax.adam(cfg.learning_rate), data.x_train, data.y_train,
     epochs=cfg.epochs, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
-    checkpoint=checkpoint, checkpoint_every=10, progress=progress,
+    checkpoint=checkpoint, checkpoint_every=10, progress=None if progress else False,
   )  # fmt: skip
   jax.block_until_ready(state.params)
   train_s = time.perf_counter() - start

@@ -277,7 +277,7 @@ def _ensemble(key, name, s, split, tests, labels, ckpt, args, progress) -> dict[
   from jaxuq.experiments import _ood_model as om
 
   n = s["ensemble"]
-  states, t_train = om.fit_ensemble(key, name, *split["train"], members=n, epochs=s["epochs"],
+  states, t_train = om.fit_ensemble(key, name, *split["train"], num_members=n, epochs=s["epochs"],
                                     checkpoint=ckpt / f"{name}-ensemble{n}.msgpack",
                                     resume=args.resume, progress=progress)  # fmt: skip
   t0 = time.perf_counter()
