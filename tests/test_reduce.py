@@ -121,7 +121,15 @@ def test_memory_does_not_grow_with_the_number_of_samples():
 
   def temp_bytes(n):
     lowered = reduce_mod._mc_reduce_jit.lower(
-      static, dynamic, jax.random.key(0), (x,), reducer=reducer, num_samples=n, chunk=8, mesh=None
+      static,
+      dynamic,
+      jax.random.key(0),
+      (x,),
+      reducer=reducer,
+      num_samples=n,
+      chunk=8,
+      memory_budget=2**20,
+      mesh=None,
     )
     return lowered.compile().memory_analysis().temp_size_in_bytes
 

@@ -174,3 +174,12 @@ def _subjaxprs(eqn: Any):
         yield inner
       elif hasattr(v, "eqns"):
         yield v
+
+
+def chunk_for_budget(
+  fn: Callable[..., Any], key: jax.Array, args: tuple, per_device: int, budget: int
+) -> int:
+  """Samples per chunk: ``budget // per_sample_bytes``, at least 1, at most ``per_device``."""
+  structs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), args)
+  key_struct = jax.ShapeDtypeStruct(key.shape, key.dtype)
+  return int(max(1, min(per_device, budget // per_sample_bytes(fn, key_struct, *structs))))

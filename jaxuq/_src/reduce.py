@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 
 from jaxuq._src.filtering import Static, as_arrays, combine, partition
 from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
+from jaxuq._src.memory import chunk_for_budget, default_memory_budget
 from jaxuq._src.mesh import check_batch_divides, sample_mesh, sample_shards, shard_batch, shard_keys
 
 PyTree = Any
@@ -82,7 +83,9 @@ def _reduce_keys(fn, keys, args, reducer: Reducer, chunk: int, init_state):
   return state
 
 
-@functools.partial(jax.jit, static_argnames=("static", "reducer", "num_samples", "chunk", "mesh"))
+@functools.partial(
+  jax.jit, static_argnames=("static", "reducer", "num_samples", "chunk", "memory_budget", "mesh")
+)
 def _mc_reduce_jit(
   static: Static,
   dynamic: list[Any],
@@ -91,10 +94,16 @@ def _mc_reduce_jit(
   *,
   reducer: Reducer,
   num_samples: int,
-  chunk: int,
+  chunk: int | None,
+  memory_budget: int,
   mesh: Mesh | None,
 ) -> PyTree:
   fn = combine(static, dynamic)
+  # Decided and checked while tracing (shapes only): once per compilation.
+  if chunk is None:
+    chunk = chunk_for_budget(fn, key, args, -(-num_samples // sample_shards(mesh)), memory_budget)
+  chunk = min(chunk, num_samples)
+  _validate(fn, key, args, reducer, chunk)
   empty = reducer.init(_one_sample_struct(fn, key, args))
   keys = jax.random.split(key, num_samples)
   if mesh is None:
@@ -122,7 +131,7 @@ def mc_reduce(
   *args: Any,
   num_samples: int,
   reducer: Reducer,
-  chunk_size: int = 16,
+  chunk_size: int | None = None,
   devices: Sequence[jax.Device] | None = None,
   data_shards: int = 1,
 ) -> PyTree:
@@ -143,7 +152,9 @@ def mc_reduce(
     num_samples: how many passes, a positive int.
     reducer: a :class:`Reducer`, e.g. :func:`jaxuq.moments_reducer` or
       :func:`jaxuq.classification_reducer`.
-    chunk_size: samples vmapped at once on each device (default 16).
+    chunk_size: samples vmapped at once on each device; ``None`` picks
+      :func:`jaxuq.auto_chunk_size` as :func:`jaxuq.mc_sample` does (a memory
+      budget over one sample's key-dependent memory).
     devices: devices to split the samples over; default all of
       ``jax.devices()``. Each device reduces ``num_samples // len(devices)``
       samples; the few left over are reduced after them.
@@ -158,7 +169,8 @@ def mc_reduce(
     TypeError: ``fn`` is not callable, ``key`` is not a typed key, or
       ``reducer`` is not a :class:`Reducer`.
     ValueError: ``num_samples`` or ``chunk_size`` is not a positive int,
-      ``devices`` is empty, or the reducer changes its state's shapes.
+      ``devices`` is empty, or the reducer changes its state's shapes (found
+      while tracing, before anything runs).
 
   Examples:
     >>> import jax, jax.numpy as jnp, jaxuq
@@ -172,7 +184,8 @@ def mc_reduce(
     raise TypeError(f"fn must be callable as fn(key, *args), got {type(fn).__name__}")
   check_key(key)
   num_samples = check_positive_int(num_samples, "num_samples")
-  chunk_size = check_positive_int(chunk_size, "chunk_size")
+  if chunk_size is not None:
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
   reducer = _check_reducer(reducer)
   devices = check_devices(devices)
   mesh = sample_mesh(devices, data_shards)
@@ -180,7 +193,6 @@ def mc_reduce(
   args = as_arrays(args)
   check_batch_divides(args, mesh)
   static, dynamic = partition(fn)
-  _validate(combine(static, dynamic), key, args, reducer, min(chunk_size, num_samples))
   return _mc_reduce_jit(
     static,
     dynamic,
@@ -188,7 +200,8 @@ def mc_reduce(
     args,
     reducer=reducer,
     num_samples=num_samples,
-    chunk=min(chunk_size, num_samples),
+    chunk=chunk_size,
+    memory_budget=default_memory_budget(devices),
     mesh=mesh,
   )
 

@@ -22,9 +22,9 @@ from jaxuq._src.memory import (
   FEWER_SAMPLES,
   check_fits,
   check_samples_fit,
+  chunk_for_budget,
   default_memory_budget,
   device_memory,
-  per_sample_bytes,
   tree_bytes,
 )
 from jaxuq._src.mesh import (
@@ -73,7 +73,7 @@ def _mc_sample_jit(
   per_device = -(-num_samples // num_devices)
   # Decided while tracing (shapes only), so jit's cache remembers them.
   if chunk_size is None:
-    chunk_size = _chunk_for_budget(fn, key, args, per_device, memory_budget)
+    chunk_size = chunk_for_budget(fn, key, args, per_device, memory_budget)
   check_samples_fit(
     fn,
     key,
@@ -95,14 +95,6 @@ def _mc_sample_jit(
   keys = shard_keys(keys.reshape(num_devices, per_device), mesh)
   out = shard_samples(jax.vmap(lambda k: _map_chunks(fn, k, args, chunk_size))(keys), mesh)
   return jax.tree.map(lambda y: y.reshape((padded,) + y.shape[2:])[:num_samples], out)
-
-
-def _chunk_for_budget(
-  fn: Callable[..., Any], key: jax.Array, args: tuple, per_device: int, budget: int
-) -> int:
-  structs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), args)
-  key_struct = jax.ShapeDtypeStruct(key.shape, key.dtype)
-  return int(max(1, min(per_device, budget // per_sample_bytes(fn, key_struct, *structs))))
 
 
 def auto_chunk_size(
@@ -139,7 +131,7 @@ def auto_chunk_size(
   else:
     budget = check_positive_int(memory_budget, "memory_budget")
   per_device = -(-num_samples // len(devices))
-  return _chunk_for_budget(fn, key, as_arrays(args), per_device, budget)
+  return chunk_for_budget(fn, key, as_arrays(args), per_device, budget)
 
 
 def mc_sample(

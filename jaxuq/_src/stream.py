@@ -67,7 +67,7 @@ def mc_reduce_dataset(
   *,
   num_samples: int,
   reducer: Reducer,
-  chunk_size: int = 16,
+  chunk_size: int | None = None,
   per_example_keys: bool = True,
   sink: Callable[[int, PyTree], None] | None = None,
   progress: bool | None = None,
