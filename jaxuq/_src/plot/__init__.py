@@ -1,0 +1,1 @@
+"""Figures: the only package that imports matplotlib, and only when a figure is drawn."""
