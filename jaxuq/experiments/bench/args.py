@@ -63,11 +63,11 @@ GRIDS: dict[str, dict] = {
   },
   # The GPU grid's shape at toy sizes: the GPU script end to end on a CPU (CI).
   "tiny": {
-    "cases": (("mlp", 8, 4), ("mlp-last", 8, 4)),
+    "cases": (("mlp", 8, 4),),
     "width": 16,
     "repeats": 2,
     "in_process": True,
-    "variants": "sequential,mc_auto,closed_form,apply_flax,apply_jaxuq,torch_loop,torch_repeat",
+    "variants": "sequential,mc_auto,apply_flax,apply_jaxuq,torch_loop,torch_repeat_tf32",
   },
 }
 

@@ -76,6 +76,8 @@ def _start_summary(args: argparse.Namespace, the_plan) -> dict:
 
 
 def _describe(summary: dict) -> str:
+  from jaxuq.experiments.bench import report  # noqa: PLC0415
+
   env = summary["environment"]
   floors = ", ".join(f"{k} {v / 1e9:.4g}" for k, v in summary["matmul_floors"].items())
   hlo = ", ".join(
@@ -84,7 +86,8 @@ def _describe(summary: dict) -> str:
   return (
     f"device {env['device_kind']} ({env['platform']}), float32 matmuls in {env['matmul_precision']}"
     f"; matmul GFLOP/s {floors}\nHLO chars jaxuq.Dropout/Flax Dropout: {hlo}\n"
-    f"first calls in a {summary['first_call']}, compilation cache {summary['compilation_cache']}"
+    f"first calls: {report.FIRST_CALL_WORDS[summary['first_call']]}; JAX's persistent "
+    f"compilation cache {summary['compilation_cache']}"
   )
 
 

@@ -40,6 +40,12 @@ def set_compilation_cache(enabled: bool) -> None:
   os.environ["JAX_ENABLE_COMPILATION_CACHE"] = "true" if enabled else "false"  # for workers
 
 
+def _precision_setting() -> str:
+  import jax  # noqa: PLC0415
+
+  return str(getattr(jax.config, "jax_default_matmul_precision", None) or "default")
+
+
 def matmul_precision() -> str:
   """The float32 matmul precision in force on JAX's default device.
 
@@ -49,7 +55,7 @@ def matmul_precision() -> str:
   """
   import jax  # noqa: PLC0415
 
-  setting = str(jax.config.jax_default_matmul_precision or "default").lower()
+  setting = _precision_setting().lower()
   device = jax.devices()[0].platform
   if device == "cpu" or setting in ("highest", "float32"):
     return "float32"
@@ -130,7 +136,7 @@ def environment() -> dict[str, Any]:
     "host": platform.platform(),
     "processor": platform.processor(),
     "cpu_count": os.cpu_count(),
-    "matmul_precision_setting": str(jax.config.jax_default_matmul_precision or "default"),
+    "matmul_precision_setting": _precision_setting(),
     "matmul_precision": matmul_precision(),
     "python_executable": sys.executable,
     "versions": versions,

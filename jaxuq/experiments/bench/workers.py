@@ -225,7 +225,13 @@ class _Local:
     self.timed, self.info = _start(spec)
 
   def time_once(self) -> float | None:
-    return None if self.timed is None else self.timed.time_once()
+    if self.timed is None:
+      return None
+    try:
+      return self.timed.time_once()
+    except Exception as e:  # noqa: BLE001 - out of memory, say: the variant's result
+      self.info, self.timed = {"error": f"{type(e).__name__}: {e}"}, None
+      return None
 
   def finish(self) -> dict:
     return self.info if self.timed is None else self.timed.finish()
@@ -261,4 +267,9 @@ def run_case(specs: list[dict], isolate: bool) -> list[dict]:
     for i, runner in enumerate(runners):
       if round_ < todo[i] and runner.time_once() is None:
         todo[i] = 0
-  return [r.finish() for r in runners]
+  results = [r.finish() for r in runners]
+  if not isolate:
+    from jaxuq.experiments.bench import peers  # noqa: PLC0415
+
+    peers.release_memory()
+  return results
