@@ -92,7 +92,9 @@ def inputs(case: Case) -> jax.Array:
   return jnp.linspace(-2.0, 3.0, case.batch, dtype=jnp.float32)[:, None]
 
 
+@functools.lru_cache(maxsize=4)
 def setup(case: Case) -> tuple[nn.Module, Any, jax.Array]:
+  """The case's model, variables and inputs (made once per case: variants share them)."""
   model = build_model(case)
   x = inputs(case)
   return model, model.init(jax.random.key(0), x[:2]), x

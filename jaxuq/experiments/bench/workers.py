@@ -4,8 +4,9 @@ A variant is built, then called once: its first call (compile + run). In a
 worker process of its own that call is the variant's first in a fresh process;
 in this process (``--in-process``, the quick and GPU grids) JAX's in-memory
 caches are cleared just before it (``jax.clear_caches()``), so it compiles
-anew. JAX's persistent compilation cache is off in both unless asked for. The
-variants of one case are then timed in alternating rounds.
+anew. JAX's persistent compilation cache is off in both unless asked for.
+Workers are then timed in alternating rounds; in this process each variant
+runs to the end before the next is built.
 """
 
 from __future__ import annotations
@@ -243,33 +244,39 @@ def _failed(info: dict) -> bool:
 
 
 def run_case(specs: list[dict], isolate: bool) -> list[dict]:
-  """Times the variants of one case in rounds, one run of each per round.
+  """Times the variants of one case: first call, then up to ``repeats`` warm runs each.
 
-  Every variant is built and called once first (one at a time); then the
-  rounds alternate the variants, so that a change in the machine's load falls
-  on all of them rather than on one. A variant gets as many rounds as its
-  ``repeats`` and ``budget`` allow (fewer when a run is long). In this process
-  the first calls clear JAX's caches, so every variant is called once more,
-  untimed, before the rounds.
+  With ``isolate`` every variant is built and called once in a worker of its
+  own (one at a time); then the rounds alternate the variants, so that a
+  change in the machine's load falls on all of them rather than on one. In
+  this process a variant's first call clears JAX's caches, which would make
+  the others compile again: each variant is timed to the end before the next
+  is built. A variant gets as many runs as its ``repeats`` and ``budget``
+  allow (fewer when a run is long).
   """
   specs = [{**s, "fresh_process": isolate} for s in specs]
-  runners = [_Worker(spec) if isolate else _Local(spec) for spec in specs]
+  if not isolate:
+    from jaxuq.experiments.bench import peers  # noqa: PLC0415
+
+    results = [_run_local(spec) for spec in specs]
+    peers.release_memory()
+    return results
+  runners = [_Worker(spec) for spec in specs]
   todo = [
     0 if _failed(r.info) else _repeats(s, float(r.info["first_call_s"]))
     for r, s in zip(runners, specs, strict=True)
   ]
-  if not isolate:
-    for runner, n in zip(runners, todo, strict=True):
-      if n and runner.time_once() is not None:
-        assert isinstance(runner, _Local) and runner.timed is not None
-        runner.timed.times.clear()  # a warm-up after the others' cache clears
   for round_ in range(max(todo, default=0)):
     for i, runner in enumerate(runners):
       if round_ < todo[i] and runner.time_once() is None:
         todo[i] = 0
-  results = [r.finish() for r in runners]
-  if not isolate:
-    from jaxuq.experiments.bench import peers  # noqa: PLC0415
+  return [r.finish() for r in runners]
 
-    peers.release_memory()
-  return results
+
+def _run_local(spec: dict) -> dict:
+  runner = _Local(spec)
+  if not _failed(runner.info):
+    for _ in range(_repeats(spec, float(runner.info["first_call_s"]))):
+      if runner.time_once() is None:
+        break
+  return runner.finish()
