@@ -133,6 +133,7 @@ def test_variants_run_in_processes_of_their_own(tmp_path):
   assert cli.main(args + ["--out", str(tmp_path)]) == 0
   summary = json.loads((tmp_path / "bench.json").read_text())
   assert summary["first_call"] == "fresh process" and summary["compilation_cache"] == "off"
+  assert jax.config.values["jax_enable_compilation_cache"]  # restored after the run
   rows = summary["rows"]
   assert [r["variant"] for r in rows] == ["mc_auto"]
   for r in rows:

@@ -44,7 +44,8 @@ GPU_FIRST_CALL_S = 3.0
 
 FIRST_CALL_WORDS = {
   "fresh process": "each variant in a fresh process of its own",
-  "caches cleared": "the variants in one process, JAX's caches cleared before each first call",
+  "caches cleared": "the variants in one process, JAX's caches cleared before each first call "
+  "(on a GPU, XLA's autotuning results stay in the process)",
 }
 
 
@@ -187,8 +188,8 @@ def _header(summary: dict) -> list[str]:
     f"{FIRST_CALL_WORDS.get(summary.get('first_call', ''), '?')}.",
     "The floor of a case is its FLOPs (the layers before the first dropout once, the rest once "
     "per mask; one pass for a single apply and for the closed form) at the default-precision "
-    "matmul rate measured just before the case; loops marked 'from N' ran N masks, their time "
-    "scaled to T.",
+    "matmul rate (on a CPU measured again just before each case); loops marked 'from N' ran "
+    "N masks, their time scaled to T.",
   ]
 
 

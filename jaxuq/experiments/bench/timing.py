@@ -29,15 +29,17 @@ _ROUNDOFF = {"float32": 2.0**-24, "tf32": 2.0**-11, "bfloat16": 2.0**-8}
 FLOAT32_TOLERANCE = 1e-4  # relative to the samples' scale: float32 rounding, not another mask
 
 
-def set_compilation_cache(enabled: bool) -> None:
-  """Turns JAX's persistent compilation cache on or off in this process.
+def set_compilation_cache(enabled: bool) -> bool:
+  """Turns JAX's persistent compilation cache on or off in this process; returns the old setting.
 
   Off (the bench's default), every first call compiles, as a new user's does.
+  It must be set before the process's first compilation (JAX decides then).
   """
   import jax  # noqa: PLC0415
 
+  old = bool(jax.config.values["jax_enable_compilation_cache"])
   jax.config.update("jax_enable_compilation_cache", enabled)
-  os.environ["JAX_ENABLE_COMPILATION_CACHE"] = "true" if enabled else "false"  # for workers
+  return old
 
 
 def _precision_setting() -> str:
