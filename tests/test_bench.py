@@ -225,3 +225,10 @@ def test_report_targets_and_tables():
   assert [(t["value"], t["met"]) for t in got] == [(pytest.approx(1.3), True), (1.5, True)]
   table = report.pivot_table(rows)
   assert "PyTorch" not in table.splitlines()[0] and "torch_loop: torch is not installed" in table
+
+
+def test_render_reads_a_summary_of_the_earlier_format(tmp_path):
+  old = json.loads((REPO / "benchmarks/results/cpu_2core/bench.json").read_text())
+  report.render(old, tmp_path, plot=False)
+  table = (tmp_path / "bench.md").read_text()
+  assert table.startswith("Device: cpu") and "| mlp b256 T100 |" in table

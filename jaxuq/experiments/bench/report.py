@@ -241,8 +241,27 @@ def write(summary: dict, out: pathlib.Path, plot: bool = True) -> None:
   render(summary, out, plot)
 
 
+def _upgrade(summary: dict) -> dict:
+  """A summary written before the bench named its device and precision, in today's keys."""
+  if "environment" in summary or "machine" not in summary:
+    return summary
+  m = summary["machine"]
+  env = {
+    "platform": "cpu",
+    "device_kind": "cpu",
+    "devices": m.get("devices", []),
+    "host": m.get("platform"),
+    "cpu_count": m.get("cpu_count"),
+    "matmul_precision": "float32",
+    "matmul_precision_setting": "default",
+    "versions": {"jax": m.get("jax")},
+  }
+  return {"environment": env, "first_call": "fresh process", **summary}
+
+
 def render(summary: dict, out: pathlib.Path, plot: bool = True) -> None:
   """``bench.md`` (and the plot) from a summary."""
+  summary = _upgrade(summary)
   (out / "bench.md").write_text(markdown_table(summary))
   if plot:
     from jaxuq._src.plot.bench import speedup_figure  # noqa: PLC0415 - until jaxuq.plot has it
