@@ -16,6 +16,7 @@ from jaxuq._src.adapters import from_linen as from_linen
 from jaxuq._src.adapters import from_nnx as from_nnx
 from jaxuq._src.cast import CastPredictive as CastPredictive
 from jaxuq._src.cast import with_dtype as with_dtype
+from jaxuq._src.compile_cache import enable_compilation_cache as enable_compilation_cache
 from jaxuq._src.dropout import MASK_COLLECTION as MASK_COLLECTION
 from jaxuq._src.dropout import Dropout as Dropout
 from jaxuq._src.dropout import keep_mask as keep_mask
@@ -46,6 +47,7 @@ __all__ = [
   "auto_chunk_size",
   "batches_from_array",
   "classification_reducer",
+  "enable_compilation_cache",
   "exact",
   "from_linen",
   "from_nnx",

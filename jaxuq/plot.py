@@ -13,8 +13,10 @@ extra to install.
 - Digits vs letters: :func:`score_histograms`, :func:`roc_curves`,
   :func:`per_class_bars`, :func:`reliability`, :func:`coverage_curves`.
 - Exact answers: :func:`exact_histogram`, :func:`mc_convergence`.
+- Benchmarks: :func:`speedup_figure`.
 """
 
+from jaxuq._src.plot.bench import speedup_figure as speedup_figure
 from jaxuq._src.plot.exact import exact_histogram as exact_histogram
 from jaxuq._src.plot.exact import mc_convergence as mc_convergence
 from jaxuq._src.plot.ood import coverage_curves as coverage_curves
@@ -43,4 +45,5 @@ __all__ = [
   "reliability",
   "roc_curves",
   "score_histograms",
+  "speedup_figure",
 ]

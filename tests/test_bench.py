@@ -1,71 +1,234 @@
-"""jaxuq bench --quick: every variant returns the samples of sequential_sample."""
+"""jaxuq bench: its options, floors, first calls, checks, reports and the GPU script."""
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
+import jax
+import numpy as np
 import pytest
 
 from jaxuq import cli
+from jaxuq.experiments.bench import args as bench_args
+from jaxuq.experiments.bench import cases, peers, report, timing
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["bench", "--models", "mlp", "--batches", "8", "--masks", "4", "--width", "16"]
 
 
-@pytest.mark.slow
-def test_quick_bench_checks_every_variant(tmp_path):
-  code = cli.main(["bench", "--quick", "--in-process", "--no-peers", "--out", str(tmp_path)])
-  summary = json.loads((tmp_path / "bench.json").read_text())
-  rows = summary["rows"]
-  assert code == 0
-  variants = {(r["model"], r["variant"]) for r in rows}
-  for model in ("mlp", "mlp-last", "cnn"):
-    for v in ("sequential", "mc_auto", "mc_shared", "mc_chunk1", "eager", "loop_flax_default"):
-      assert (model, v) in variants
-  assert ("mlp-last", "closed_form") in variants
-  checked = [r for r in rows if "check" in r]
-  assert len(checked) >= 15 and all(r["check"]["ok"] for r in checked)
-  assert all(r["time_s"] > 0 and r["flops"] > 0 for r in rows)
-  # Whole-run timings are not scaled by the mask count; only the eager loop,
-  # which runs a few masks, is extrapolated.
-  for r in rows:
-    assert (r["extrapolated_from"] is not None) == (r["variant"] == "eager"), r
-  assert (tmp_path / "bench.md").read_text().count("\n|") >= len(rows)
+def _rows(out: pathlib.Path) -> list[dict]:
+  return json.loads((out / "bench.json").read_text())["rows"]
+
+
+@pytest.mark.parametrize(
+  "option, value",
+  [
+    ("--masks", "0"),
+    ("--masks", "10,0"),
+    ("--batches", "-8"),
+    ("--batches", "x"),
+    ("--width", "0"),
+    ("--repeats", "0"),
+    ("--loop-cap", "0"),
+    ("--budget", "0"),
+    ("--time-limit", "-1"),
+    ("--models", "resnet"),
+  ],
+)
+def test_bad_numbers_are_refused_naming_the_option(option, value, capsys):
+  # `--masks 0` used to end in a ZeroDivisionError after the work had started.
+  with pytest.raises(SystemExit) as e:
+    cli.main(["bench", "--quick", option, value])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert f"argument {option}" in err and repr(value) in err
+
+
+def test_grids_and_options():
+  parser = bench_args.argparse.ArgumentParser()
+  bench_args.add_arguments(parser)
+  quick = bench_args.plan(parser.parse_args(["--quick"]))
+  assert quick.grid == "quick" and not quick.isolate and len(quick.cases) == 3
+  assert quick.variants is not None and "eager" not in quick.variants
+  gpu = bench_args.plan(parser.parse_args(["--grid", "gpu"]))
+  assert [c.name for c in gpu.cases] == [
+    "mlp b256 T100",
+    "mlp b256 T1000",
+    "mlp b5000 T100",
+    "mlp b5000 T1000",
+    "mlp-last b256 T100",
+    "cnn b1000 T100",
+  ]
+  assert gpu.loop_cap == 100 and gpu.cases[0].width == 1024 and not gpu.isolate
+  assert gpu.variants is not None and {"torch_repeat_tf32", "apply_flax"} <= set(gpu.variants)
+  full = bench_args.plan(parser.parse_args(["--batches", "8", "--masks", "2,3", "--isolate"]))
+  assert len(full.cases) == 6 and full.isolate and full.variants is None
+  # Options override a preset's cases.
+  mine = bench_args.plan(parser.parse_args(["--grid", "gpu", "--models", "cnn", "--masks", "7"]))
+  assert [c.name for c in mine.cases] == ["cnn b256 T7", "cnn b5000 T7"]
+
+
+def test_floor_counts_key_independent_layers_once():
+  # The old floor was T full passes; with dropout before the last layer only,
+  # mc_sample computes the wide layers once and reached "283 % of the floor".
+  case = cases.Case("mlp-last", 64, 10, width=128)
+  full = cases.forward_flops(case)
+  flops = cases.case_flops(case)
+  assert flops.one_pass == pytest.approx(full)
+  assert flops.shared > 0.9 * full  # three of the four wide layers, the fourth too
+  assert flops.samples(10) < 0.2 * 10 * full
+  # Dense 1 -> w before the first dropout: 2 * batch * w for the product.
+  mlp = cases.case_flops(cases.Case("mlp", 64, 10, width=128))
+  assert 2 * 64 * 128 <= mlp.shared < 0.01 * mlp.one_pass
+  cnn = cases.case_flops(cases.Case("cnn", 4, 10))
+  assert cnn.per_mask >= 2 * 4 * 100 * 10 and cnn.shared > 10 * cnn.per_mask
+
+
+def test_tolerance_follows_the_precision_in_force():
+  assert timing.check_tolerance("float32") == pytest.approx(1e-4)
+  assert 1e-3 <= timing.check_tolerance("tf32") <= 5e-3
+  assert timing.check_tolerance("bfloat16") > timing.check_tolerance("tf32")
+  if jax.devices()[0].platform == "cpu":
+    assert timing.matmul_precision() == "float32"
+  with jax.default_matmul_precision("highest"):
+    assert timing.matmul_precision() == "float32"
+
+
+def test_peers_say_why_they_do_not_run():
+  why = peers.available("torch_repeat_tf32")
+  if jax.devices()[0].platform == "cpu":
+    assert why is not None and ("not installed" in why or "TF32" in why)
+  big = cases.Case("mlp", 5000, 1000)
+  assert peers.repeat_bytes(big) == 4 * 1000 * 5000 * 1024
+  assert peers.repeat_bytes(big) > peers.REPEAT_LIMIT_BYTES
+
+
+def test_loops_can_be_capped_and_scaled():
+  case = cases.Case("mlp", 8, 50, width=16)
+  assert cases.loop_masks(case, None) == 50
+  assert cases.loop_masks(case, 10) == 10
+  assert cases.loop_masks(case, 100) == 50
+  variant = cases.build_variant("sequential", case, loop_cap=10)
+  assert variant.calls == 10 and variant.run().shape == (10, 8, 1)
+
+
+def test_eager_and_single_applies():
+  case = cases.Case("mlp", 8, 4, width=16)
+  eager = cases.build_variant("eager", case)
+  ref = cases.reference("sequential", case, limit=3)
+  assert eager.calls == 3
+  np.testing.assert_allclose(np.asarray(eager.run()), ref, rtol=1e-5, atol=1e-6)
+  for name in cases.SINGLE_APPLIES:
+    single = cases.build_variant(name, case)
+    assert single.single and single.calls == 1 and single.run().shape == (8, 1)
+  assert cases.hlo_chars(case, flax_dropout=True) > 1000
 
 
 def test_variants_run_in_processes_of_their_own(tmp_path):
-  # Each variant in its own worker process, timed in alternating rounds.
-  args = ["bench", "--models", "mlp", "--batches", "8", "--masks", "4", "--width", "16"]
-  args += [
-    "--variants",
-    "sequential,mc_auto",
-    "--no-peers",
-    "--repeats",
-    "2",
-    "--out",
-    str(tmp_path),
-  ]
-  assert cli.main(args) == 0
-  rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
-  assert [r["variant"] for r in rows] == ["sequential", "mc_auto"]
+  # Each variant in a worker process of its own: its first call is that of a
+  # fresh process; then the variants are timed in alternating rounds.
+  args = TINY + ["--variants", "mc_auto", "--no-peers", "--repeats", "2", "--isolate"]
+  assert cli.main(args + ["--out", str(tmp_path)]) == 0
+  summary = json.loads((tmp_path / "bench.json").read_text())
+  assert summary["first_call"] == "fresh process" and summary["compilation_cache"] == "off"
+  assert jax.config.values["jax_enable_compilation_cache"]  # restored after the run
+  rows = summary["rows"]
+  assert [r["variant"] for r in rows] == ["mc_auto"]
   for r in rows:
     assert r["repeats"] == 2 and len(r["times_s"]) == 2 and r["check"]["ok"]
+    assert r["first_call"] == "fresh process" and r["first_call_s"] > 0
     assert r["peak_rss_mib"] > 0 and r["matmul_flops_per_s"] > 0
   # --append replaces the same (case, variant) and keeps the rest.
-  args2 = args[:-2] + ["--masks", "2", "--variants", "sequential", "--in-process"]
+  args2 = args[:-1] + ["--masks", "2", "--variants", "sequential", "--in-process"]
   assert cli.main(args2 + ["--out", str(tmp_path), "--append"]) == 0
-  rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
-  assert sorted(r["case"] for r in rows) == ["mlp b8 T2", "mlp b8 T4", "mlp b8 T4"]
+  assert sorted(r["case"] for r in _rows(tmp_path)) == ["mlp b8 T2", "mlp b8 T4"]
   (tmp_path / "bench.md").unlink()
   assert cli.main(["bench", "--render", "--out", str(tmp_path)]) == 0
   table = (tmp_path / "bench.md").read_text()
   assert "| mlp b8 T4 | " in table and "`mc_sample`" in table
 
 
-def test_loops_can_be_capped_and_scaled():
-  from jaxuq.experiments import bench_cases, bench_peers
+def _check_summary(summary: dict) -> None:
+  env = summary["environment"]
+  assert env["platform"] == jax.devices()[0].platform and env["device_kind"]
+  assert env["matmul_precision"] in ("float32", "tf32", "bfloat16")
+  assert {"jax", "jaxlib", "flax", "optax", "torch", "keras", "python"} <= set(env["versions"])
+  assert set(summary["matmul_floors"]) == {"default", "highest", "bfloat16"}
+  assert all(h["jaxuq"] > 0 and h["flax"] > 0 for h in summary["hlo"])
+  timed = [r for r in summary["rows"] if "time_s" in r]
+  assert timed and all(r["first_call_s"] > 0 for r in timed)
+  # No sampler beats the arithmetic it cannot skip.
+  for r in timed:
+    assert 0 < r["fraction_of_matmul_floor"] <= 1.0, r
+  assert all(r["check"]["ok"] for r in summary["rows"] if "check" in r)
+  assert {"apply_flax", "apply_jaxuq"} <= {r["variant"] for r in timed}
+  assert any(t["target"].startswith("HLO") for t in summary["targets"])
 
-  case = bench_cases.Case("mlp", 8, 50, width=16)
-  assert bench_cases.loop_masks(case, None) == 50
-  assert bench_cases.loop_masks(case, 10) == 10
-  assert bench_cases.loop_masks(case, 100) == 50
-  variant = bench_cases.build_variant("sequential", case, loop_cap=10)
-  assert variant.calls == 10 and variant.run().shape == (10, 8, 1)
-  big = bench_cases.Case("mlp", 5000, 1000)
-  assert bench_peers.repeat_bytes(big) == 4 * 1000 * 5000 * 1024
-  assert bench_peers.repeat_bytes(big) > bench_peers.REPEAT_LIMIT_BYTES
+
+@pytest.mark.slow
+def test_quick_bench_checks_every_variant(tmp_path):
+  code = cli.main(["bench", "--quick", "--no-peers", "--out", str(tmp_path)])
+  summary = json.loads((tmp_path / "bench.json").read_text())
+  _check_summary(summary)
+  rows = summary["rows"]
+  assert code == 0 and summary["first_call"] == "caches cleared"
+  variants = {(r["model"], r["variant"]) for r in rows}
+  for model in ("mlp", "mlp-last", "cnn"):
+    for v in ("sequential", "mc_auto", "mc_shared", "loop_flax_default", "apply_flax"):
+      assert (model, v) in variants
+  assert ("mlp-last", "closed_form") in variants
+  assert len([r for r in rows if "check" in r]) >= 11
+  assert all(r["time_s"] > 0 and r["flops"] > 0 for r in rows)
+  assert all(r["extrapolated_from"] is None for r in rows)
+  assert any(t["target"].startswith("first call") for t in summary["targets"])
+  assert (tmp_path / "bench.md").read_text().count("\n|") >= len(rows)
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_end_to_end_with_the_tiny_grid(tmp_path):
+  env = {**os.environ, "SKIP_TESTS": "1", "GRID": "tiny", "PYTHON": sys.executable}
+  done = subprocess.run(
+    ["bash", str(REPO / "benchmarks" / "gpu.sh"), str(tmp_path)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode == 0, done.stderr
+  tail = done.stdout.strip().splitlines()[-4:]
+  assert tail[1] == "tests: skipped (SKIP_TESTS=1)" and tail[2].startswith("bench: rc 0"), tail
+  assert {p.name for p in tmp_path.iterdir()} >= {"env.txt", "bench.log", "bench.json", "bench.md"}
+  assert len(list(tmp_path.iterdir())) <= 8 and all(p.is_file() for p in tmp_path.iterdir())
+  assert "jax devices" in (tmp_path / "env.txt").read_text()
+  summary = json.loads((tmp_path / "bench.json").read_text())
+  _check_summary(summary)
+  assert summary["plan"]["grid"] == "tiny" and len(summary["rows"]) == 6
+
+
+def test_report_targets_and_tables():
+  rows = [
+    {"case": "mlp b8 T4", "model": "mlp", "batch": 8, "masks": 4, "variant": v, **res}
+    for v, res in [
+      ("sequential", {"time_s": 1.0, "first_call_s": 2.0}),
+      ("mc_auto", {"time_s": 0.1, "first_call_s": 2.6}),
+      ("apply_flax", {"time_s": 0.01, "first_call_s": 2.0, "masks_timed": 1}),
+      ("torch_loop", {"skipped": "torch is not installed"}),
+    ]
+  ]
+  report.add_speedups(rows)
+  assert rows[1]["speedup_vs_sequential"] == pytest.approx(10.0)
+  assert "speedup_vs_sequential" not in rows[2]  # one pass, not T masks
+  hlo = [{"model": "mlp", "jaxuq": 30, "flax": 20, "ratio": 1.5}]
+  got = report.targets({"rows": rows, "hlo": hlo, "environment": {"platform": "cpu"}})
+  assert [(t["value"], t["met"]) for t in got] == [(pytest.approx(1.3), True), (1.5, True)]
+  table = report.pivot_table(rows)
+  assert "PyTorch" not in table.splitlines()[0] and "torch_loop: torch is not installed" in table
+
+
+def test_render_reads_a_summary_of_the_earlier_format(tmp_path):
+  old = json.loads((REPO / "benchmarks/results/cpu_2core/bench.json").read_text())
+  report.render(old, tmp_path, plot=False)
+  table = (tmp_path / "bench.md").read_text()
+  assert table.startswith("Device: cpu") and "| mlp b256 T100 |" in table

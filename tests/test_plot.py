@@ -12,8 +12,6 @@ from PIL import Image
 from jaxuq import plot
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# The benchmark's figure moves into jaxuq/_src/plot/bench.py on the benchmark's branch.
-NOT_YET_MOVED = {"jaxuq/experiments/bench.py"}
 
 
 def test_importing_jaxuq_and_jaxuq_plot_imports_no_matplotlib():
@@ -29,7 +27,7 @@ def test_only_the_plot_package_imports_matplotlib():
     for p in (ROOT / "jaxuq").rglob("*.py")
     if pattern.search(p.read_text())
   }
-  assert found - NOT_YET_MOVED == {"jaxuq/_src/plot/figure.py", "jaxuq/_src/plot/regression.py"}
+  assert found == {"jaxuq/_src/plot/figure.py", "jaxuq/_src/plot/regression.py"}
 
 
 def test_a_missing_matplotlib_is_named(monkeypatch):

@@ -9,6 +9,7 @@ samples of ``sequential_sample`` to float rounding; the bench checks that.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ class SeedMLP(nn.Module):
   rate: float = 0.5
   last_only: bool = False
   flax_dropout: bool = False  # flax.linen.Dropout (what people write) instead of jaxuq's
+  until_dropout: bool = False  # stop at the first dropout: the layers no key changes
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -37,6 +39,8 @@ class SeedMLP(nn.Module):
     for i in range(self.depth):
       x = nn.relu(nn.Dense(self.width)(x))
       if not self.last_only or i == self.depth - 1:
+        if self.until_dropout:
+          return x
         x = layer(self.rate, deterministic=not train)(x)
     return nn.Dense(1)(x)
 
@@ -45,6 +49,7 @@ class SeedCNN(nn.Module):
   """The seed's basic CNN: Conv32 3x3 ReLU, MaxPool 2, Dense100 ReLU, Dropout 0.25, Dense10."""
 
   flax_dropout: bool = False
+  until_dropout: bool = False  # stop at the dropout: the layers no key changes
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -52,6 +57,8 @@ class SeedCNN(nn.Module):
     x = nn.relu(nn.Conv(32, (3, 3), padding="VALID")(x))
     x = nn.max_pool(x, (2, 2), strides=(2, 2)).reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(100, kernel_init=nn.initializers.he_uniform())(x))
+    if self.until_dropout:
+      return x
     return nn.Dense(10)(layer(0.25, deterministic=not train)(x))
 
 
@@ -67,10 +74,16 @@ class Case:
     return f"{self.model} b{self.batch} T{self.masks}"
 
 
-def build_model(case: Case, flax_dropout: bool = False) -> nn.Module:
+def build_model(case: Case, flax_dropout: bool = False, until_dropout: bool = False) -> nn.Module:
+  """The case's model; ``until_dropout`` stops it before its first dropout layer."""
   if case.model == "cnn":
-    return SeedCNN(flax_dropout=flax_dropout)
-  return SeedMLP(width=case.width, last_only=case.model == "mlp-last", flax_dropout=flax_dropout)
+    return SeedCNN(flax_dropout=flax_dropout, until_dropout=until_dropout)
+  return SeedMLP(
+    width=case.width,
+    last_only=case.model == "mlp-last",
+    flax_dropout=flax_dropout,
+    until_dropout=until_dropout,
+  )
 
 
 def inputs(case: Case) -> jax.Array:
@@ -79,22 +92,72 @@ def inputs(case: Case) -> jax.Array:
   return jnp.linspace(-2.0, 3.0, case.batch, dtype=jnp.float32)[:, None]
 
 
+@functools.lru_cache(maxsize=4)
 def setup(case: Case) -> tuple[nn.Module, Any, jax.Array]:
+  """The case's model, variables and inputs (made once per case: variants share them)."""
   model = build_model(case)
   x = inputs(case)
   return model, model.init(jax.random.key(0), x[:2]), x
 
 
-def forward_flops(case: Case) -> float:
-  """FLOPs of one deterministic forward pass over the batch (XLA's cost analysis)."""
-  model, variables, x = setup(case)
+def forward_flops(case: Case, until_dropout: bool = False) -> float:
+  """FLOPs of one deterministic forward pass over the batch (XLA's cost analysis).
+
+  With ``until_dropout`` only the layers before the first dropout: those that
+  no key changes, which a vmap over keys computes once.
+  """
+  _, variables, x = setup(case)
+  model = build_model(case, until_dropout=until_dropout)
   compiled = jax.jit(lambda v, xx: model.apply(v, xx)).lower(variables, x).compile()
   cost: Any = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float((cost or {}).get("flops", 0.0))
 
 
+@dataclasses.dataclass(frozen=True)
+class Flops:
+  """The arithmetic a case needs: the key-independent layers once, the rest per mask."""
+
+  shared: float  # FLOPs of the layers before the first dropout (no key changes them)
+  per_mask: float  # FLOPs of the layers from the first dropout on, for one mask
+
+  def samples(self, masks: int) -> float:
+    """FLOPs of ``masks`` samples: what no sampler of T masks can do without."""
+    return self.shared + masks * self.per_mask
+
+  @property
+  def one_pass(self) -> float:
+    """FLOPs of one forward pass (a single apply, or the closed form's mean)."""
+    return self.shared + self.per_mask
+
+
+def case_flops(case: Case) -> Flops:
+  """The case's FLOPs split at the first dropout layer (see ``Flops``)."""
+  full = forward_flops(case)
+  shared = forward_flops(case, until_dropout=True)
+  return Flops(shared=shared, per_mask=max(full - shared, 0.0))
+
+
+def hlo_chars(case: Case, flax_dropout: bool) -> int:
+  """Characters of the HLO text of one jitted forward pass with dropout on.
+
+  The model uses Flax's ``Dropout`` if ``flax_dropout``, else ``jaxuq.Dropout``.
+  """
+  _, variables, x = setup(case)
+  apply = single_apply(case, flax_dropout)
+  return len(apply.lower(variables, x, SAMPLE_KEY).as_text())
+
+
+def single_apply(case: Case, flax_dropout: bool) -> Any:
+  """A jitted ``apply(variables, x, key)`` of the case's model with dropout on."""
+  model = build_model(case, flax_dropout=flax_dropout)
+  return jax.jit(lambda v, xx, k: model.apply(v, xx, train=True, rngs={"dropout": k}))
+
+
 SAMPLE_KEY = jax.random.key(42)
+
+# Reference variants: one jitted apply (one mask) with each dropout layer.
+SINGLE_APPLIES = ("apply_flax", "apply_jaxuq")
 
 
 def variant_names(case: Case, num_devices: int) -> list[str]:
@@ -104,7 +167,7 @@ def variant_names(case: Case, num_devices: int) -> list[str]:
     names.append("mc_sharded")
   if case.model in ("mlp-last", "cnn"):
     names.append("closed_form")
-  return names
+  return names + list(SINGLE_APPLIES)
 
 
 @dataclasses.dataclass
@@ -112,6 +175,7 @@ class Variant:
   run: Callable[[], Any]  # returns the samples (or moments), blocking not included
   calls: int | None = None  # how many of the case's masks one run computes (None: all)
   compare: str = "sequential"  # what its output is checked against, "" for nothing
+  single: bool = False  # one forward pass: its time is not scaled to the case's T
 
 
 def loop_masks(case: Case, loop_cap: int | None) -> int:
@@ -124,12 +188,16 @@ def build_variant(name: str, case: Case, loop_cap: int | None = None) -> Variant
 
   Loops (``sequential``, ``loop_flax_default``) run ``loop_masks(case,
   loop_cap)`` masks; a loop's time is linear in its calls, so the bench scales
-  it to T and marks the row as extrapolated.
+  it to T and marks the row as extrapolated. ``apply_flax`` and ``apply_jaxuq``
+  are one jitted forward pass (one mask) with Flax's and jaxuq's dropout.
   """
   model, variables, x = setup(case)
   predict = jaxuq.from_linen(model, variables)
   t = case.masks
   n_loop = loop_masks(case, loop_cap)
+  if name in SINGLE_APPLIES:
+    apply = single_apply(case, flax_dropout=name == "apply_flax")
+    return Variant(lambda: apply(variables, x, SAMPLE_KEY), calls=1, compare="", single=True)
   if name == "sequential":
     # Capped, it runs the first keys of split(key, cap), not of split(key, T):
     # the same loop, so the same time, but not the reference samples.
@@ -150,12 +218,10 @@ def build_variant(name: str, case: Case, loop_cap: int | None = None) -> Variant
   if name == "loop_flax_default":
     # What people write today: flax.linen.Dropout, the default threefry key,
     # a jitted apply called in a Python loop.
-    flax_model = build_model(case, flax_dropout=True)
-    apply = jax.jit(lambda v, xx, k: flax_model.apply(v, xx, train=True, rngs={"dropout": k}))
-    key = jax.random.key(42)
+    apply = single_apply(case, flax_dropout=True)
 
     def loop():
-      keys = jax.random.split(key, n_loop)
+      keys = jax.random.split(SAMPLE_KEY, n_loop)
       return jnp.stack([apply(variables, x, keys[i]) for i in range(n_loop)])
 
     return Variant(loop, calls=n_loop, compare="")
@@ -180,6 +246,7 @@ def build_variant(name: str, case: Case, loop_cap: int | None = None) -> Variant
   raise ValueError(f"unknown variant {name!r}")
 
 
+@functools.lru_cache(maxsize=8)
 def reference(kind: str, case: Case, limit: int | None = None) -> Any:
   """What a variant's output is compared against: the loop's first ``limit`` samples.
 
