@@ -58,7 +58,7 @@ def test_separable_features_accuracy_and_heldout_tpr():
   assert accuracy >= 0.95, accuracy
   assert float(np.asarray(decision.reject)[~is_ood].mean()) <= 0.01
   np.testing.assert_array_equal(decision.reject, decision.probability >= rejector.threshold)
-  assert float(metrics.auroc(test[1], decision.probability)) >= 0.99
+  assert float(metrics.auroc(decision.probability, test[1])) >= 0.99
 
 
 def test_logistic_fit_matches_sklearn():
@@ -108,5 +108,5 @@ def test_bad_inputs():
   params = reject.fit_logistic(f, y, num_steps=5)
   with pytest.raises(ValueError, match=r"features must have shape \(batch, 4\)"):
     reject.predict_proba(params, f[:, :3])
-  with pytest.raises(ValueError, match="tpr must be in"):
+  with pytest.raises(ValueError, match="target_tpr must be in"):
     reject.choose_threshold(params, f, y, target_tpr=0.0)

@@ -26,17 +26,6 @@ def _pyplot():
   return plt
 
 
-def roc_points(in_scores: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(FPR, TPR) of every threshold, OOD positive, ties kept together."""
-  s = np.concatenate([in_scores, out_scores])
-  y = np.concatenate([np.zeros(len(in_scores)), np.ones(len(out_scores))])
-  order = np.argsort(-s, kind="stable")
-  s, y = s[order], y[order]
-  last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-  tp, fp = np.cumsum(y)[last], np.cumsum(1 - y)[last]
-  return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
-
-
 def histograms(path: pathlib.Path, sets: dict[str, dict[str, np.ndarray]], title: str) -> None:
   """Histograms of class std and predictive entropy, one colour per data set."""
   plt = _pyplot()

@@ -32,8 +32,15 @@ def _check_samples_y(samples: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.A
     )
   if t.size == 0:
     raise ValueError(f"y must not be empty, got shape {t.shape}")
+  _checks.check_finite(s, "samples")
+  _checks.check_finite(t, "y")
   dtype = jnp.result_type(s, t)
   return s.astype(dtype), t.astype(dtype)
+
+
+def _wide(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+  wide = _checks.compute_dtype(jnp.result_type(*arrays))
+  return tuple(a.astype(wide) for a in arrays)
 
 
 def central_interval(samples: ArrayLike, level: float = 0.9) -> tuple[jax.Array, jax.Array]:
@@ -95,7 +102,9 @@ def gaussian_nll(
     raise ValueError(f"std of shape {sigma.shape} does not broadcast to mean's {mu.shape}")
   if _checks.is_concrete(sigma) and sigma.size and not float(_checks.range_of(sigma)[0]) > 0:
     raise ValueError("std must be positive")
-  return _checks.reduce(_gaussian_nll(mu, jnp.broadcast_to(sigma, mu.shape), t), reduction)
+  dtype = jnp.result_type(mu, sigma, t)
+  values = _gaussian_nll(*_wide(mu, jnp.broadcast_to(sigma, mu.shape), t))
+  return _checks.narrow(_checks.reduce(values, reduction), dtype)
 
 
 @jax.jit
@@ -137,7 +146,8 @@ def crps(samples: ArrayLike, y: ArrayLike, *, reduction: str = "mean") -> jax.Ar
     for Ensemble Prediction Systems. Weather and Forecasting 15(5), 559-570.
   """
   _checks.check_reduction(reduction)
-  return _checks.reduce(_crps(*_check_samples_y(samples, y)), reduction)
+  s, t = _check_samples_y(samples, y)
+  return _checks.narrow(_checks.reduce(_crps(*_wide(s, t)), reduction), s.dtype)
 
 
 @jax.jit
@@ -174,7 +184,8 @@ def interval_coverage(samples: ArrayLike, y: ArrayLike, level: float = 0.9) -> j
   """
   s, t = _check_samples_y(samples, y)
   lower, upper = central_interval(s, level)
-  return ((lower <= t) & (t <= upper)).astype(s.dtype).mean()
+  inside = (lower <= t) & (t <= upper)
+  return _checks.narrow(inside.astype(_checks.compute_dtype(s.dtype)).mean(), s.dtype)
 
 
 def mean_interval_width(samples: ArrayLike, level: float = 0.9) -> jax.Array:
@@ -196,7 +207,7 @@ def mean_interval_width(samples: ArrayLike, level: float = 0.9) -> jax.Array:
     Advances. IEEE Trans. Neural Networks 22(9), 1341-1356.
   """
   lower, upper = central_interval(samples, level)
-  return (upper - lower).mean()
+  return _checks.narrow(_checks.widen(upper - lower).mean(), lower.dtype)
 
 
 class QuantileCalibration(NamedTuple):
@@ -237,7 +248,8 @@ def quantile_calibration_curve(
   """
   s, t = _check_samples_y(samples, y)
   summary = summarize(s, levels=levels)
-  below = (t[None] <= summary.quantiles).astype(s.dtype)
-  return QuantileCalibration(
+  below = (t[None] <= summary.quantiles).astype(_checks.compute_dtype(s.dtype))
+  curve = QuantileCalibration(
     expected=summary.levels, observed=below.reshape(below.shape[0], -1).mean(axis=1)
   )
+  return _checks.narrow(curve, s.dtype)
