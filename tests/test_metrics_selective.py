@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from jaxuq import metrics
+from tests.jit_variants import all_variants
 
 
 def brute_curve(correct, uncertainty):
@@ -24,18 +25,19 @@ def brute_curve(correct, uncertainty):
   return np.mean(curves, axis=0)
 
 
-def test_hand_computed():
+@all_variants
+def test_hand_computed(variant):
   correct = np.array([1, 0, 1, 1])
   uncertainty = np.array([0.3, 0.9, 0.1, 0.2])
-  curve = metrics.accuracy_coverage_curve(uncertainty, correct)
+  curve = variant(metrics.accuracy_coverage_curve)(uncertainty, correct)
   np.testing.assert_allclose(curve.coverage, [0.25, 0.5, 0.75, 1.0])
   np.testing.assert_allclose(curve.accuracy, [1, 1, 1, 0.75])
-  np.testing.assert_allclose(metrics.aurc(uncertainty, correct), 0.25 / 4)
+  np.testing.assert_allclose(variant(metrics.aurc)(uncertainty, correct), 0.25 / 4)
   # One tie group of everything: accuracy is flat at the overall accuracy.
-  flat = metrics.accuracy_coverage_curve(np.zeros(4), correct)
+  flat = variant(metrics.accuracy_coverage_curve)(np.zeros(4), correct)
   np.testing.assert_allclose(flat.accuracy, [0.75] * 4)
   # Booleans work as correctness.
-  np.testing.assert_allclose(metrics.aurc(uncertainty, correct.astype(bool)), 0.25 / 4)
+  np.testing.assert_allclose(variant(metrics.aurc)(uncertainty, correct.astype(bool)), 0.25 / 4)
 
 
 @settings(max_examples=40, deadline=None)
@@ -52,11 +54,12 @@ def test_matches_average_over_tie_orders(correct, uncertainty):
   np.testing.assert_allclose(area, 1 - ref.mean(), rtol=1e-12, atol=1e-15)
 
 
-def test_oracle_uncertainty_minimises_aurc():
+@all_variants
+def test_oracle_uncertainty_minimises_aurc(variant):
   rng = np.random.default_rng(0)
   correct = rng.integers(0, 2, 100)
-  oracle = metrics.aurc(-correct + 0.01 * rng.random(100), correct)
-  random = metrics.aurc(rng.random(100), correct)
+  oracle = variant(metrics.aurc)(-correct + 0.01 * rng.random(100), correct)
+  random = variant(metrics.aurc)(rng.random(100), correct)
   errors = 100 - correct.sum()
   # The oracle keeps every correct input first: risk 0 up to coverage (n - errors) / n.
   ref = np.mean([max(0, k - (100 - errors)) / k for k in range(1, 101)])
