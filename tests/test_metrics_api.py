@@ -85,6 +85,7 @@ MODULES = [
   "jaxuq._src.metrics.selective",
   "jaxuq._src.metrics.regression",
   "jaxuq._src.reject",
+  "jaxuq._src.summaries",
 ]
 
 

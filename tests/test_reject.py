@@ -36,6 +36,7 @@ def test_uncertainty_features_are_the_metrics():
   assert f.shape == (600, len(reject.FEATURE_NAMES))
   np.testing.assert_allclose(f[:, 0], metrics.predictive_entropy(p), rtol=1e-6)
   np.testing.assert_allclose(f[:, 1], metrics.mutual_information(p), rtol=1e-6)
+  np.testing.assert_allclose(f[:, 2], metrics.max_probability(p), rtol=1e-6)
   np.testing.assert_allclose(f[:, 2], np.asarray(p).mean(0).max(-1), rtol=1e-6)
   np.testing.assert_allclose(f[:, 3], metrics.class_std(p), rtol=1e-6)
 
@@ -110,3 +111,14 @@ def test_bad_inputs():
     reject.predict_proba(params, f[:, :3])
   with pytest.raises(ValueError, match="target_tpr must be in"):
     reject.choose_threshold(params, f, y, target_tpr=0.0)
+
+
+def test_bfloat16_features_fit_like_float32():
+  """Low-precision features are fitted in float32: the same model as float32 features."""
+  features, labels = synthetic_split(3, 300)
+  f16 = jnp.asarray(features, jnp.bfloat16)
+  low = reject.fit_logistic(f16, labels)
+  ref = reject.fit_logistic(np.asarray(f16, np.float32), labels)
+  assert low.weights.dtype == jnp.float32
+  for a, b in zip(low, ref, strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

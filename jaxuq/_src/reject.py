@@ -104,6 +104,12 @@ def uncertainty_features(prob_samples: ArrayLike) -> jax.Array:
     >>> p = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]]])  # two passes disagree fully
     >>> [round(v, 4) for v in reject.uncertainty_features(p)[0].tolist()]  # FEATURE_NAMES
     [0.6931, 0.6931, 0.5, 0.5]
+
+  References:
+    Gal, Y. (2016). Uncertainty in Deep Learning. PhD thesis, University of
+    Cambridge, section 3.3.1.
+    Hendrycks, D., Gimpel, K. (2017). A Baseline for Detecting Misclassified and
+    Out-of-Distribution Examples in Neural Networks. ICLR.
   """
   return _features(check_prob_samples(prob_samples))
 
@@ -119,7 +125,7 @@ def _check_features(features: ArrayLike, num_features: int | None = None) -> jax
     want = "(batch, features)" if num_features is None else f"(batch, {num_features})"
     raise ValueError(f"features must have shape {want} with batch >= 1, got {f.shape}")
   _checks.check_finite(f, "features")
-  return f
+  return f.astype(_checks.result_dtype(f.dtype))  # bfloat16 features: fit in float32
 
 
 def _check_nonnegative(value: object, name: str) -> float:

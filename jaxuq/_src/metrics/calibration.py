@@ -209,6 +209,13 @@ def reliability_diagram(
     ValueError: as :func:`expected_calibration_error`.
     TypeError: as :func:`nll`.
 
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import reliability_diagram
+    >>> d = reliability_diagram(jnp.array([[0.9, 0.1], [0.9, 0.1]]), jnp.array([0, 1]), num_bins=5)
+    >>> d.counts.tolist(), round(float(d.confidence[4]), 4), float(d.accuracy[4])
+    ([0, 0, 0, 0, 2], 0.9, 0.5)
+
   References:
     DeGroot, M. H., Fienberg, S. E. (1983). The Comparison and Evaluation of
     Forecasters. The Statistician 32, 12-22.

@@ -82,6 +82,13 @@ def expected_entropy(prob_samples: ArrayLike) -> jax.Array:
   Raises:
     ValueError: as :func:`predictive_entropy`.
 
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import expected_entropy
+    >>> p = jnp.array([[[1.0, 0.0]], [[0.5, 0.5]]])  # one certain pass, one coin flip
+    >>> round(float(expected_entropy(p)[0]), 4)  # (0 + log 2) / 2
+    0.3466
+
   References:
     Houlsby, N., Huszár, F., Ghahramani, Z., Lengyel, M. (2011). Bayesian
     Active Learning for Classification and Preference Learning. arXiv:1112.5745.
@@ -222,6 +229,12 @@ def class_std(prob_samples: ArrayLike, *, average: bool = True, ddof: int = 0) -
 
   Raises:
     ValueError: as :func:`predictive_entropy`, or a bad ``ddof``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import class_std
+    >>> float(class_std(jnp.array([[[1.0, 0.0]], [[0.0, 1.0]]]))[0])  # each class 0 or 1
+    0.5
 
   References:
     Gal, Y., Ghahramani, Z. (2016). Dropout as a Bayesian Approximation:
