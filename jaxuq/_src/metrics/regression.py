@@ -196,7 +196,7 @@ def interval_coverage(samples: ArrayLike, y: ArrayLike, level: float = 0.9) -> j
   Examples:
     >>> import jax.numpy as jnp
     >>> from jaxuq.metrics import interval_coverage
-    >>> samples = jnp.arange(11.0)[:, None] * jnp.ones(4)  # every interval [1, 9] at 0.8
+    >>> samples = jnp.tile(jnp.arange(11.0)[:, None], (1, 4))  # every interval [1, 9] at 0.8
     >>> float(interval_coverage(samples, jnp.array([0.0, 1.0, 5.0, 9.5]), level=0.8))
     0.5
 
