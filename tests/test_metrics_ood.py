@@ -49,17 +49,15 @@ def test_hand_computed(variant):
   np.testing.assert_allclose(
     variant(metrics.average_precision)(scores, labels), (1 + 2 / 3 + 0.6) / 3
   )
-  op = variant(metrics.threshold_at_tpr, static_argnames="target_tpr")(
-    scores, labels, target_tpr=2 / 3
-  )
+  op = variant(metrics.threshold_at_tpr)(scores, labels, target_tpr=2 / 3)
   np.testing.assert_allclose([op.threshold, op.tpr, op.fpr], [0.8, 2 / 3, 1 / 3], rtol=1e-6)
   np.testing.assert_allclose(
-    variant(metrics.fpr_at_tpr, static_argnames="target_tpr")(scores, labels, target_tpr=0.7),
+    variant(metrics.fpr_at_tpr)(scores, labels, target_tpr=0.7),
     2 / 3,
     rtol=1e-6,
   )
   np.testing.assert_allclose(
-    variant(metrics.fpr_at_tpr, static_argnames="target_tpr")(scores, labels, target_tpr=1.0),
+    variant(metrics.fpr_at_tpr)(scores, labels, target_tpr=1.0),
     2 / 3,
     rtol=1e-6,
   )
@@ -67,9 +65,7 @@ def test_hand_computed(variant):
   assert float(variant(metrics.auroc)(labels * 1.0, labels)) == 1.0
   assert float(variant(metrics.auroc)(-labels * 1.0, labels)) == 0.0
   assert float(variant(metrics.auroc)(np.zeros(6), labels)) == 0.5
-  assert (
-    float(variant(metrics.fpr_at_tpr, static_argnames="target_tpr")(labels * 1.0, labels)) == 0.0
-  )
+  assert float(variant(metrics.fpr_at_tpr)(labels * 1.0, labels)) == 0.0
   np.testing.assert_allclose(variant(metrics.average_precision)(np.zeros(6), labels), 0.5)
 
 

@@ -57,8 +57,8 @@ def test_summaries_work_leaf_by_leaf(variant, container):
   }[container]
   samples = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), samples)
   mean = variant(jaxuq.predictive_mean)(samples)
-  std = variant(jaxuq.predictive_std, static_argnames="ddof")(samples, ddof=1)
-  summ = variant(jaxuq.summarize, static_argnames=("levels", "ddof"))(samples, levels=(0.1, 0.9))
+  std = variant(jaxuq.predictive_std)(samples, ddof=1)
+  summ = variant(jaxuq.summarize)(samples, levels=(0.1, 0.9))
   assert jax.tree.structure(mean) == jax.tree.structure(samples)
   assert jax.tree.structure(summ.quantiles) == jax.tree.structure(samples)
   for leaf, m, s, sm, ss, q in zip(
