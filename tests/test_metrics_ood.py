@@ -1,4 +1,4 @@
-"""AUROC, average precision, ROC curve and FPR@TPR against scikit-learn and brute force, ties included."""
+"""AUROC, average precision, ROC curve and FPR@TPR vs scikit-learn and brute force, with ties."""
 
 from fractions import Fraction
 

@@ -1,12 +1,12 @@
 """Out-of-distribution detection scores: AUROC, average precision, ROC curve, FPR at a TPR.
 
-Every function takes ``(scores, labels)``, scores first. ``labels`` are 1 for out-of-distribution inputs (the positive
-class) and 0 for in-distribution ones; ``scores`` are uncertainties, higher
-meaning "more likely out of distribution". Every function sorts once and uses
-cumulative counts, so ties are handled exactly and the cost is ``O(n log n)``;
-counts are integers, only the final ratios are floating point (float32 at
-least, float64 under x64: bfloat16 scores are sorted as they are, not rounded
-counts).
+Every function takes ``(scores, labels)``, scores first. ``labels`` are 1 for
+out-of-distribution inputs (the positive class) and 0 for in-distribution
+ones; ``scores`` are uncertainties, higher meaning "more likely out of
+distribution". Every function sorts once and uses cumulative counts, so ties
+are handled exactly and the cost is ``O(n log n)``. Counts are integers; only
+the final ratios are floating point, in float32 at least (float64 under x64),
+so bfloat16 scores do not round the counts.
 """
 
 from __future__ import annotations
