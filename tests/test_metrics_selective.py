@@ -74,5 +74,7 @@ def test_bad_inputs():
     metrics.aurc(np.ones(0), np.ones(0))
   with pytest.raises(ValueError, match="correct must be 0/1"):
     metrics.accuracy_coverage_curve(np.ones(2), np.array([0, 2]))
+  with pytest.raises(ValueError, match="correct must be finite"):
+    metrics.aurc(np.arange(3.0), np.array([1.0, np.nan, 0.0]))
   with pytest.raises(ValueError, match="finite"):
     metrics.aurc(np.array([0.0, np.inf]), np.ones(2))

@@ -196,7 +196,14 @@ def exact_moments(
     memory_budget: see :func:`enumerate_outputs`.
 
   Returns:
-    :class:`jaxuq.exact.Moments` of float64 NumPy arrays.
+    :class:`jaxuq.exact.Moments` of float64 NumPy arrays, the type
+    :func:`jaxuq.exact.closed_form_moments` returns.
+
+  Examples:
+    >>> import jaxuq.exact as ex
+    >>> m = ex.exact_moments(ex.tiny_predictive(), ex.tiny_input())  # 4 masks
+    >>> round(float(m.mean[0, 0]), 3), round(float(m.var[0, 0]), 1), type(m).__name__
+    (51.0, 80733.3, 'Moments')
   """
   g, layout, chunk, _ = _prepare(fn, args, max_units, chunk_size, memory_budget)
   acc = engine.Moments(bool(covariance))

@@ -37,9 +37,10 @@ def _check(uncertainty: ArrayLike, correct: ArrayLike) -> tuple[jax.Array, jax.A
       f"uncertainty and correct must be non-empty 1-D arrays of the same length, got "
       f"shapes {u.shape} and {c.shape}"
     )
+  _checks.check_finite(c, "correct")
   if _checks.is_concrete(c):
     lo, hi = jax.device_get(_checks.range_of(c))
-    if not 0 <= lo <= hi <= 1:  # also false for nan
+    if not 0 <= lo <= hi <= 1:
       raise ValueError(f"correct must be 0/1 (or a score in [0, 1]) per input, got [{lo}, {hi}]")
   _checks.check_finite(u, "uncertainty")
   return u, c
