@@ -37,11 +37,11 @@ def main() -> None:
   scores = (rng.normal(size=args.n) + labels).round(2).astype(np.float32)  # many ties
   jl, js = jax.device_put(labels), jax.device_put(scores)
   rows = [
-    ("auroc (jaxuq)", lambda: metrics.auroc(jl, js)),
+    ("auroc (jaxuq)", lambda: metrics.auroc(js, jl)),
     ("roc_auc_score (sklearn)", lambda: roc_auc_score(labels, scores)),
-    ("average_precision (jaxuq)", lambda: metrics.average_precision(jl, js)),
+    ("average_precision (jaxuq)", lambda: metrics.average_precision(js, jl)),
     ("average_precision_score (sklearn)", lambda: average_precision_score(labels, scores)),
-    ("fpr_at_tpr (jaxuq)", lambda: metrics.fpr_at_tpr(jl, js)),
+    ("fpr_at_tpr (jaxuq)", lambda: metrics.fpr_at_tpr(js, jl)),
   ]
   probs = jax.nn.softmax(jax.random.normal(jax.random.key(0), (100, 10_000, 10)), axis=-1)
   samples = jax.random.normal(jax.random.key(1), (100, 100_000))

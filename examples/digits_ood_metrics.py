@@ -68,20 +68,20 @@ def main():
     f"known digits: accuracy {float(correct.mean()):.3f}, NLL {float(metrics.nll(p_in, y_in)):.3f}, "
     f"Brier {float(metrics.brier_score(p_in, y_in)):.3f}, "
     f"ECE {float(metrics.expected_calibration_error(p_in, y_in)):.3f}, "
-    f"AURC {float(metrics.aurc(correct, metrics.predictive_entropy(probs[:, : len(test_in)]))):.4f}"
+    f"AURC {float(metrics.aurc(metrics.predictive_entropy(probs[:, : len(test_in)]), correct)):.4f}"
   )
   scores = {
     "predictive entropy": metrics.predictive_entropy(probs),
     "mutual information": metrics.mutual_information(probs),
     "class std": metrics.class_std(probs),
-    "1 - max probability": 1 - probs.mean(0).max(-1),
+    "1 - max probability": 1 - metrics.max_probability(probs),
   }
   print("unknown digits 5-9 vs known 0-4:")
   for name, s in scores.items():
     print(
-      f"  {name:20s} AUROC {float(metrics.auroc(is_ood, s)):.3f}  "
-      f"AP {float(metrics.average_precision(is_ood, s)):.3f}  "
-      f"FPR@95 {float(metrics.fpr_at_tpr(is_ood, s, 0.95)):.3f}"
+      f"  {name:20s} AUROC {float(metrics.auroc(s, is_ood)):.3f}  "
+      f"AP {float(metrics.average_precision(s, is_ood)):.3f}  "
+      f"FPR@95 {float(metrics.fpr_at_tpr(s, is_ood, 0.95)):.3f}"
     )
 
   # Accept / reject: fit on one third, threshold on another, evaluate on the last.

@@ -47,7 +47,7 @@ both = np.concatenate([test_in, test_out], axis=1)
 print(f"digit accuracy (MC mean): {float((test_in.mean(0).argmax(-1) == y_test).mean()):.3f}")
 for name, s in [("class std", metrics.class_std(both)),
                 ("mutual information", metrics.mutual_information(both))]:  # fmt: skip
-  print(f"AUROC digits vs letters by {name}: {float(metrics.auroc(is_letter, s)):.3f}")
+  print(f"AUROC digits vs letters by {name}: {float(metrics.auroc(s, is_letter)):.3f}")
 
 # 4. Accept/reject: logistic on uncertainty features, fit and thresholded on held-out halves.
 f = np.concatenate([reject.uncertainty_features(fit_in), reject.uncertainty_features(fit_out)])

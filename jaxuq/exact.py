@@ -10,21 +10,22 @@ Ground truth for MC dropout where it can be computed:
   dtype (use ``with jax.enable_x64(True):`` and float64 variables for float64).
 * :func:`closed_form_moments`: mean, variance and covariance in one
   deterministic pass when the only dropout feeds the final Dense layer.
+* :class:`Moments`: what both :func:`exact_moments` and
+  :func:`closed_form_moments` return (``mean``, ``var``, ``cov``).
 * :class:`TinyNet`: the 7-parameter network of the first reference experiment.
 """
 
-from jaxuq._src.exact.closed_form import ClosedFormMoments as ClosedFormMoments
 from jaxuq._src.exact.closed_form import closed_form_moments as closed_form_moments
 from jaxuq._src.exact.engine import DEFAULT_MAX_UNITS as DEFAULT_MAX_UNITS
 from jaxuq._src.exact.engine import MaskLayout as MaskLayout
 from jaxuq._src.exact.enumerate import Distribution as Distribution
 from jaxuq._src.exact.enumerate import Enumeration as Enumeration
-from jaxuq._src.exact.enumerate import ExactMoments as ExactMoments
 from jaxuq._src.exact.enumerate import enumerate_outputs as enumerate_outputs
 from jaxuq._src.exact.enumerate import exact_distribution as exact_distribution
 from jaxuq._src.exact.enumerate import exact_moments as exact_moments
 from jaxuq._src.exact.enumerate import exact_quantiles as exact_quantiles
 from jaxuq._src.exact.enumerate import mask_layout as mask_layout
+from jaxuq._src.exact.moments import Moments as Moments
 from jaxuq._src.tiny import TINY_RATE as TINY_RATE
 from jaxuq._src.tiny import TINY_X as TINY_X
 from jaxuq._src.tiny import TinyNet as TinyNet
@@ -36,11 +37,10 @@ __all__ = [
   "DEFAULT_MAX_UNITS",
   "TINY_RATE",
   "TINY_X",
-  "ClosedFormMoments",
   "Distribution",
   "Enumeration",
-  "ExactMoments",
   "MaskLayout",
+  "Moments",
   "TinyNet",
   "closed_form_moments",
   "enumerate_outputs",

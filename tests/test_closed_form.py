@@ -49,6 +49,7 @@ def test_closed_form_equals_enumeration(width, outputs, rate, batch, seed, flax_
     f = jaxuq.from_linen(model, _f64(model.init(jax.random.key(seed + 1), x)))
     cf = ex.closed_form_moments(f, x, covariance=True)
     en = ex.exact_moments(f, x, covariance=True)
+  assert type(cf) is type(en) is ex.Moments  # one result type for both methods
   assert cf.mean.dtype == jnp.float64
   scale = 1.0 + float(np.abs(en.cov).max())
   np.testing.assert_allclose(cf.mean, en.mean, rtol=1e-9, atol=1e-9 * scale)

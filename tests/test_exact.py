@@ -75,7 +75,7 @@ def test_tiny_moments_and_quantiles():
   np.testing.assert_allclose(mean, 51.0, rtol=1e-12)
   np.testing.assert_allclose(m.var[0, 0], var, rtol=1e-6)
   np.testing.assert_allclose(m.cov[0, 0, 0], var, rtol=1e-6)
-  q = ex.exact_quantiles(f, x, q=[0.0, 0.21, 0.22, 0.7, 0.71, 0.79, 0.8, 1.0])
+  q = ex.exact_quantiles(f, x, levels=[0.0, 0.21, 0.22, 0.7, 0.71, 0.79, 0.8, 1.0])
   expected = [TABLE_OUTPUTS[i] for i in (1, 1, 0, 0, 3, 3, 2, 2)]
   np.testing.assert_allclose(q[:, 0, 0], expected, rtol=1e-6)
 

@@ -1,6 +1,7 @@
 """Every metric runs under jax.jit (and vmap) with the eager result; doctests; layer rule."""
 
 import ast
+import contextlib
 import doctest
 import importlib
 import pathlib
@@ -27,16 +28,18 @@ CASES = {
   "mutual_information": (metrics.mutual_information, (PROB_SAMPLES,)),
   "variation_ratio": (metrics.variation_ratio, (PROB_SAMPLES,)),
   "class_std": (metrics.class_std, (PROB_SAMPLES,)),
+  "max_probability": (metrics.max_probability, (PROB_SAMPLES,)),
   "nll": (metrics.nll, (PROBS, CLASSES)),
   "brier_score": (metrics.brier_score, (PROBS, CLASSES)),
   "expected_calibration_error": (metrics.expected_calibration_error, (PROBS, CLASSES)),
   "reliability_diagram": (metrics.reliability_diagram, (PROBS, CLASSES)),
-  "auroc": (metrics.auroc, (OOD, SCORES)),
-  "average_precision": (metrics.average_precision, (OOD, SCORES)),
-  "fpr_at_tpr": (metrics.fpr_at_tpr, (OOD, SCORES)),
-  "threshold_at_tpr": (metrics.threshold_at_tpr, (OOD, SCORES)),
-  "accuracy_coverage_curve": (metrics.accuracy_coverage_curve, (OOD, SCORES)),
-  "aurc": (metrics.aurc, (OOD, SCORES)),
+  "auroc": (metrics.auroc, (SCORES, OOD)),
+  "average_precision": (metrics.average_precision, (SCORES, OOD)),
+  "roc_curve": (metrics.roc_curve, (SCORES, OOD)),
+  "fpr_at_tpr": (metrics.fpr_at_tpr, (SCORES, OOD)),
+  "threshold_at_tpr": (metrics.threshold_at_tpr, (SCORES, OOD)),
+  "accuracy_coverage_curve": (metrics.accuracy_coverage_curve, (SCORES, OOD)),
+  "aurc": (metrics.aurc, (SCORES, OOD)),
   "gaussian_nll": (metrics.gaussian_nll, (Y, np.abs(Y) + 0.5, SAMPLES[0])),
   "crps": (metrics.crps, (SAMPLES, Y)),
   "central_interval": (metrics.central_interval, (SAMPLES,)),
@@ -70,8 +73,8 @@ def test_vmap_over_an_extra_axis():
   ece = jax.vmap(metrics.expected_calibration_error, in_axes=(0, None))(stacked, CLASSES)
   np.testing.assert_allclose(ece[0], metrics.expected_calibration_error(PROBS, CLASSES), rtol=1e-6)
   np.testing.assert_allclose(ece[1], metrics.expected_calibration_error(PROBS[::-1], CLASSES))
-  aucs = jax.vmap(metrics.auroc, in_axes=(None, 0))(OOD, np.stack([SCORES, -SCORES]))
-  ref = metrics.auroc(OOD, SCORES)
+  aucs = jax.vmap(metrics.auroc, in_axes=(0, None))(np.stack([SCORES, -SCORES]), OOD)
+  ref = metrics.auroc(SCORES, OOD)
   np.testing.assert_allclose(aucs, [ref, 1 - ref], rtol=1e-6)
 
 
@@ -82,6 +85,7 @@ MODULES = [
   "jaxuq._src.metrics.selective",
   "jaxuq._src.metrics.regression",
   "jaxuq._src.reject",
+  "jaxuq._src.summaries",
 ]
 
 
@@ -118,14 +122,29 @@ def test_tie_bounds():
   np.testing.assert_array_equal([start[0], end[0]], [0, 1])
 
 
-def test_no_retrace_for_new_values_or_target():
-  from jaxuq._src.metrics import ood
+@contextlib.contextmanager
+def count_compiles():
+  """Counts XLA compilations inside the block (JAX's public monitoring events)."""
+  events: list[str] = []
 
-  metrics.fpr_at_tpr(OOD, SCORES, tpr=0.9)
-  size = ood._threshold_at_tpr._cache_size()
-  metrics.fpr_at_tpr(OOD[::-1].copy(), SCORES * 2, tpr=0.5)
-  metrics.threshold_at_tpr(OOD, SCORES + 1, tpr=0.95)
-  assert ood._threshold_at_tpr._cache_size() == size
+  def listener(name, duration, **kwargs):
+    if name == "/jax/core/compile/backend_compile_duration":
+      events.append(name)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    yield events
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_no_recompile_for_new_values_or_target():
+  metrics.fpr_at_tpr(SCORES, OOD, target_tpr=0.9)
+  metrics.threshold_at_tpr(SCORES, OOD, target_tpr=0.9)
+  with count_compiles() as compiles:
+    metrics.fpr_at_tpr(SCORES * 2, OOD[::-1].copy(), target_tpr=0.5)
+    metrics.threshold_at_tpr(SCORES + 1, OOD, target_tpr=0.95)
+  assert not compiles
 
 
 def test_submodules_are_attributes_of_the_package():

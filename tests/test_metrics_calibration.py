@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from sklearn.metrics import brier_score_loss, log_loss
 
 from jaxuq import metrics
+from tests.jit_variants import all_variants
 
 
 def random_case(seed, n=50, classes=4, temperature=1.0):
@@ -36,14 +37,19 @@ def ref_ece(probs, labels, num_bins):
   return ece, np.array(table)
 
 
-def test_nll_and_brier_match_sklearn():
+@all_variants
+def test_nll_and_brier_match_sklearn(variant):
   probs, labels = random_case(0, classes=5)
   with jax.enable_x64(True):
-    np.testing.assert_allclose(metrics.nll(probs, labels), log_loss(labels, probs), rtol=1e-12)
-    ours = metrics.brier_score(probs, labels)
+    np.testing.assert_allclose(
+      variant(metrics.nll)(probs, labels),
+      log_loss(labels, probs),
+      rtol=1e-12,
+    )
+    ours = variant(metrics.brier_score)(probs, labels)
   ref = brier_score_loss(labels, probs, labels=list(range(5)))
   np.testing.assert_allclose(ours, ref, rtol=1e-12)
-  per = metrics.brier_score(probs, labels, reduction="none")
+  per = variant(metrics.brier_score)(probs, labels, reduction="none")
   assert per.shape == (50,)
   np.testing.assert_allclose(per.mean(), ours, rtol=1e-6)
 
@@ -57,34 +63,44 @@ def test_binary_brier_is_twice_sklearns_binary_convention():
   )
 
 
-def test_hand_computed_calibration():
+@all_variants
+def test_hand_computed_calibration(variant):
   probs = jnp.array([[0.9, 0.1], [0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
   labels = jnp.array([0, 1, 1, 1])
   np.testing.assert_allclose(
-    metrics.nll(probs, labels, reduction="none"), -np.log([0.9, 0.1, 0.8, 0.5]), rtol=1e-6
+    variant(metrics.nll)(probs, labels, reduction="none"),
+    -np.log([0.9, 0.1, 0.8, 0.5]),
+    rtol=1e-6,
   )
   np.testing.assert_allclose(
-    metrics.brier_score(probs, labels), (0.02 + 1.62 + 0.08 + 0.5) / 4, rtol=1e-6
+    variant(metrics.brier_score)(probs, labels),
+    (0.02 + 1.62 + 0.08 + 0.5) / 4,
+    rtol=1e-6,
   )
   # 5 bins: 0.5 -> bin (0.4, 0.6] (argmax tie -> class 0, wrong), 0.8 -> (0.6, 0.8],
   # 0.9, 0.9 -> (0.8, 1] with accuracy 1/2.
-  diagram = metrics.reliability_diagram(probs, labels, num_bins=5)
+  diagram = variant(metrics.reliability_diagram)(probs, labels, num_bins=5)
   np.testing.assert_array_equal(diagram.counts, [0, 0, 1, 1, 2])
   np.testing.assert_allclose(diagram.confidence[2:], [0.5, 0.8, 0.9], rtol=1e-6)
   np.testing.assert_allclose(diagram.accuracy[2:], [0.0, 1.0, 0.5])
   assert np.isnan(diagram.confidence[:2]).all() and np.isnan(diagram.accuracy[:2]).all()
   np.testing.assert_allclose(diagram.edges, np.linspace(0, 1, 6), atol=1e-7)
   ece = (0.5 + 0.2 + 2 * 0.4) / 4
-  np.testing.assert_allclose(metrics.expected_calibration_error(probs, labels, 5), ece, rtol=1e-6)
+  np.testing.assert_allclose(
+    variant(metrics.expected_calibration_error)(probs, labels, 5),
+    ece,
+    rtol=1e-6,
+  )
   # Perfectly confident and right: 0; always-wrong certainty: 1.
   eye = jnp.eye(3)
-  assert float(metrics.expected_calibration_error(eye, jnp.arange(3))) == 0.0
-  assert float(metrics.expected_calibration_error(eye, jnp.array([1, 2, 0]))) == 1.0
+  assert float(variant(metrics.expected_calibration_error)(eye, jnp.arange(3))) == 0.0
+  assert float(variant(metrics.expected_calibration_error)(eye, jnp.array([1, 2, 0]))) == 1.0
 
 
-def test_confidence_on_bin_edges_goes_to_the_lower_bin():
+@all_variants
+def test_confidence_on_bin_edges_goes_to_the_lower_bin(variant):
   probs = jnp.array([[0.6, 0.4], [1.0, 0.0], [0.5, 0.5]])
-  diagram = metrics.reliability_diagram(probs, jnp.array([0, 0, 0]), num_bins=5)
+  diagram = variant(metrics.reliability_diagram)(probs, jnp.array([0, 0, 0]), num_bins=5)
   np.testing.assert_array_equal(diagram.counts, [0, 0, 2, 0, 1])  # (0.4, 0.6], (0.8, 1]
 
 

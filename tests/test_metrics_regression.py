@@ -8,6 +8,7 @@ import scipy.stats
 from hypothesis import given, settings
 
 from jaxuq import metrics
+from tests.jit_variants import all_variants
 
 
 def crps_double_sum(samples, y):
@@ -31,21 +32,28 @@ def crps_integral(samples, y):
   return total
 
 
-def test_gaussian_nll_matches_scipy():
+@all_variants
+def test_gaussian_nll_matches_scipy(variant):
   rng = np.random.default_rng(0)
   mean, std, y = rng.normal(size=(3, 10)), rng.random((3, 10)) + 0.1, rng.normal(size=(3, 10))
   with jax.enable_x64(True):
-    per = metrics.gaussian_nll(mean, std, y, reduction="none")
-    scalar_std = metrics.gaussian_nll(mean, 0.5, y)
+    per = variant(metrics.gaussian_nll)(mean, std, y, reduction="none")
+    scalar_std = variant(metrics.gaussian_nll)(mean, 0.5, y)
   np.testing.assert_allclose(per, -scipy.stats.norm.logpdf(y, mean, std), rtol=1e-12)
   np.testing.assert_allclose(scalar_std, -scipy.stats.norm.logpdf(y, mean, 0.5).mean(), rtol=1e-12)
 
 
-def test_crps_hand_computed():
-  np.testing.assert_allclose(metrics.crps(np.array([[3.0]]), np.array([1.0])), 2.0)  # |x - y|
+@all_variants
+def test_crps_hand_computed(variant):
+  np.testing.assert_allclose(
+    variant(metrics.crps)(np.array([[3.0]]), np.array([1.0])), 2.0
+  )  # |x - y|
   # samples {0, 2}, y = 1: E|X - y| = 1, E|X - X'| / 2 = (0 + 2 + 2 + 0) / 4 / 2 = 0.5
-  np.testing.assert_allclose(metrics.crps(np.array([[0.0], [2.0]]), np.array([1.0])), 0.5)
-  per = metrics.crps(np.zeros((5, 3)), np.array([0.0, 1.0, -2.0]), reduction="none")
+  np.testing.assert_allclose(
+    variant(metrics.crps)(np.array([[0.0], [2.0]]), np.array([1.0])),
+    0.5,
+  )
+  per = variant(metrics.crps)(np.zeros((5, 3)), np.array([0.0, 1.0, -2.0]), reduction="none")
   np.testing.assert_allclose(per, [0.0, 1.0, 2.0])
 
 
@@ -76,19 +84,26 @@ def test_crps_approaches_gaussian_closed_form():
   np.testing.assert_allclose(metrics.crps(x, y), exact[0], rtol=1e-3)
 
 
-def test_intervals_and_quantile_calibration_match_numpy():
+@all_variants
+def test_intervals_and_quantile_calibration_match_numpy(variant):
   rng = np.random.default_rng(1)
   samples = rng.normal(size=(200, 50)).astype(np.float32)
   y = rng.normal(size=50).astype(np.float32)
   lo, hi = np.quantile(samples, [0.05, 0.95], axis=0)
-  lower, upper = metrics.central_interval(samples, 0.9)
+  lower, upper = variant(metrics.central_interval)(samples, 0.9)
   np.testing.assert_allclose(lower, lo, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(upper, hi, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(metrics.mean_interval_width(samples, 0.9), (hi - lo).mean(), rtol=1e-5)
   np.testing.assert_allclose(
-    metrics.interval_coverage(samples, y, 0.9), np.mean((lo <= y) & (y <= hi)), atol=1e-7
+    variant(metrics.mean_interval_width)(samples, 0.9),
+    (hi - lo).mean(),
+    rtol=1e-5,
   )
-  curve = metrics.quantile_calibration_curve(samples, y, levels=(0.1, 0.5, 0.9))
+  np.testing.assert_allclose(
+    variant(metrics.interval_coverage)(samples, y, 0.9),
+    np.mean((lo <= y) & (y <= hi)),
+    atol=1e-7,
+  )
+  curve = variant(metrics.quantile_calibration_curve)(samples, y, levels=(0.1, 0.5, 0.9))
   q = np.quantile(samples, [0.1, 0.5, 0.9], axis=0)
   np.testing.assert_allclose(curve.expected, [0.1, 0.5, 0.9], rtol=1e-6)
   np.testing.assert_allclose(curve.observed, (y[None] <= q).mean(1), atol=1e-7)

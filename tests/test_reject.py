@@ -36,6 +36,7 @@ def test_uncertainty_features_are_the_metrics():
   assert f.shape == (600, len(reject.FEATURE_NAMES))
   np.testing.assert_allclose(f[:, 0], metrics.predictive_entropy(p), rtol=1e-6)
   np.testing.assert_allclose(f[:, 1], metrics.mutual_information(p), rtol=1e-6)
+  np.testing.assert_allclose(f[:, 2], metrics.max_probability(p), rtol=1e-6)
   np.testing.assert_allclose(f[:, 2], np.asarray(p).mean(0).max(-1), rtol=1e-6)
   np.testing.assert_allclose(f[:, 3], metrics.class_std(p), rtol=1e-6)
 
@@ -58,7 +59,7 @@ def test_separable_features_accuracy_and_heldout_tpr():
   assert accuracy >= 0.95, accuracy
   assert float(np.asarray(decision.reject)[~is_ood].mean()) <= 0.01
   np.testing.assert_array_equal(decision.reject, decision.probability >= rejector.threshold)
-  assert float(metrics.auroc(test[1], decision.probability)) >= 0.99
+  assert float(metrics.auroc(decision.probability, test[1])) >= 0.99
 
 
 def test_logistic_fit_matches_sklearn():
@@ -108,5 +109,16 @@ def test_bad_inputs():
   params = reject.fit_logistic(f, y, num_steps=5)
   with pytest.raises(ValueError, match=r"features must have shape \(batch, 4\)"):
     reject.predict_proba(params, f[:, :3])
-  with pytest.raises(ValueError, match="tpr must be in"):
+  with pytest.raises(ValueError, match="target_tpr must be in"):
     reject.choose_threshold(params, f, y, target_tpr=0.0)
+
+
+def test_bfloat16_features_fit_like_float32():
+  """Low-precision features are fitted in float32: the same model as float32 features."""
+  features, labels = synthetic_split(3, 300)
+  f16 = jnp.asarray(features, jnp.bfloat16)
+  low = reject.fit_logistic(f16, labels)
+  ref = reject.fit_logistic(np.asarray(f16, np.float32), labels)
+  assert low.weights.dtype == jnp.float32
+  for a, b in zip(low, ref, strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,4 @@
-"""predictive_mean, predictive_std and summarize against NumPy."""
+"""predictive_mean, predictive_std and summarize against NumPy, on arrays and pytrees."""
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jaxuq
+from tests.jit_variants import all_variants
 
 
 def test_summaries_match_numpy():
@@ -34,3 +35,57 @@ def test_bad_summary_input():
     jaxuq.predictive_std(jnp.zeros((1, 3)), ddof=1)
   with pytest.raises(ValueError, match="levels"):
     jaxuq.summarize(jnp.zeros((4, 3)), levels=(0.5, 1.5))
+
+
+def _tree_samples():
+  rng = np.random.default_rng(1)
+  return {
+    "heads": (rng.normal(size=(30, 4)), rng.normal(size=(30, 4, 2)) * 3.0),
+    "nested": {"scale": rng.random((30,)) + 1.0},
+  }
+
+
+@all_variants
+@pytest.mark.parametrize("container", ["tuple", "dict", "nested"])
+def test_summaries_work_leaf_by_leaf(variant, container):
+  """A tuple of heads is two outputs, not one stacked array; dicts and nesting work too."""
+  full = _tree_samples()
+  samples = {
+    "tuple": full["heads"],
+    "dict": {"mean": full["heads"][0], "logvar": full["heads"][1]},
+    "nested": full,
+  }[container]
+  samples = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), samples)
+  mean = variant(jaxuq.predictive_mean)(samples)
+  std = variant(jaxuq.predictive_std)(samples, ddof=1)
+  summ = variant(jaxuq.summarize)(samples, levels=(0.1, 0.9))
+  assert jax.tree.structure(mean) == jax.tree.structure(samples)
+  assert jax.tree.structure(summ.quantiles) == jax.tree.structure(samples)
+  for leaf, m, s, sm, ss, q in zip(
+    jax.tree.leaves(samples),
+    jax.tree.leaves(mean),
+    jax.tree.leaves(std),
+    jax.tree.leaves(summ.mean),
+    jax.tree.leaves(summ.std),
+    jax.tree.leaves(summ.quantiles),
+    strict=True,
+  ):
+    ref = np.asarray(leaf, np.float64)
+    np.testing.assert_allclose(m, ref.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s, ref.std(0, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(sm, ref.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ss, ref.std(0), rtol=1e-5)
+    np.testing.assert_allclose(q, np.quantile(ref, [0.1, 0.9], axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_pytrees():
+  with pytest.raises(ValueError, match=r"same number of samples.*\[0\]: 4, .*\[1\]: 3"):
+    jaxuq.predictive_mean((jnp.zeros((4, 2)), jnp.zeros((3, 2))))
+  with pytest.raises(ValueError, match=r"samples\['b'\] must have a leading sample axis"):
+    jaxuq.predictive_std({"a": jnp.zeros((4, 2)), "b": jnp.zeros(())})
+  with pytest.raises(TypeError, match=r"samples\[0\]\[0\] must be an array.*jnp.asarray"):
+    jaxuq.summarize([[1.0, 2.0], [3.0, 4.0]])
+  with pytest.raises(ValueError, match="array or a pytree of arrays"):
+    jaxuq.predictive_mean({})
+  with pytest.raises(TypeError, match="real"):
+    jaxuq.predictive_mean(jnp.ones((3, 2), jnp.complex64))

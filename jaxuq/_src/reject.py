@@ -18,11 +18,13 @@ from jax.typing import ArrayLike
 
 from jaxuq._src.keys import check_positive_int
 from jaxuq._src.metrics import _checks
-from jaxuq._src.metrics.ood import threshold_at_tpr
+from jaxuq._src.metrics.ood import check_target_tpr, threshold_at_tpr
 from jaxuq._src.metrics.samples import (
-  _check_prob_samples,
-  _mutual_information,
-  _predictive_entropy,
+  check_prob_samples,
+  class_std,
+  max_probability,
+  mutual_information,
+  predictive_entropy,
 )
 
 FEATURE_NAMES = ("predictive_entropy", "mutual_information", "max_probability", "class_std")
@@ -73,29 +75,48 @@ class Decision(NamedTuple):
   probability: jax.Array
 
 
+_FEATURES = (predictive_entropy, mutual_information, max_probability, class_std)
+
+
 def uncertainty_features(prob_samples: ArrayLike) -> jax.Array:
   """The features of :data:`FEATURE_NAMES` from sampled class probabilities.
 
-  Predictive entropy, mutual information, the top probability of the mean
-  prediction and the class-averaged standard deviation over passes.
+  The metrics of the same names in :mod:`jaxuq.metrics`: predictive entropy,
+  mutual information, the top probability of the mean prediction
+  (:func:`jaxuq.metrics.max_probability`, a confidence: higher = more
+  certain) and the class-averaged standard deviation over passes
+  (:func:`jaxuq.metrics.class_std`). The values are checked once, then the
+  four are computed in one jitted call.
 
   Args:
     prob_samples: shape ``(samples, batch, classes)``, rows summing to 1.
 
   Returns:
-    Shape ``(batch, 4)``, columns in the order of :data:`FEATURE_NAMES`.
+    Shape ``(batch, 4)``, columns in the order of :data:`FEATURE_NAMES`,
+    float32 at least.
 
   Raises:
     ValueError: as :func:`jaxuq.metrics.predictive_entropy`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq import reject
+    >>> p = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]]])  # two passes disagree fully
+    >>> [round(v, 4) for v in reject.uncertainty_features(p)[0].tolist()]  # FEATURE_NAMES
+    [0.6931, 0.6931, 0.5, 0.5]
+
+  References:
+    Gal, Y. (2016). Uncertainty in Deep Learning. PhD thesis, University of
+    Cambridge, section 3.3.1.
+    Hendrycks, D., Gimpel, K. (2017). A Baseline for Detecting Misclassified and
+    Out-of-Distribution Examples in Neural Networks. ICLR.
   """
-  return _features(_check_prob_samples(prob_samples))
+  return _features(check_prob_samples(prob_samples))
 
 
 @jax.jit
 def _features(p: jax.Array) -> jax.Array:
-  mean_std = p.std(axis=0).mean(axis=-1)  # class_std(p)
-  cols = [_predictive_entropy(p), _mutual_information(p), p.mean(axis=0).max(axis=-1), mean_std]
-  return jnp.stack(cols, axis=1)
+  return jnp.stack([f(p) for f in _FEATURES], axis=1)  # traced: shapes checked only
 
 
 def _check_features(features: ArrayLike, num_features: int | None = None) -> jax.Array:
@@ -104,7 +125,7 @@ def _check_features(features: ArrayLike, num_features: int | None = None) -> jax
     want = "(batch, features)" if num_features is None else f"(batch, {num_features})"
     raise ValueError(f"features must have shape {want} with batch >= 1, got {f.shape}")
   _checks.check_finite(f, "features")
-  return f
+  return f.astype(_checks.result_dtype(f.dtype))  # bfloat16 features: fit in float32
 
 
 def _check_nonnegative(value: object, name: str) -> float:
@@ -223,7 +244,8 @@ def choose_threshold(
   Raises:
     ValueError: bad shapes or labels, ``target_tpr`` outside ``(0, 1]``.
   """
-  op = threshold_at_tpr(labels, predict_proba(params, features), target_tpr)
+  target_tpr = check_target_tpr(target_tpr)
+  op = threshold_at_tpr(predict_proba(params, features), labels, target_tpr)
   return Rejector(params=params, threshold=op.threshold, tpr=op.tpr, fpr=op.fpr)
 
 

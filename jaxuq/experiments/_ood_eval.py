@@ -23,36 +23,38 @@ SCORE_LABELS = {
 
 
 def scores(probs: Any) -> dict[str, np.ndarray]:
-  """Uncertainty scores per input (higher = more likely out of distribution)."""
-  return {
-    "class_std": np.asarray(metrics.class_std(probs)),
-    "predictive_entropy": np.asarray(metrics.predictive_entropy(probs)),
-    "mutual_information": np.asarray(metrics.mutual_information(probs)),
-    "max_probability": 1.0 - np.asarray(probs).mean(0).max(-1),
-  }
+  """The features of :func:`jaxuq.reject.uncertainty_features` per input, by name.
+
+  Oriented as OOD scores (higher = more likely out of distribution):
+  ``max_probability`` enters as ``1 - max probability``.
+  """
+  features = np.asarray(reject.uncertainty_features(probs))
+  named = {name: features[:, i] for i, name in enumerate(reject.FEATURE_NAMES)}
+  named["max_probability"] = 1.0 - named["max_probability"]
+  return named
 
 
-def roc_points(in_scores: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(FPR, TPR) of every threshold, OOD positive, ties kept together."""
-  s = np.concatenate([in_scores, out_scores])
-  y = np.concatenate([np.zeros(len(in_scores)), np.ones(len(out_scores))])
-  order = np.argsort(-s, kind="stable")
-  s, y = s[order], y[order]
-  last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-  tp, fp = np.cumsum(y)[last], np.cumsum(1 - y)[last]
-  return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
+def _pooled(s_in: np.ndarray, s_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """In- and out-of-distribution scores in one array, with labels (1 = out of distribution)."""
+  y = np.concatenate([np.zeros(len(s_in), np.int32), np.ones(len(s_out), np.int32)])
+  return np.concatenate([s_in, s_out]), y
+
+
+def roc(s_in: np.ndarray, s_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(FPR, TPR) of every threshold, OOD positive, ties kept together (:func:`metrics.roc_curve`)."""
+  curve = metrics.roc_curve(*_pooled(s_in, s_out))
+  return np.asarray(curve.fpr), np.asarray(curve.tpr)
 
 
 def detection(in_scores: dict[str, np.ndarray], out_scores: dict[str, np.ndarray]) -> dict:
   """AUROC, AUPR (average precision, OOD positive) and FPR at 95% TPR for every score."""
   result = {}
   for name, s_in in in_scores.items():
-    s = np.concatenate([s_in, out_scores[name]])
-    y = np.concatenate([np.zeros(len(s_in), np.int32), np.ones(len(out_scores[name]), np.int32)])
+    s, y = _pooled(s_in, out_scores[name])
     result[name] = {
-      "auroc": float(metrics.auroc(y, s)),
-      "aupr": float(metrics.average_precision(y, s)),
-      "fpr_at_95_tpr": float(metrics.fpr_at_tpr(y, s, TPR)),
+      "auroc": float(metrics.auroc(s, y)),
+      "aupr": float(metrics.average_precision(s, y)),
+      "fpr_at_95_tpr": float(metrics.fpr_at_tpr(s, y, TPR)),
     }
   return result
 
@@ -76,14 +78,14 @@ def digit_quality(probs: Any, labels: np.ndarray) -> dict[str, Any]:
   mean = np.asarray(probs).mean(0)
   correct = mean.argmax(-1) == labels
   entropy = np.asarray(metrics.predictive_entropy(probs))
-  curve = metrics.accuracy_coverage_curve(correct, entropy)
+  curve = metrics.accuracy_coverage_curve(entropy, correct)
   pick = np.unique(np.linspace(0, len(curve.coverage) - 1, 51).round().astype(int))
   return {
     "accuracy": float(correct.mean()),
     "nll": float(metrics.nll(mean, labels)),
     "brier": float(metrics.brier_score(mean, labels)),
     "ece": float(metrics.expected_calibration_error(mean, labels)),
-    "aurc": float(metrics.aurc(correct, entropy)),
+    "aurc": float(metrics.aurc(entropy, correct)),
     "coverage_curve": {
       "uncertainty": "predictive_entropy",
       "coverage": np.asarray(curve.coverage)[pick].round(5).tolist(),

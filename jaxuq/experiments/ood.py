@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
       base = ev.detection(deterministic["digits"], deterministic[ood])["max_probability"]
       result["detection"][ood]["deterministic_max_probability"] = base
       for score in ("class_std", "mutual_information", "max_probability"):
-        fpr, tpr = ev.roc_points(sc["digits"][score], sc[ood][score])
+        fpr, tpr = ev.roc(sc["digits"][score], sc[ood][score])
         roc[ood][f"{name}: {ev.SCORE_LABELS[score]}"] = (
           fpr,
           tpr,

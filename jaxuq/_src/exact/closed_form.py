@@ -15,29 +15,16 @@ exactly, in one deterministic forward pass.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxuq._src.exact.linen import check_linen
+from jaxuq._src.exact.moments import Moments
 from jaxuq._src.filtering import Static, combine, partition
 from jaxuq._src.interception import DROPOUT_LAYERS, first_input, intercept_calls
-
-
-class ClosedFormMoments(NamedTuple):
-  """Exact predictive moments of a last-layer-dropout network.
-
-  Attributes:
-    mean: ``(batch, ..., outputs)``, equal to the deterministic forward pass.
-    var: ``(batch, ..., outputs)``.
-    cov: ``(batch, ..., outputs, outputs)`` or ``None`` when not asked for.
-  """
-
-  mean: jax.Array
-  var: jax.Array
-  cov: jax.Array | None
 
 
 def _refuse(why: str) -> ValueError:
@@ -48,7 +35,7 @@ def _refuse(why: str) -> ValueError:
   )
 
 
-def _analyse(f: Any, args: tuple, covariance: bool) -> ClosedFormMoments:
+def _analyse(f: Any, args: tuple, covariance: bool) -> Moments:
   """Runs the model once, dropout as identity, recording the dropout and Dense calls."""
   dropouts: list[tuple[Any, jax.Array, jax.Array]] = []  # (module, h, output)
   denses: list[tuple[Any, jax.Array, jax.Array, jax.Array]] = []  # (module, input, kernel, out)
@@ -89,7 +76,7 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> ClosedFormMoments:
   factor = jnp.asarray(rate / (1.0 - rate), dtype)
   var = jnp.matmul(h2, jnp.square(w)) * factor
   cov = jnp.einsum("...k,ko,kp->...op", h2, w, w) * factor if covariance else None
-  return ClosedFormMoments(y, var, cov)
+  return Moments(y, var, cov)
 
 
 @functools.partial(jax.jit, static_argnames=("static", "covariance"))
@@ -97,7 +84,7 @@ def _closed_form_jit(static: Static, dynamic: list[Any], args: tuple, *, covaria
   return _analyse(combine(static, dynamic), args, covariance)
 
 
-def closed_form_moments(fn: Any, *args: Any, covariance: bool = False) -> ClosedFormMoments:
+def closed_form_moments(fn: Any, *args: Any, covariance: bool = False) -> Moments:
   """Exact MC-dropout mean and variance in one deterministic forward pass.
 
   Holds when the model's only dropout layer (rate ``r`` > 0; layers of rate 0
@@ -113,7 +100,7 @@ def closed_form_moments(fn: Any, *args: Any, covariance: bool = False) -> Closed
     covariance: also return the covariance across the outputs.
 
   Returns:
-    :class:`ClosedFormMoments` in the model's dtype, for any batch.
+    :class:`jaxuq.exact.Moments` of JAX arrays in the model's dtype, for any batch.
 
   Raises:
     TypeError: ``fn`` is not from :func:`jaxuq.from_linen`.

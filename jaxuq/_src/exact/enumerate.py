@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxuq._src.exact import engine
 from jaxuq._src.exact.linen import check_linen, discover, masked
+from jaxuq._src.exact.moments import Moments
 from jaxuq._src.keys import check_positive_int
 from jaxuq._src.memory import default_memory_budget
 
@@ -54,21 +55,6 @@ class Enumeration(NamedTuple):
     """Labels (``'layer[i]'``) of the units mask ``index`` keeps."""
     labels = self.layout.unit_labels()
     return [u for j, u in enumerate(labels) if (index >> j) & 1]
-
-
-class ExactMoments(NamedTuple):
-  """Exact predictive moments, float64, shaped like one output batch.
-
-  Attributes:
-    mean: ``(batch, ...)``.
-    var: ``(batch, ...)``.
-    cov: ``(batch, ..., k, k)``, the covariance across the last output axis,
-      or ``None`` when not asked for.
-  """
-
-  mean: np.ndarray
-  var: np.ndarray
-  cov: np.ndarray | None
 
 
 class Distribution(NamedTuple):
@@ -194,7 +180,7 @@ def exact_moments(
   max_units: int = engine.DEFAULT_MAX_UNITS,
   chunk_size: int | None = None,
   memory_budget: int | None = None,
-) -> ExactMoments:
+) -> Moments:
   """Exact predictive mean and variance per input (and output), by enumeration.
 
   Streams over chunks of masks (memory bounded by one chunk), accumulating in
@@ -210,7 +196,14 @@ def exact_moments(
     memory_budget: see :func:`enumerate_outputs`.
 
   Returns:
-    :class:`ExactMoments` (float64 NumPy arrays).
+    :class:`jaxuq.exact.Moments` of float64 NumPy arrays, the type
+    :func:`jaxuq.exact.closed_form_moments` returns.
+
+  Examples:
+    >>> import jaxuq.exact as ex
+    >>> m = ex.exact_moments(ex.tiny_predictive(), ex.tiny_input())  # 4 masks
+    >>> round(float(m.mean[0, 0]), 3), round(float(m.var[0, 0]), 1), type(m).__name__
+    (51.0, 80733.3, 'Moments')
   """
   g, layout, chunk, _ = _prepare(fn, args, max_units, chunk_size, memory_budget)
   acc = engine.Moments(bool(covariance))
@@ -218,7 +211,7 @@ def exact_moments(
     acc.update(y, p)
   assert acc.mean is not None and acc.m2 is not None
   cov = acc.c2 / acc.weight if acc.c2 is not None else None
-  return ExactMoments(acc.mean, acc.m2 / acc.weight, cov)
+  return Moments(acc.mean, acc.m2 / acc.weight, cov)
 
 
 def _check_atol(atol: object) -> None:
@@ -289,29 +282,31 @@ def exact_distribution(
 def exact_quantiles(
   fn: Any,
   *args: Any,
-  q: Sequence[float],
+  levels: Sequence[float],
   max_units: int = engine.DEFAULT_MAX_UNITS,
   chunk_size: int | None = None,
   max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> np.ndarray:
-  """Exact quantiles of each output element: the least ``v`` with ``P(y <= v) >= q``.
+  """Exact quantiles of each output element: the least ``v`` with ``P(y <= v) >= level``.
 
   Args:
     fn: a predictive function from :func:`jaxuq.from_linen`.
     *args: the inputs, with a leading batch axis.
-    q: probabilities in ``[0, 1]``.
+    levels: quantile levels, probabilities in ``[0, 1]`` (as :func:`jaxuq.summarize`).
     max_units: see :func:`enumerate_outputs`.
     chunk_size: see :func:`enumerate_outputs`.
     max_bytes: see :func:`enumerate_outputs`.
 
   Returns:
-    ``(len(q), batch, ...)`` in the network's dtype. A ``q`` within ``1e-12``
+    ``(len(levels), batch, ...)`` in the network's dtype. A level within ``1e-12``
     of a step of the distribution function counts as reaching it (float64
     sums of probabilities round).
   """
-  qs = np.asarray(q, np.float64).reshape(-1)
+  qs = np.asarray(levels, np.float64).reshape(-1)
   if qs.size == 0 or np.any(~np.isfinite(qs)) or np.any((qs < 0) | (qs > 1)):
-    raise ValueError(f"q must be probabilities in [0, 1], got {list(np.asarray(q).ravel())}")
+    raise ValueError(
+      f"levels must be probabilities in [0, 1], got {list(np.asarray(levels).ravel())}"
+    )
   e = enumerate_outputs(fn, *args, max_units=max_units, chunk_size=chunk_size, max_bytes=max_bytes)
   order = np.argsort(e.outputs, axis=0, kind="stable")
   values = np.take_along_axis(e.outputs, order, axis=0)

@@ -37,6 +37,32 @@ def as_float(x: ArrayLike, name: str) -> jax.Array:
   return x
 
 
+def compute_dtype(dtype) -> np.dtype:
+  """The dtype sums are accumulated in: float64 under x64, else float32 (wider input kept).
+
+  Sums, means and cumulative sums over many examples saturate in float16 and
+  bfloat16 (``256 + 1 == 256`` in bfloat16), so every metric widens its
+  inputs to this dtype before reducing.
+  """
+  return np.dtype(jnp.promote_types(dtype, jax.dtypes.canonicalize_dtype(np.float64)))
+
+
+def result_dtype(dtype) -> np.dtype:
+  """The dtype of a metric's result: the input's, at least float32."""
+  return np.dtype(jnp.promote_types(dtype, np.float32))
+
+
+def widen(x: jax.Array) -> jax.Array:
+  """``x`` in :func:`compute_dtype` (floating inputs only)."""
+  return x.astype(compute_dtype(x.dtype))
+
+
+def narrow(tree, dtype):
+  """Casts every floating leaf of ``tree`` to :func:`result_dtype` of ``dtype``."""
+  out = result_dtype(dtype)
+  return jax.tree.map(lambda a: a.astype(out) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
 def check_ndim(x: jax.Array, ndim: int, name: str, layout: str) -> None:
   if x.ndim != ndim:
     raise ValueError(f"{name} must have shape {layout} ({ndim} axes), got shape {x.shape}")
@@ -108,7 +134,8 @@ def check_binary_labels(labels: ArrayLike, length: int | None = None) -> jax.Arr
     raise ValueError(f"labels must have shape {want}, got {labels.shape}")
   if not (jnp.issubdtype(labels.dtype, jnp.integer) or jnp.issubdtype(labels.dtype, jnp.bool_)):
     raise TypeError(
-      f"labels must be integers or booleans (1 = out of distribution), got dtype {labels.dtype}"
+      f"labels must be integers or booleans (1 = out of distribution), got dtype {labels.dtype}; "
+      "the arguments are (scores, labels), scores first"
     )
   labels = labels.astype(jnp.int32)
   if is_concrete(labels):
@@ -135,14 +162,14 @@ def check_finite(x: jax.Array, name: str) -> None:
     raise ValueError(f"{name} must be finite, got nan or inf")
 
 
-def check_binary(labels: ArrayLike, scores: ArrayLike) -> tuple[jax.Array, jax.Array]:
-  """Binary labels (1 = positive = out of distribution) and float scores, same 1-D shape."""
+def check_binary(scores: ArrayLike, labels: ArrayLike) -> tuple[jax.Array, jax.Array]:
+  """Float scores and binary labels (1 = positive = out of distribution), same 1-D shape."""
   scores = as_float(scores, "scores")
   if scores.ndim != 1:
     raise ValueError(f"scores must be 1-D, shape (n,), got {scores.shape}")
   labels = check_binary_labels(labels, scores.shape[0])
   check_finite(scores, "scores")
-  return labels, scores
+  return scores, labels
 
 
 def check_level(level: object, name: str = "level") -> float:

@@ -58,7 +58,8 @@ def nll(probs: ArrayLike, labels: ArrayLike, *, reduction: str = "mean") -> jax.
     Society B 14(1), 107-114.
   """
   _checks.check_reduction(reduction)
-  return _checks.reduce(_nll(*_check(probs, labels)), reduction)
+  p, y = _check(probs, labels)
+  return _checks.narrow(_checks.reduce(_nll(_checks.widen(p), y), reduction), p.dtype)
 
 
 @jax.jit
@@ -97,7 +98,8 @@ def brier_score(probs: ArrayLike, labels: ArrayLike, *, reduction: str = "mean")
     Probability. Monthly Weather Review 78(1), 1-3.
   """
   _checks.check_reduction(reduction)
-  return _checks.reduce(_brier(*_check(probs, labels)), reduction)
+  p, y = _check(probs, labels)
+  return _checks.narrow(_checks.reduce(_brier(_checks.widen(p), y), reduction), p.dtype)
 
 
 @jax.jit
@@ -129,8 +131,10 @@ def _check_num_bins(num_bins: object) -> int:
 
 
 def _binned(probs: ArrayLike, labels: ArrayLike, num_bins: object):
+  """Bin edges, per-bin sums of (confidence, correct) and counts, summed in the wide dtype."""
   num_bins = _check_num_bins(num_bins)
-  return _bin_sums(*_check(probs, labels), num_bins=num_bins)
+  p, y = _check(probs, labels)
+  return p.dtype, _bin_sums(_checks.widen(p), y, num_bins=num_bins)
 
 
 @functools.partial(jax.jit, static_argnames="num_bins")
@@ -181,8 +185,8 @@ def expected_calibration_error(
     Guo, C., Pleiss, G., Sun, Y., Weinberger, K. Q. (2017). On Calibration of
     Modern Neural Networks. ICML.
   """
-  _, sums, count = _binned(probs, labels, num_bins)
-  return jnp.abs(sums[:, 1] - sums[:, 0]).sum() / count.sum()
+  dtype, (_, sums, count) = _binned(probs, labels, num_bins)
+  return _checks.narrow(jnp.abs(sums[:, 1] - sums[:, 0]).sum() / count.sum(), dtype)
 
 
 def reliability_diagram(
@@ -205,17 +209,25 @@ def reliability_diagram(
     ValueError: as :func:`expected_calibration_error`.
     TypeError: as :func:`nll`.
 
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import reliability_diagram
+    >>> d = reliability_diagram(jnp.array([[0.9, 0.1], [0.9, 0.1]]), jnp.array([0, 1]), num_bins=5)
+    >>> d.counts.tolist(), round(float(d.confidence[4]), 4), float(d.accuracy[4])
+    ([0, 0, 0, 0, 2], 0.9, 0.5)
+
   References:
     DeGroot, M. H., Fienberg, S. E. (1983). The Comparison and Evaluation of
     Forecasters. The Statistician 32, 12-22.
     Guo, C., Pleiss, G., Sun, Y., Weinberger, K. Q. (2017). On Calibration of
     Modern Neural Networks. ICML.
   """
-  edges, sums, count = _binned(probs, labels, num_bins)
+  dtype, (edges, sums, count) = _binned(probs, labels, num_bins)
   safe = jnp.where(count > 0, count, 1).astype(sums.dtype)
-  return ReliabilityDiagram(
+  diagram = ReliabilityDiagram(
     edges=edges,
     confidence=jnp.where(count > 0, sums[:, 0] / safe, jnp.nan),
     accuracy=jnp.where(count > 0, sums[:, 1] / safe, jnp.nan),
     counts=count,
   )
+  return _checks.narrow(diagram, dtype)

@@ -32,8 +32,15 @@ def _check_samples_y(samples: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.A
     )
   if t.size == 0:
     raise ValueError(f"y must not be empty, got shape {t.shape}")
+  _checks.check_finite(s, "samples")
+  _checks.check_finite(t, "y")
   dtype = jnp.result_type(s, t)
   return s.astype(dtype), t.astype(dtype)
+
+
+def _wide(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+  wide = _checks.compute_dtype(jnp.result_type(*arrays))
+  return tuple(a.astype(wide) for a in arrays)
 
 
 def central_interval(samples: ArrayLike, level: float = 0.9) -> tuple[jax.Array, jax.Array]:
@@ -48,6 +55,18 @@ def central_interval(samples: ArrayLike, level: float = 0.9) -> tuple[jax.Array,
 
   Raises:
     ValueError: no sample axis or ``level`` outside ``(0, 1)``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import central_interval
+    >>> lower, upper = central_interval(jnp.arange(11.0)[:, None], level=0.8)  # 10 % each side
+    >>> float(lower[0]), float(upper[0])
+    (1.0, 9.0)
+
+  References:
+    Khosravi, A., Nahavandi, S., Creighton, D., Atiya, A. F. (2011).
+    Comprehensive Review of Neural Network-Based Prediction Intervals and New
+    Advances. IEEE Trans. Neural Networks 22(9), 1341-1356.
   """
   level = _checks.check_level(level)
   q = summarize(samples, levels=((1 - level) / 2, (1 + level) / 2)).quantiles
@@ -72,7 +91,8 @@ def gaussian_nll(
     The mean NLL in nats, or one value per entry.
 
   Raises:
-    ValueError: shapes do not match, or ``std`` not positive (when known).
+    ValueError: shapes do not match, ``std`` not positive or any input not
+      finite (when known).
 
   Examples:
     >>> from jaxuq.metrics import gaussian_nll
@@ -93,9 +113,13 @@ def gaussian_nll(
     broadcast = None
   if broadcast != mu.shape:
     raise ValueError(f"std of shape {sigma.shape} does not broadcast to mean's {mu.shape}")
+  for a, n in ((mu, "mean"), (sigma, "std"), (t, "y")):
+    _checks.check_finite(a, n)
   if _checks.is_concrete(sigma) and sigma.size and not float(_checks.range_of(sigma)[0]) > 0:
-    raise ValueError("std must be positive")
-  return _checks.reduce(_gaussian_nll(mu, jnp.broadcast_to(sigma, mu.shape), t), reduction)
+    raise ValueError(f"std must be positive, got a minimum of {float(_checks.range_of(sigma)[0])}")
+  dtype = jnp.result_type(mu, sigma, t)
+  values = _gaussian_nll(*_wide(mu, jnp.broadcast_to(sigma, mu.shape), t))
+  return _checks.narrow(_checks.reduce(values, reduction), dtype)
 
 
 @jax.jit
@@ -137,7 +161,8 @@ def crps(samples: ArrayLike, y: ArrayLike, *, reduction: str = "mean") -> jax.Ar
     for Ensemble Prediction Systems. Weather and Forecasting 15(5), 559-570.
   """
   _checks.check_reduction(reduction)
-  return _checks.reduce(_crps(*_check_samples_y(samples, y)), reduction)
+  s, t = _check_samples_y(samples, y)
+  return _checks.narrow(_checks.reduce(_crps(*_wide(s, t)), reduction), s.dtype)
 
 
 @jax.jit
@@ -165,7 +190,15 @@ def interval_coverage(samples: ArrayLike, y: ArrayLike, level: float = 0.9) -> j
     A scalar in ``[0, 1]``.
 
   Raises:
-    ValueError: shapes do not match or ``level`` outside ``(0, 1)``.
+    ValueError: shapes do not match or ``level`` outside ``(0, 1)``, or
+      non-finite values.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import interval_coverage
+    >>> samples = jnp.tile(jnp.arange(11.0)[:, None], (1, 4))  # every interval [1, 9] at 0.8
+    >>> float(interval_coverage(samples, jnp.array([0.0, 1.0, 5.0, 9.5]), level=0.8))
+    0.5
 
   References:
     Khosravi, A., Nahavandi, S., Creighton, D., Atiya, A. F. (2011).
@@ -174,7 +207,8 @@ def interval_coverage(samples: ArrayLike, y: ArrayLike, level: float = 0.9) -> j
   """
   s, t = _check_samples_y(samples, y)
   lower, upper = central_interval(s, level)
-  return ((lower <= t) & (t <= upper)).astype(s.dtype).mean()
+  inside = (lower <= t) & (t <= upper)
+  return _checks.narrow(inside.astype(_checks.compute_dtype(s.dtype)).mean(), s.dtype)
 
 
 def mean_interval_width(samples: ArrayLike, level: float = 0.9) -> jax.Array:
@@ -196,7 +230,7 @@ def mean_interval_width(samples: ArrayLike, level: float = 0.9) -> jax.Array:
     Advances. IEEE Trans. Neural Networks 22(9), 1341-1356.
   """
   lower, upper = central_interval(samples, level)
-  return (upper - lower).mean()
+  return _checks.narrow(_checks.widen(upper - lower).mean(), lower.dtype)
 
 
 class QuantileCalibration(NamedTuple):
@@ -229,7 +263,14 @@ def quantile_calibration_curve(
     A :class:`QuantileCalibration`.
 
   Raises:
-    ValueError: shapes do not match or levels outside ``[0, 1]``.
+    ValueError: shapes do not match, levels outside ``[0, 1]``, or non-finite values.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import quantile_calibration_curve
+    >>> curve = quantile_calibration_curve(jnp.arange(11.0)[:, None], jnp.array([2.5]), (0.1, 0.5))
+    >>> curve.observed.tolist()  # 2.5 is above the 0.1-quantile (1) and below the median (5)
+    [0.0, 1.0]
 
   References:
     Kuleshov, V., Fenner, N., Ermon, S. (2018). Accurate Uncertainties for Deep
@@ -237,7 +278,8 @@ def quantile_calibration_curve(
   """
   s, t = _check_samples_y(samples, y)
   summary = summarize(s, levels=levels)
-  below = (t[None] <= summary.quantiles).astype(s.dtype)
-  return QuantileCalibration(
+  below = (t[None] <= summary.quantiles).astype(_checks.compute_dtype(s.dtype))
+  curve = QuantileCalibration(
     expected=summary.levels, observed=below.reshape(below.shape[0], -1).mean(axis=1)
   )
+  return _checks.narrow(curve, s.dtype)

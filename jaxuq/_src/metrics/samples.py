@@ -2,12 +2,14 @@
 
 Every function takes ``prob_samples`` of shape ``(samples, batch, classes)``:
 the softmax outputs of each stochastic pass, sample axis first. Entropies are in
-nats (natural logarithm) with ``0 log 0 = 0``.
+nats (natural logarithm) with ``0 log 0 = 0``. Means over samples run in
+float32 at least (float64 under x64); results are float32 at least.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from jax.scipy.special import entr, xlogy
 from jax.typing import ArrayLike
 
@@ -17,12 +19,18 @@ from jaxuq._src.summaries import predictive_std
 _LAYOUT = "(samples, batch, classes)"
 
 
-def _check_prob_samples(prob_samples: ArrayLike) -> jax.Array:
+def check_prob_samples(prob_samples: ArrayLike) -> jax.Array:
   p = _checks.as_float(prob_samples, "prob_samples")
   _checks.check_ndim(p, 3, "prob_samples", _LAYOUT)
   _checks.check_nonempty(p, "prob_samples", _LAYOUT)
   _checks.check_simplex(p, "prob_samples")
   return p
+
+
+def _wide(f, prob_samples: ArrayLike) -> jax.Array:
+  """``f`` of the checked samples in the accumulation dtype, returned in the result dtype."""
+  p = check_prob_samples(prob_samples)
+  return _checks.narrow(f(_checks.widen(p)), p.dtype)
 
 
 def predictive_entropy(prob_samples: ArrayLike) -> jax.Array:
@@ -52,7 +60,7 @@ def predictive_entropy(prob_samples: ArrayLike) -> jax.Array:
     Gal, Y. (2016). Uncertainty in Deep Learning. PhD thesis, University of
     Cambridge, section 3.3.1.
   """
-  return _predictive_entropy(_check_prob_samples(prob_samples))
+  return _wide(_predictive_entropy, prob_samples)
 
 
 @jax.jit
@@ -74,11 +82,18 @@ def expected_entropy(prob_samples: ArrayLike) -> jax.Array:
   Raises:
     ValueError: as :func:`predictive_entropy`.
 
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import expected_entropy
+    >>> p = jnp.array([[[1.0, 0.0]], [[0.5, 0.5]]])  # one certain pass, one coin flip
+    >>> round(float(expected_entropy(p)[0]), 4)  # (0 + log 2) / 2
+    0.3466
+
   References:
     Houlsby, N., Huszár, F., Ghahramani, Z., Lengyel, M. (2011). Bayesian
     Active Learning for Classification and Preference Learning. arXiv:1112.5745.
   """
-  return _expected_entropy(_check_prob_samples(prob_samples))
+  return _wide(_expected_entropy, prob_samples)
 
 
 @jax.jit
@@ -116,7 +131,7 @@ def mutual_information(prob_samples: ArrayLike) -> jax.Array:
     Gal, Y., Islam, R., Ghahramani, Z. (2017). Deep Bayesian Active Learning
     with Image Data. ICML.
   """
-  return _mutual_information(_check_prob_samples(prob_samples))
+  return _wide(_mutual_information, prob_samples)
 
 
 @jax.jit
@@ -141,17 +156,60 @@ def variation_ratio(prob_samples: ArrayLike) -> jax.Array:
   Raises:
     ValueError: as :func:`predictive_entropy`.
 
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import variation_ratio
+    >>> p = jnp.array([[[0.9, 0.1]], [[0.6, 0.4]], [[0.2, 0.8]]])  # votes 0, 0, 1
+    >>> round(float(variation_ratio(p)[0]), 4), float(variation_ratio(p[:2])[0])
+    (0.3333, 0.0)
+
   References:
     Freeman, L. C. (1965). Elementary Applied Statistics. Wiley.
     Gal, Y. (2016). Uncertainty in Deep Learning. PhD thesis, section 3.3.1.
   """
-  return _variation_ratio(_check_prob_samples(prob_samples))
+  return _wide(_variation_ratio, prob_samples)
 
 
 @jax.jit
 def _variation_ratio(p: jax.Array) -> jax.Array:
-  votes = jax.nn.one_hot(p.argmax(axis=-1), p.shape[-1], dtype=p.dtype).sum(axis=0)
-  return 1.0 - votes.max(axis=-1) / p.shape[0]
+  votes = jax.nn.one_hot(p.argmax(axis=-1), p.shape[-1], dtype=jnp.int32).sum(axis=0)
+  others = p.shape[0] - votes.max(axis=-1)  # an exact integer: 0 when every pass agrees
+  return others.astype(p.dtype) / p.shape[0]
+
+
+def max_probability(prob_samples: ArrayLike) -> jax.Array:
+  """The top class probability of the mean prediction: the confidence ``max_c p̄_c``.
+
+  ``1 - max_probability`` is the usual uncertainty score (higher = more
+  uncertain), the maximum softmax probability baseline of out-of-distribution
+  detection applied to the MC mean.
+
+  Args:
+    prob_samples: shape ``(samples, batch, classes)``, see :func:`predictive_entropy`.
+
+  Returns:
+    Shape ``(batch,)``, between ``1/classes`` and 1.
+
+  Raises:
+    ValueError: as :func:`predictive_entropy`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import max_probability
+    >>> p = jnp.array([[[0.9, 0.1]], [[0.5, 0.5]]])
+    >>> round(float(max_probability(p)[0]), 4)
+    0.7
+
+  References:
+    Hendrycks, D., Gimpel, K. (2017). A Baseline for Detecting Misclassified and
+    Out-of-Distribution Examples in Neural Networks. ICLR.
+  """
+  return _wide(_max_probability, prob_samples)
+
+
+@jax.jit
+def _max_probability(p: jax.Array) -> jax.Array:
+  return p.mean(axis=0).max(axis=-1)
 
 
 def class_std(prob_samples: ArrayLike, *, average: bool = True, ddof: int = 0) -> jax.Array:
@@ -172,11 +230,17 @@ def class_std(prob_samples: ArrayLike, *, average: bool = True, ddof: int = 0) -
   Raises:
     ValueError: as :func:`predictive_entropy`, or a bad ``ddof``.
 
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.metrics import class_std
+    >>> float(class_std(jnp.array([[[1.0, 0.0]], [[0.0, 1.0]]]))[0])  # each class 0 or 1
+    0.5
+
   References:
     Gal, Y., Ghahramani, Z. (2016). Dropout as a Bayesian Approximation:
     Representing Model Uncertainty in Deep Learning. ICML.
   """
   if not isinstance(average, bool):
     raise TypeError(f"average must be a bool, got {average!r}")
-  std = predictive_std(_check_prob_samples(prob_samples), ddof=ddof)
+  std = predictive_std(check_prob_samples(prob_samples), ddof=ddof)
   return std.mean(axis=-1) if average else std

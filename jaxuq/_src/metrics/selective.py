@@ -1,4 +1,9 @@
-"""Selective prediction: accuracy when the most uncertain inputs are rejected first."""
+"""Selective prediction: accuracy when the most uncertain inputs are rejected first.
+
+Every function takes ``(uncertainty, correct)``: the score first, the outcome
+second, as every metric of :mod:`jaxuq.metrics`. Sums run in float32 at least
+(float64 under x64).
+"""
 
 from __future__ import annotations
 
@@ -24,23 +29,24 @@ class CoverageCurve(NamedTuple):
   accuracy: jax.Array
 
 
-def _check(correct: ArrayLike, uncertainty: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def _check(uncertainty: ArrayLike, correct: ArrayLike) -> tuple[jax.Array, jax.Array]:
   c = _checks.as_float(correct, "correct")
   u = _checks.as_float(uncertainty, "uncertainty")
   if c.ndim != 1 or u.shape != c.shape or c.size == 0:
     raise ValueError(
-      f"correct and uncertainty must be non-empty 1-D arrays of the same length, got "
-      f"shapes {c.shape} and {u.shape}"
+      f"uncertainty and correct must be non-empty 1-D arrays of the same length, got "
+      f"shapes {u.shape} and {c.shape}"
     )
+  _checks.check_finite(c, "correct")
   if _checks.is_concrete(c):
     lo, hi = jax.device_get(_checks.range_of(c))
     if not 0 <= lo <= hi <= 1:
       raise ValueError(f"correct must be 0/1 (or a score in [0, 1]) per input, got [{lo}, {hi}]")
   _checks.check_finite(u, "uncertainty")
-  return c.astype(jnp.result_type(c, u)), u
+  return u, c
 
 
-def accuracy_coverage_curve(correct: ArrayLike, uncertainty: ArrayLike) -> CoverageCurve:
+def accuracy_coverage_curve(uncertainty: ArrayLike, correct: ArrayLike) -> CoverageCurve:
   """Accuracy against coverage when rejecting the most uncertain inputs first.
 
   Inputs are kept in order of increasing uncertainty; at coverage ``k/n`` the
@@ -52,9 +58,9 @@ def accuracy_coverage_curve(correct: ArrayLike, uncertainty: ArrayLike) -> Cover
   not depend on the input order.
 
   Args:
+    uncertainty: higher = rejected earlier, shape ``(n,)``.
     correct: 1 where the prediction is right, 0 where wrong (any score in
       ``[0, 1]`` works, e.g. a per-input accuracy), shape ``(n,)``.
-    uncertainty: higher = rejected earlier, shape ``(n,)``.
 
   Returns:
     A :class:`CoverageCurve` of ``n`` points.
@@ -66,7 +72,7 @@ def accuracy_coverage_curve(correct: ArrayLike, uncertainty: ArrayLike) -> Cover
   Examples:
     >>> import jax.numpy as jnp
     >>> from jaxuq.metrics import accuracy_coverage_curve
-    >>> curve = accuracy_coverage_curve(jnp.array([1, 0, 1]), jnp.array([0.1, 0.9, 0.2]))
+    >>> curve = accuracy_coverage_curve(jnp.array([0.1, 0.9, 0.2]), jnp.array([1, 0, 1]))
     >>> [round(a, 4) for a in curve.accuracy.tolist()]
     [1.0, 1.0, 0.6667]
 
@@ -76,11 +82,20 @@ def accuracy_coverage_curve(correct: ArrayLike, uncertainty: ArrayLike) -> Cover
     Geifman, Y., El-Yaniv, R. (2017). Selective Classification for Deep Neural
     Networks. NeurIPS.
   """
-  return _accuracy_coverage_curve(*_check(correct, uncertainty))
+  curve, dtype = _wide_curve(uncertainty, correct)
+  return _checks.narrow(curve, dtype)
+
+
+def _wide_curve(uncertainty: ArrayLike, correct: ArrayLike) -> tuple[CoverageCurve, jnp.dtype]:
+  """The curve in the accumulation dtype, and the inputs' common dtype."""
+  u, c = _check(uncertainty, correct)
+  dtype = jnp.result_type(u, c)
+  wide = _checks.compute_dtype(dtype)
+  return _accuracy_coverage_curve(u.astype(wide), c.astype(wide)), dtype
 
 
 @jax.jit
-def _accuracy_coverage_curve(c: jax.Array, u: jax.Array) -> CoverageCurve:
+def _accuracy_coverage_curve(u: jax.Array, c: jax.Array) -> CoverageCurve:
   n = c.shape[0]
   u, c = sort_by(u, c)
   cum = cumulative(c, c.dtype)
@@ -92,7 +107,7 @@ def _accuracy_coverage_curve(c: jax.Array, u: jax.Array) -> CoverageCurve:
   return CoverageCurve(coverage=kf / n, accuracy=kept / kf)
 
 
-def aurc(correct: ArrayLike, uncertainty: ArrayLike) -> jax.Array:
+def aurc(uncertainty: ArrayLike, correct: ArrayLike) -> jax.Array:
   """The area under the risk-coverage curve (lower is better).
 
   ``AURC = (1/n) Σ_{k=1..n} (1 - acc_k)`` with ``acc_k`` the accuracy of the
@@ -100,8 +115,8 @@ def aurc(correct: ArrayLike, uncertainty: ArrayLike) -> jax.Array:
   the mean selective risk over all coverages.
 
   Args:
-    correct: 1 where the prediction is right, 0 where wrong, shape ``(n,)``.
     uncertainty: higher = rejected earlier, shape ``(n,)``.
+    correct: 1 where the prediction is right, 0 where wrong, shape ``(n,)``.
 
   Returns:
     A scalar in ``[0, 1]``.
@@ -112,11 +127,12 @@ def aurc(correct: ArrayLike, uncertainty: ArrayLike) -> jax.Array:
   Examples:
     >>> import jax.numpy as jnp
     >>> from jaxuq.metrics import aurc
-    >>> round(float(aurc(jnp.array([1, 0, 1]), jnp.array([0.1, 0.9, 0.2]))), 4)  # (0+0+1/3)/3
+    >>> round(float(aurc(jnp.array([0.1, 0.9, 0.2]), jnp.array([1, 0, 1]))), 4)  # (0+0+1/3)/3
     0.1111
 
   References:
     Geifman, Y., Uziel, G., El-Yaniv, R. (2019). Bias-Reduced Uncertainty
     Estimation for Deep Neural Classifiers. ICLR.
   """
-  return 1.0 - accuracy_coverage_curve(correct, uncertainty).accuracy.mean()
+  curve, dtype = _wide_curve(uncertainty, correct)
+  return _checks.narrow(1.0 - curve.accuracy.mean(), dtype)
