@@ -111,7 +111,11 @@ def test_bfloat16_samples_accumulate_in_float32():
   got = jaxuq.mc_reduce(f, jax.random.key(0), x, num_samples=4096, reducer=jaxuq.moments_reducer())
   assert got["mean"].dtype == jnp.float32
   want = np.asarray(jaxuq.mc_sample(f, jax.random.key(0), x, num_samples=4096), np.float64)
-  np.testing.assert_allclose(got["mean"], want.mean(0), rtol=1e-6)
+  # Sums in bfloat16 (8-bit mantissa) would be off by about 0.4 near 100. The
+  # tolerance allows float32 sums, and XLA on a GPU skipping the samples'
+  # rounding to bfloat16 inside the reduction (excess precision): seen there,
+  # 4e-5 relative.
+  np.testing.assert_allclose(got["mean"], want.mean(0), rtol=1e-4)
 
 
 def test_memory_does_not_grow_with_the_number_of_samples():

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxuq
+from jaxuq._src.sampling import balanced_chunk
 from tests.helpers import mask_fn, mlp_predictive
 
 # float32 outputs of a batched matmul may differ from a single one by a few
@@ -173,3 +174,26 @@ def test_philox_keys_are_accepted_and_per_key(key):
 def test_fn_must_be_callable(key):
   with pytest.raises(TypeError, match="fn must be callable"):
     jaxuq.mc_sample(3, key, num_samples=2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(num=st.integers(1, 5000), chunk=st.integers(1, 5000))
+def test_balanced_chunks_are_few_even_and_within_the_limit(num, chunk):
+  b = balanced_chunk(num, chunk)
+  count = -(-num // b)
+  assert 1 <= b <= min(num, chunk)
+  assert count == -(-num // min(num, chunk))  # no more chunks than the limit needs
+  assert count * b - num < count  # padding: less than one sample per chunk
+
+
+def test_a_last_short_chunk_is_no_second_program():
+  # 13 samples in chunks of 4: four chunks of 4 (the last padded), one loop
+  # body; lax.map's remainder would add a second copy of the model.
+  fn = lambda key, x: jnp.sin(x * jax.random.uniform(key, x.shape))  # noqa: E731
+  x = jnp.ones(3)
+  for n in (12, 13):
+    program = jax.make_jaxpr(lambda k, n=n: jaxuq.mc_sample(fn, k, x, num_samples=n, chunk_size=4))
+    assert str(program(jax.random.key(0))).count(" sin ") == 1
+    got = jaxuq.mc_sample(fn, jax.random.key(n), x, num_samples=n, chunk_size=4)
+    want = jaxuq.sequential_sample(fn, jax.random.key(n), x, num_samples=n)
+    np.testing.assert_allclose(got, want, rtol=1e-6)

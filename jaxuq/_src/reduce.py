@@ -20,6 +20,7 @@ from jaxuq._src.filtering import Static, as_arrays, combine, partition
 from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
 from jaxuq._src.memory import chunk_for_budget, default_memory_budget
 from jaxuq._src.mesh import check_batch_divides, sample_mesh, sample_shards, shard_batch, shard_keys
+from jaxuq._src.sampling import balanced_chunk
 
 PyTree = Any
 
@@ -70,6 +71,7 @@ def _check_state(before: PyTree, after: PyTree, step: str) -> None:
 def _reduce_keys(fn, keys, args, reducer: Reducer, chunk: int, init_state):
   """Folds ``fn(keys[i], *args)`` into ``init_state``, ``chunk`` samples at a time."""
   num = keys.shape[0]
+  chunk = balanced_chunk(num, chunk)
   full, rest = divmod(num, chunk)
   one = lambda k: fn(k, *args)  # noqa: E731
   state = init_state

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxuq._src.gaussian import normal_nll
 from jaxuq._src.metrics import _checks
 from jaxuq._src.summaries import summarize
 
@@ -124,8 +125,7 @@ def gaussian_nll(
 
 @jax.jit
 def _gaussian_nll(mu: jax.Array, sigma: jax.Array, t: jax.Array) -> jax.Array:
-  z = (t - mu) / sigma
-  return 0.5 * jnp.log(2 * jnp.pi) + jnp.log(sigma) + 0.5 * jnp.square(z)
+  return normal_nll(mu, jnp.square(sigma), t)
 
 
 def crps(samples: ArrayLike, y: ArrayLike, *, reduction: str = "mean") -> jax.Array:
