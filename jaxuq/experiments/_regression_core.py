@@ -185,7 +185,10 @@ def run_setting(
   predict = jaxuq.from_linen(model, state.variables, shared_mask=True, train=False)
   start = time.perf_counter()
   # One jitted call: the bar shows that it runs and how long it took, not per-sample steps.
-  with tqdm(total=cfg.samples, desc="MC samples", unit="sample", disable=not progress) as bar:
+  # On a terminal only, unless --no-progress: logs are not flooded.
+  with tqdm(
+    total=cfg.samples, desc="MC samples", unit="sample", disable=None if progress else True
+  ) as bar:
     out = jaxuq.mc_sample(predict, keys["sample"], jnp.asarray(x_all), num_samples=cfg.samples)
     all_samples = np.asarray(jax.block_until_ready(out))[..., 0]
     bar.update(cfg.samples)

@@ -285,7 +285,7 @@ def _ensemble(key, name, s, split, tests, labels, ckpt, args, progress) -> dict[
   jax.block_until_ready(probs)
   t_predict = time.perf_counter() - t0
   result, _ = _evaluate(probs, labels)
-  return {"members": n, "subsample": "bootstrap", "train_seconds": t_train,
+  return {"members": n, "subsets": "bootstrap", "train_seconds": t_train,
           "predict_seconds": t_predict} | result  # fmt: skip
 
 
