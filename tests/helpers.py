@@ -32,3 +32,21 @@ def mlp_predictive(key, batch=16, **kwargs):
   model = MLP(**kwargs)
   x = jnp.linspace(-2.0, 3.0, batch)[:, None]
   return jaxuq.from_linen(model, model.init(key, x)), x
+
+
+def run_on_cpu_devices(script: str, count: int = 8) -> None:
+  """Runs ``script`` in a fresh Python on ``count`` simulated CPU devices; it must print OK last."""
+  import os
+  import subprocess
+  import sys
+
+  env = dict(
+    os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}", JAX_PLATFORMS="cpu"
+  )
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+  proc = subprocess.run(
+    [sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=600
+  )
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert proc.stdout.strip().endswith("OK")

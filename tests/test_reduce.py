@@ -1,8 +1,5 @@
 """mc_reduce: streamed summaries equal those of mc_sample's samples, whatever the chunking."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -16,7 +13,7 @@ from hypothesis import strategies as st
 import jaxuq
 from jaxuq._src import reduce as reduce_mod
 from jaxuq._src.filtering import partition
-from tests.helpers import mlp_predictive
+from tests.helpers import mlp_predictive, run_on_cpu_devices
 
 
 def pytree_fn(key, x):
@@ -216,11 +213,4 @@ SCRIPT = textwrap.dedent(
 
 
 def test_eight_devices_reduce_the_same_samples():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-  proc = subprocess.run(
-    [sys.executable, "-c", SCRIPT], env=env, cwd=root, capture_output=True, text=True, timeout=600
-  )
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  assert proc.stdout.strip().endswith("OK")
+  run_on_cpu_devices(SCRIPT)

@@ -1,9 +1,8 @@
 """mc_sample over 8 (simulated CPU) devices: the same masks as one device."""
 
-import os
-import subprocess
-import sys
 import textwrap
+
+from tests.helpers import run_on_cpu_devices
 
 SCRIPT = textwrap.dedent(
   """
@@ -41,14 +40,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_eight_devices_match_one_device_and_the_loop():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-  proc = subprocess.run(
-    [sys.executable, "-c", SCRIPT], env=env, cwd=root, capture_output=True, text=True, timeout=600
-  )
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  assert proc.stdout.strip().endswith("OK")
+  run_on_cpu_devices(SCRIPT)
 
 
 MESH_SCRIPT = textwrap.dedent(
@@ -95,16 +87,4 @@ MESH_SCRIPT = textwrap.dedent(
 
 
 def test_samples_by_data_meshes_give_the_masks_of_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-  proc = subprocess.run(
-    [sys.executable, "-c", MESH_SCRIPT],
-    env=env,
-    cwd=root,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  assert proc.stdout.strip().endswith("OK")
+  run_on_cpu_devices(MESH_SCRIPT)
