@@ -201,6 +201,12 @@ def select_tree(mask: jax.Array, new: Any, old: Any) -> Any:
 select_members = jax.jit(select_tree)
 
 
+def _epoch_batches(state, idx, count, num_batches: int, batch_size: int):
+  """The epoch's shuffled minibatches, and the state with its key advanced past the shuffle."""
+  key, shuffle_key = jax.random.split(state.key)
+  return state.replace(key=key), shuffled_batches(shuffle_key, idx, count, num_batches, batch_size)
+
+
 @functools.partial(
   jax.jit, static_argnames=("objective", "num_batches", "batch_size", "member_loop")
 )
@@ -225,13 +231,12 @@ def scan_epoch(
   """
 
   def one(state, idx, count):
-    key, shuffle_key = jax.random.split(state.key)
-    batches = shuffled_batches(shuffle_key, idx, count, num_batches, batch_size)
+    state, batches = _epoch_batches(state, idx, count, num_batches, batch_size)
 
     def body(state, rows):
       return apply_step(state, x[rows], y[rows], objective)
 
-    state, metrics = jax.lax.scan(body, state.replace(key=key), batches)
+    state, metrics = jax.lax.scan(body, state, batches)
     return state, _mean_metrics(metrics)
 
   new, metrics = _per_member(one, member_loop)(state, idx, count)
@@ -243,10 +248,7 @@ def scan_epoch(
 @functools.partial(jax.jit, static_argnames=("num_batches", "batch_size", "member_loop"))
 def _shuffle(state, idx, count, *, num_batches, batch_size, member_loop):
   def one(state, idx, count):
-    key, shuffle_key = jax.random.split(state.key)
-    return state.replace(key=key), shuffled_batches(
-      shuffle_key, idx, count, num_batches, batch_size
-    )
+    return _epoch_batches(state, idx, count, num_batches, batch_size)
 
   return _per_member(one, member_loop)(state, idx, count)
 
