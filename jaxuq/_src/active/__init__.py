@@ -1,0 +1,1 @@
+"""Active learning with MC dropout: acquisition functions and the acquisition loop."""
