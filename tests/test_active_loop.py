@@ -189,3 +189,16 @@ def test_bad_input_is_refused_eagerly(overrides, error, match):
   key = args.pop("key")
   with pytest.raises(error, match=match):
     active_learning(key, NET, optax.adam(1e-2), *DATA, **args)
+
+
+def test_ensemble_members_are_the_samples():
+  state, h = _run(members=3, acquisitions=2)
+  assert jax.tree.leaves(state.params)[0].shape[0] == 3
+  rows = np.concatenate([np.arange(6), h["acquired"].ravel()])
+  assert len(np.unique(rows)) == len(rows)
+  assert np.all(np.isfinite(h["test_nll"]))
+  # Members start from different weights, so they disagree: BALD on them is not all zero.
+  first = jax.tree.leaves(state.params)[0]
+  assert not np.allclose(first[0], first[1])
+  with pytest.raises(ValueError, match="members must be at least 2"):
+    _run(members=1)

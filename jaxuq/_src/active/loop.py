@@ -11,7 +11,8 @@ compiles once for the whole run and ``vmap``-s over runs; the host loop
 
 References:
   Gal, Islam & Ghahramani, "Deep Bayesian Active Learning with Image Data",
-  ICML 2017.
+  ICML 2017. Beluch, Genewein, Nürnberger & Köhler, "The power of ensembles
+  for active learning in image classification", CVPR 2018.
 """
 
 from __future__ import annotations
@@ -40,7 +41,15 @@ def _run(key, model, optimizer, data, seeds, run_selects, options, *, selects, l
   arrays = tuple(jnp.asarray(a) for a in data)
   capacity = seeds.shape[1] + (options["acquisitions"] + 1) * options["acquisition_size"]
   carry, rounds_keys = initial_carry(
-    runs_keys, model, optimizer, arrays[0][:1], seeds, run_selects, len(data[1]), capacity
+    runs_keys,
+    model,
+    optimizer,
+    arrays[0][:1],
+    seeds,
+    run_selects,
+    len(data[1]),
+    capacity,
+    options["members"],
   )
   path = options["checkpoint"]
   plan = Plan(
@@ -51,6 +60,7 @@ def _run(key, model, optimizer, data, seeds, run_selects, options, *, selects, l
     fingerprint={}
     if path is None
     else fingerprint(key, model, optimizer, data, seeds, labels, options),
+    callback=options["callback"],
   )
   return run_rounds(cfg, plan, carry, rounds_keys, arrays)
 
@@ -103,9 +113,11 @@ def active_learning_runs(
   hyperparams: Callable[[jax.Array], dict[str, Any]] | None = None,
   eval_samples: int | None = None,
   eval_batch_size: int = 1000,
+  members: int | None = None,
   side_by_side: bool = True,
   checkpoint: str | os.PathLike | None = None,
   progress: bool | None = None,
+  callback: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> tuple[TrainState, History]:
   """Several acquisition functions x repeats of :func:`active_learning`, side by side.
 
@@ -126,7 +138,8 @@ def active_learning_runs(
     side_by_side: ``vmap`` over the runs (default) or run them one by one.
     acquisitions, epochs, acquisition_size, pool_subset, num_samples,
       batch_size, loss, warm_start, hyperparams, eval_samples,
-      eval_batch_size, checkpoint, progress: as in :func:`active_learning`.
+      eval_batch_size, members, checkpoint, progress, callback: as in
+      :func:`active_learning`.
 
   Returns:
     ``(states, history)``: the final states with leading axes ``(F,
@@ -146,7 +159,8 @@ def active_learning_runs(
     acquisitions=acquisitions, acquisition_size=acquisition_size, pool_subset=pool_subset,
     num_samples=num_samples, epochs=epochs, batch_size=batch_size, loss=loss,
     warm_start=warm_start, hyperparams=hyperparams, eval_samples=eval_samples,
-    eval_batch_size=eval_batch_size, checkpoint=checkpoint, progress=progress,
+    eval_batch_size=eval_batch_size, members=members, checkpoint=checkpoint, progress=progress,
+    callback=callback,
   )  # fmt: skip
   run_keys = jax.random.split(key, seeds.shape[0])
   return _grid(key, run_keys, model, optimizer, data, seeds, statics, labels, side_by_side, options)
@@ -174,8 +188,10 @@ def active_learning(
   hyperparams: Callable[[jax.Array], dict[str, Any]] | None = None,
   eval_samples: int | None = None,
   eval_batch_size: int = 1000,
+  members: int | None = None,
   checkpoint: str | os.PathLike | None = None,
   progress: bool | None = None,
+  callback: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> tuple[TrainState, History]:
   """Pool-based active learning with MC dropout, from a labelled seed set.
 
@@ -216,10 +232,18 @@ def active_learning(
       ``optax.inject_hyperparams`` optimizer, set before each round's
       training from the labelled-set size (e.g. weight decay ``c / count``).
     eval_samples: MC passes for the test predictive mean (``None``: dropout off).
-    eval_batch_size: rows per forward pass when scoring and testing.
+    eval_batch_size: rows per forward pass when testing.
+    members: a deep ensemble of this many members per run instead of MC
+      dropout (Beluch et al. 2018): each round trains the members from their
+      own initialisations side by side (one ``vmap``-ed step, as
+      ``jaxuq.train.train_ensemble`` does, on all labelled rows), and their
+      softmax outputs with dropout off are the samples ``select`` scores
+      (``num_samples`` is then unused) and whose mean is tested.
     checkpoint: a file rewritten atomically after every round; if it exists
       the run resumes from it (same data, key and settings, else an error).
     progress: a progress bar over rounds (``None``: only on a terminal).
+    callback: called on the host after every round (and its checkpoint)
+      with the round's index and its record (numpy arrays; a run axis first).
 
   Returns:
     ``(state, history)``: the last round's trained state, and numpy arrays
@@ -241,7 +265,8 @@ def active_learning(
     acquisitions=acquisitions, acquisition_size=acquisition_size, pool_subset=pool_subset,
     num_samples=num_samples, epochs=epochs, batch_size=batch_size, loss=loss,
     warm_start=warm_start, hyperparams=hyperparams, eval_samples=eval_samples,
-    eval_batch_size=eval_batch_size, checkpoint=checkpoint, progress=progress,
+    eval_batch_size=eval_batch_size, members=members, checkpoint=checkpoint, progress=progress,
+    callback=callback,
   )  # fmt: skip
   data = (x_pool, y_pool, x_test, y_test)
   states, history = _grid(

@@ -39,7 +39,9 @@ class RoundConfig:
   index (``lax.switch``; under ``vmap`` every function is evaluated on the
   scores and the run's own choice is kept). ``hyperparams`` maps the
   labelled-set size to values of an ``optax.inject_hyperparams`` optimizer's
-  hyperparameters (or is ``None``).
+  hyperparameters (or is ``None``). With ``members``, each run is a deep
+  ensemble (its state has a member axis after the run axis) whose members'
+  softmax outputs, dropout off, are the samples.
   """
 
   objective: Objective
@@ -53,6 +55,7 @@ class RoundConfig:
   eval_batch_size: int
   warm_start: bool
   hyperparams: Static | None
+  members: int | None = None
 
 
 class Carry(NamedTuple):
@@ -86,18 +89,42 @@ def begin(cfg: RoundConfig, keys: jax.Array, carry: Carry, x0: jax.Array):
   def one(key: jax.Array, state: TrainState, labelled: LabelledSet):
     init_key, *rest = jax.random.split(key, 5)
     if not cfg.warm_start:
-      state = init_state(init_key, state.model, state.tx.value, x0)
-    return set_hyperparams(state, cfg.hyperparams, labelled.count), jnp.stack(rest)
+      state = fresh_state(init_key, state.model, state.tx.value, x0, cfg.members)
+    state = _members(lambda s: set_hyperparams(s, cfg.hyperparams, labelled.count), cfg.members)(
+      state
+    )
+    return state, jnp.stack(rest)
 
   return jax.vmap(one)(keys, carry.state, carry.labelled)
 
 
+def _members(fn: Callable[..., Any], members: int | None) -> Callable[..., Any]:
+  """``fn`` over an ensemble's member axis (``members``), or ``fn`` itself."""
+  return fn if members is None else jax.vmap(fn)
+
+
+def fresh_state(
+  key: jax.Array, model: Any, optimizer: Any, x0: jax.Array, members: int | None
+) -> TrainState:
+  """A new model (or ``members`` of them, from ``split(key, members)``) and its optimizer state."""
+  if members is None:
+    return init_state(key, model, optimizer, x0)
+  return jax.vmap(lambda k: init_state(k, model, optimizer, x0))(jax.random.split(key, members))
+
+
 def _probs(key: jax.Array, state: TrainState, x: jax.Array, num_samples: int | None) -> jax.Array:
-  """MC dropout softmax outputs ``(num_samples, n, classes)``, or ``(1, n, classes)`` dropout off."""
+  """MC dropout softmax outputs ``(num_samples, n, classes)``, or ``(1, n, classes)`` dropout off.
+
+  For an ensemble (a state with a member axis, ``num_samples=None``): each
+  member's softmax outputs, dropout off, ``(members, n, classes)``.
+  """
   model = state.model
   flag = mode_kwargs(model, False)
   if num_samples is None:
-    return jax.nn.softmax(model.apply(state.variables, x, **flag))[None]
+    members = state.step.ndim > 0
+    out = _members(lambda v: jax.nn.softmax(model.apply(v, x, **flag)), members or None)
+    probs = out(state.variables)
+    return probs if members else probs[None]
   f = from_linen(model, state.variables, **flag)
   # Layers before the first dropout do not depend on the key: vmap computes them once.
   return jax.vmap(lambda k: jax.nn.softmax(f(k, x)))(jax.random.split(key, num_samples))
@@ -106,7 +133,7 @@ def _probs(key: jax.Array, state: TrainState, x: jax.Array, num_samples: int | N
 @functools.partial(jax.jit, static_argnames=("num_samples",))
 def _test_chunk(keys, state, x, y, valid, *, num_samples):
   def one(key, state):
-    probs = _probs(key, state, x, num_samples).mean(axis=0)
+    probs = _probs(key, state, x, num_samples).mean(axis=0)  # the predictive mean
     p_true = jnp.take_along_axis(probs, y[:, None], axis=-1)[:, 0]
     correct = jnp.sum(valid * (jnp.argmax(probs, axis=-1) == y))
     nll = -jnp.sum(valid * jnp.log(jnp.maximum(p_true, jnp.finfo(probs.dtype).tiny)))
@@ -127,7 +154,8 @@ def evaluate(cfg: RoundConfig, keys: jax.Array, state: TrainState, x: jax.Array,
     rows = jnp.minimum(jnp.arange(start, start + size), n - 1)
     valid = (jnp.arange(start, start + size) < n).astype(jnp.float32)
     chunk_keys = jax.vmap(lambda k, c=c: jax.random.fold_in(k, c))(keys)
-    sums = _test_chunk(chunk_keys, state, x[rows], y[rows], valid, num_samples=cfg.eval_samples)
+    samples = None if cfg.members else cfg.eval_samples
+    sums = _test_chunk(chunk_keys, state, x[rows], y[rows], valid, num_samples=samples)
     correct, nll = correct + sums[0], nll + sums[1]
   accuracy = correct / n
   return {"test_accuracy": accuracy, "test_error": 1.0 - accuracy, "test_nll": nll / n}
@@ -154,7 +182,7 @@ def acquire(cfg: RoundConfig, keys: jax.Array, carry: Carry, state: TrainState, 
   def one(keys: jax.Array, labelled: LabelledSet, which: jax.Array, state: TrainState):
     subset_key, score_key, select_key = keys
     subset = draw_unlabelled(subset_key, labelled.mask, cfg.pool_subset)
-    probs = _probs(score_key, state, x_pool[subset], cfg.num_samples)
+    probs = _probs(score_key, state, x_pool[subset], None if cfg.members else cfg.num_samples)
     rows = subset[_select(cfg, which, select_key, probs)]
     return add_labels(labelled, rows), rows
 
@@ -173,10 +201,17 @@ def run_round(
   """
   x_pool, y_pool, x_test, y_test = data
   state, round_keys = begin(cfg, keys, carry, x_pool[:1])
+  labelled, m = carry.labelled, cfg.members or 1
+  if cfg.members:  # every member of every run trains side by side, as runs of their own
+    state = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), state)
+    labelled = jax.tree.map(lambda a: jnp.repeat(a, m, axis=0), labelled)
   state, loss = fit_labelled(
-    state, x_pool, y_pool, carry.labelled, objective=cfg.objective, epochs=cfg.epochs,
+    state, x_pool, y_pool, labelled, objective=cfg.objective, epochs=cfg.epochs,
     batch_size=cfg.batch_size,
   )  # fmt: skip
+  if cfg.members:
+    state = jax.tree.map(lambda a: a.reshape(-1, m, *a.shape[1:]), state)
+    loss = loss.reshape(-1, m).mean(axis=1)
   record = evaluate(cfg, round_keys[:, 0], state, x_test, y_test)
   record.update(train_loss=loss, num_labelled=carry.labelled.count)
   if last:

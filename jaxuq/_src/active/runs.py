@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -22,10 +23,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxuq._src.active.labelled import labelled_set
-from jaxuq._src.active.round import Carry, RoundConfig, run_round
+from jaxuq._src.active.round import Carry, RoundConfig, fresh_state, run_round
 from jaxuq._src.checkpoint import restore_checkpoint, save_checkpoint
 from jaxuq._src.loop import show_progress
-from jaxuq._src.training import init_state
 
 History = dict[str, np.ndarray]
 INTEGER_RECORDS = ("acquired", "num_labelled")
@@ -57,15 +57,16 @@ class Plan:
   progress: bool | None
   description: str
   fingerprint: dict[str, Any]
+  callback: Callable[[int, dict[str, np.ndarray]], None] | None = None
 
 
 def initial_carry(
   keys: jax.Array, model: Any, optimizer: Any, x0: jax.Array, seeds: np.ndarray,
-  which: np.ndarray, pool_size: int, capacity: int,
+  which: np.ndarray, pool_size: int, capacity: int, members: int | None = None,
 ) -> tuple[Carry, jax.Array]:  # fmt: skip
   """Every run's first carry, and its rounds key: ``init_key, rounds_key = split(run_key)``."""
   split = jax.vmap(jax.random.split)(keys)
-  states = jax.vmap(lambda k: init_state(k, model, optimizer, x0))(split[:, 0])
+  states = jax.vmap(lambda k: fresh_state(k, model, optimizer, x0, members))(split[:, 0])
   labelled = jax.vmap(lambda s: labelled_set(s, pool_size, capacity))(jnp.asarray(seeds))
   return Carry(states, labelled, jnp.asarray(which, jnp.int32)), split[:, 1]
 
@@ -118,6 +119,8 @@ def run_rounds(
           "fingerprint": jsonable(plan.fingerprint),
         }
         save_checkpoint(plan.checkpoint, {"carry": carry}, meta)
+      if plan.callback is not None:
+        plan.callback(r, host)
   out = {
     k: np.stack(v).astype(np.int32 if k in INTEGER_RECORDS else np.float32)
     for k, v in history.items()

@@ -64,6 +64,9 @@ def prepare(key, model, optimizer, data, seeds, selects, options) -> tuple[Round
   for name in ("num_samples", "epochs", "batch_size", "eval_batch_size"):
     check_positive_int(o[name], name)
   eval_samples = checks.check_optional_positive(o["eval_samples"], "eval_samples")
+  members = checks.check_optional_positive(o["members"], "members")
+  if members == 1:
+    raise ValueError("members must be at least 2 (an ensemble) or None (MC dropout), got 1")
   warm_start = checks.check_flag(o["warm_start"], "warm_start")
   hyperparams = o["hyperparams"]
   if hyperparams is not None and not callable(hyperparams):
@@ -88,15 +91,17 @@ def prepare(key, model, optimizer, data, seeds, selects, options) -> tuple[Round
     acquisition_size=o["acquisition_size"], pool_subset=pool_subset,
     num_samples=o["num_samples"], eval_samples=eval_samples,
     eval_batch_size=o["eval_batch_size"], warm_start=warm_start,
-    hyperparams=None if hyperparams is None else Static(hyperparams),
+    hyperparams=None if hyperparams is None else Static(hyperparams), members=members,
   )  # fmt: skip
   return cfg, shape
 
 
 def fingerprint(key, model, optimizer, data, seeds, labels, options) -> dict[str, Any]:
-  o = {k: v for k, v in options.items() if k not in ("checkpoint", "progress")}
+  o = {k: v for k, v in options.items() if k not in ("checkpoint", "progress", "callback")}
   o["loss"] = o["loss"] if isinstance(o["loss"], str) else digest(o["loss"])
   o["hyperparams"] = None if o["hyperparams"] is None else digest(o["hyperparams"])
+  if o.get("members") is None:  # MC dropout: the fingerprint of runs made before ensembles
+    o.pop("members", None)
   return {
     "key": np.asarray(jax.random.key_data(key)).tolist(),
     "model": repr(model),
