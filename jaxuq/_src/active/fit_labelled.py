@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -94,7 +95,8 @@ def step(
     valid = b * batch_size + jnp.arange(batch_size) < count
     real = jnp.sum(valid)
     weights = jnp.where(valid, batch_size / real, 0.0).astype(jnp.float32)
-    state, metrics = apply_step(state, x[rows], (y[rows], weights), weighted)
+    target: Any = (y[rows], weights)  # the weighted objective's (labels, weights)
+    state, metrics = apply_step(state, x[rows], target, weighted)
     return state, metrics["loss"] * real
 
   return jax.vmap(one)(state, batches, count)

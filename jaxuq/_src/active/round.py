@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -122,7 +122,9 @@ def _probs(key: jax.Array, state: TrainState, x: jax.Array, num_samples: int | N
   flag = mode_kwargs(model, False)
   if num_samples is None:
     members = state.step.ndim > 0
-    out = _members(lambda v: jax.nn.softmax(model.apply(v, x, **flag)), members or None)
+    out = _members(
+      lambda v: jax.nn.softmax(cast(jax.Array, model.apply(v, x, **flag))), members or None
+    )
     probs = out(state.variables)
     return probs if members else probs[None]
   f = from_linen(model, state.variables, **flag)
