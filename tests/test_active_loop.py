@@ -15,7 +15,7 @@ from jaxuq._src.active.loop import active_learning, active_learning_runs
 from jaxuq._src.losses import resolve_loss
 from jaxuq.metrics import mutual_information
 from jaxuq.models import MLP
-from jaxuq.train import init_state, train
+from jaxuq.train import cross_entropy, init_state, train
 
 NET = MLP(out_features=3, depth=1, width=16, rate=0.3)
 
@@ -120,14 +120,21 @@ def test_side_by_side_equals_runs_one_by_one():
 
 
 def test_one_compilation_for_all_rounds():
-  traces = []
+  # The training step and the acquisition are traced once for a run whose labelled set grows
+  # from 6 to 24 rows (their Python bodies run only when jax traces them).
+  selects, losses = [], []
 
-  def counting(key, probs, k):
-    traces.append(1)
+  def counting_select(key, probs, k):
+    selects.append(1)
     return bald(key, probs, k)
 
-  _run(counting, acquisitions=6, acquisition_size=3)
-  assert len(traces) == 1
+  def counting_loss(logits, labels):
+    losses.append(1)
+    return cross_entropy(logits, labels)
+
+  _run(counting_select, acquisitions=6, acquisition_size=3, loss=counting_loss)
+  assert len(selects) == 1
+  assert len(losses) == 1
 
 
 def test_warm_start_differs_from_scratch_and_runs():
