@@ -7,8 +7,10 @@ same random but balanced seed set of 20 images (2 per class) and the same
 initial weights within a repeat, then acquires 10 images per round for 100
 rounds, scoring a random subset of 2,000 unlabelled pool images with T = 20
 MC dropout passes; the model is retrained from scratch after every
-acquisition. All functions and repeats advance side by side (one ``vmap``-ed
-program per step); ``--one-by-one`` runs them one after another.
+acquisition. On an accelerator all functions and repeats advance side by side
+(one ``vmap``-ed program per step); on a CPU one after another, which was 10x
+faster for this CNN on the 2-core CPU (``benchmarks/bench_active.py``);
+``--runs`` chooses.
 
 The paper's model: conv(32, 4x4)-ReLU-conv(32, 4x4)-ReLU-maxpool(2x2)-
 dropout(0.25)-dense(128)-ReLU-dropout(0.5)-dense(10)-softmax.
@@ -86,7 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     metavar="N",
     help="an N-member deep ensemble as the acquisition model instead of MC dropout (Beluch 2018)",
   )
-  parser.add_argument("--one-by-one", action="store_true", help="runs one after another")
+  parser.add_argument(
+    "--runs",
+    choices=("auto", "side-by-side", "one-by-one"),
+    default="auto",
+    help="advance all runs in one vmapped program, or one run after another; auto: one by one "
+    "on a CPU (where a vmapped convolution is slow), side by side on an accelerator",
+  )
   parser.add_argument("--seed", type=non_negative_int, default=0, help="integer seed (default 0)")
   parser.add_argument("--quick", action="store_true", help="smoke run on scikit-learn's digits")
   parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
@@ -116,7 +124,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
              "ensemble")  # fmt: skip
   for k in options:
     s[k] = getattr(args, k)
-  s["side_by_side"] = not args.one_by_one
+  s["runs"] = args.runs
   s["quick"] = args.quick
   return s
 
@@ -152,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
     for old in checkpoint.parent.glob("active.msgpack*"):
       old.unlink()
   arrays, sources = _load(args)
+  runs = s["runs"]
+  if runs == "auto":
+    runs = "one-by-one" if jax.devices()[0].platform == "cpu" else "side-by-side"
   seeds = np.stack([
     balanced_seed(jax.random.fold_in(jax.random.key(s["seed"] + 1), r), arrays[1], s["per_class"])
     for r in range(s["repeats"])
@@ -172,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     epochs=s["epochs"], acquisition_size=s["acquisition_size"], pool_subset=s["pool_subset"],
     num_samples=s["samples"], batch_size=s["batch_size"], warm_start=s["warm_start"],
     hyperparams=am.weight_decay(s["weight_decay"]), eval_samples=s["eval_samples"],
-    members=s["ensemble"], side_by_side=s["side_by_side"], checkpoint=checkpoint,
+    members=s["ensemble"], side_by_side=runs == "side-by-side", checkpoint=checkpoint,
     progress=False if args.no_progress else None, callback=on_round,
   )  # fmt: skip
   del states
@@ -180,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
   table = report.table(s["functions"], history, seed_size)
   report.error_figure(s["functions"], history, seed_size, out / "active_error.png")
   summary = {
-    "settings": s,
+    "settings": s | {"runs": runs},
     "data": sources,
     "table": table,
     "history": {k: v.tolist() for k, v in history.items()},
