@@ -63,7 +63,9 @@ def test_sampled_joint_entropy_converges_to_exact():
   spreads = []
   for num_configs in (32, 512):
     keys = jax.random.split(jax.random.key(0), 16)
-    est = np.array([active.joint_entropy(p, key=k, num_configs=num_configs) for k in keys])
+    est = np.asarray(
+      jax.vmap(lambda k, m=num_configs: active.joint_entropy(p, key=k, num_configs=m))(keys)
+    )
     se = est.std(ddof=1) / np.sqrt(len(est))
     assert abs(est.mean() - exact) < 5 * se + 1e-4, (num_configs, est.mean(), exact, se)
     spreads.append(est.std(ddof=1))

@@ -51,11 +51,11 @@ def test_scores_match_float64_reference(variant, name):
     np.testing.assert_allclose(out, reference(name, p), rtol=2e-5, atol=2e-6)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
-  st.integers(1, 12),
-  st.integers(1, 8),
-  st.integers(2, 6),
+  st.sampled_from([1, 5, 12]),
+  st.sampled_from([1, 4, 8]),
+  st.sampled_from([2, 3, 6]),
   st.integers(0, 2**31 - 1),
   st.sampled_from([0.05, 1.0, 10.0]),
 )
@@ -73,11 +73,11 @@ def test_score_invariants(samples, n, classes, seed, concentration):
   assert np.all(s["variation_ratios"] <= (k - 1) / k + 1e-6)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
   st.sampled_from(NAMES),
   st.sampled_from([None, "power", "softmax", "softrank"]),
-  st.integers(1, 9),
+  st.sampled_from([1, 3, 9]),
   st.integers(0, 2**31 - 1),
   st.data(),
 )
@@ -231,3 +231,18 @@ def test_bad_input_is_refused_eagerly():
     bald.select_from_scores(key, np.array([0.1, np.nan], np.float32), 1)
   with pytest.raises(ValueError, match="scores must be a non-empty 1-D float array"):
     bald.select_from_scores(key, np.ones((2, 2), np.float32), 1)
+
+
+def test_public_module_and_one_compilation_per_setting():
+  import jaxuq
+  from jaxuq._src.active import select
+
+  assert jaxuq.active is active and "active" in jaxuq.__all__
+  assert all(hasattr(active, name) for name in active.__all__)
+  p = random_probs(8, (3, 17, 4))
+  before = select._top_k._cache_size()
+  for seed in range(3):  # new keys and new factory calls: no new compilation
+    active.acquisition("mean_std", stochastic="softmax", beta=3.0).select(
+      jax.random.key(seed), p, 2
+    )
+  assert select._top_k._cache_size() == before + 1

@@ -103,7 +103,7 @@ def _joint_entropy(key: jax.Array, p: jax.Array, num_configs: int) -> jax.Array:
 
 
 def joint_entropy(
-  probs: ArrayLike, *, key: jax.Array | None = None, num_configs: int = 10_000
+  probs: ArrayLike, *, key: jax.Array | None = None, num_configs: int = 1000
 ) -> jax.Array:
   """The entropy of the joint prediction ``H[y_1, ..., y_n]`` of ``n`` points.
 
@@ -158,19 +158,39 @@ def joint_entropy(
 
 @functools.partial(jax.jit, static_argnames=("k", "num_configs"))
 def batchbald_select(key: jax.Array, p: jax.Array, k: int, num_configs: int) -> jax.Array:
-  """The greedy BatchBALD batch of ``k`` indices (arguments already checked)."""
+  """The greedy BatchBALD batch of ``k`` indices (arguments already checked).
+
+  Steps whose configurations are enumerated (their number grows) are unrolled;
+  once they are drawn (a fixed number), the remaining steps run in one loop.
+  """
   p = _wide(p)
   candidates = jnp.swapaxes(p, 0, 1)  # (n, S, C)
   expected = entr(p).sum(axis=-1).mean(axis=0)  # E_s H[p_s(y_i)], (n,)
+  keys = jax.random.split(key, k)
+
+  def pick(configs: _Configs, taken: jax.Array) -> jax.Array:
+    gain = _conditional_entropy(configs, candidates) - expected
+    return jnp.argmax(jnp.where(taken, -jnp.inf, gain)).astype(jnp.int32)
+
   configs = _start(p.shape[0], p.dtype)
   taken = jnp.zeros(p.shape[1], bool)
-  chosen = []
-  keys = jax.random.split(key, k)
-  for step in range(k):
-    gain = _conditional_entropy(configs, candidates) - expected
-    j = jnp.argmax(jnp.where(taken, -jnp.inf, gain))
-    chosen.append(j)
-    taken = taken.at[j].set(True)
+  chosen = jnp.zeros(k, jnp.int32)
+  step = 0
+  while step < k and configs.exact:
+    j = pick(configs, taken)
+    chosen, taken = chosen.at[step].set(j), taken.at[j].set(True)
     if step + 1 < k:
       configs = _extend(configs, candidates[j], keys[step], num_configs)
-  return jnp.stack(chosen).astype(jnp.int32)
+    step += 1
+  if step == k:
+    return chosen
+
+  def body(i, carry):
+    log_joint, taken, chosen = carry
+    configs = _Configs(log_joint, jnp.full((num_configs,), 1.0 / num_configs, p.dtype), False)
+    j = pick(configs, taken)
+    extended = _extend(configs, candidates[j], keys[i], num_configs).log_joint
+    return extended, taken.at[j].set(True), chosen.at[i].set(j)
+
+  _, _, chosen = jax.lax.fori_loop(step, k, body, (configs.log_joint, taken, chosen))
+  return chosen

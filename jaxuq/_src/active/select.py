@@ -149,7 +149,7 @@ def _build(name: str, stochastic: str | None, beta: float, num_configs: int) -> 
 
 
 def acquisition(
-  name: str, *, stochastic: str | None = None, beta: float = 1.0, num_configs: int = 10_000
+  name: str, *, stochastic: str | None = None, beta: float = 1.0, num_configs: int = 1000
 ) -> Acquisition:
   """Builds an acquisition function by name.
 
