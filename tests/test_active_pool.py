@@ -45,6 +45,16 @@ def test_chunking_does_not_change_samples_or_scores(model):
       for c in (4, 23)
     ]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-6)
+    on_device = active.sample_pool(
+      key,
+      f,
+      jax.numpy.asarray(x),
+      num_samples=NUM,
+      chunk_size=5,
+      consistent=consistent,
+      from_logits=True,
+    )
+    np.testing.assert_allclose(on_device, runs[0], rtol=1e-5, atol=1e-6)
 
 
 def test_per_example_masks_are_mc_reduce_datasets(model):

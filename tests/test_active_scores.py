@@ -246,3 +246,14 @@ def test_public_module_and_one_compilation_per_setting():
       jax.random.key(seed), p, 2
     )
   assert select._top_k._cache_size() == before + 1
+
+
+@pytest.mark.parametrize("name", ["bald", "variation_ratios", "random", "batchbald"])
+def test_select_vmaps_over_runs(name):
+  """Several runs selected in one jitted program equal the runs one after another."""
+  p = np.stack([random_probs(s, (6, 30, 4), 0.5) for s in range(3)])  # (runs, S, n, C)
+  keys = jax.random.split(jax.random.key(0), 3)
+  acq = active.acquisition(name, num_configs=16)
+  together = jax.jit(jax.vmap(lambda key, q: acq.select(key, q, 5)))(keys, p)
+  one_by_one = np.stack([acq.select(keys[i], p[i], 5) for i in range(3)])
+  np.testing.assert_array_equal(together, one_by_one)

@@ -46,16 +46,21 @@ class _PoolExamples:
 
 
 def _chunks(pool_x: Any, chunk_size: int, progress: bool | None) -> Iterator[tuple]:
-  """(rows, indices, x) per chunk; the last is padded to ``chunk_size`` rows."""
+  """(rows, indices, x) per chunk; the last is padded to ``chunk_size`` rows.
+
+  A JAX array is sliced where it lives; anything else (NumPy, ``np.memmap``)
+  is read chunk by chunk on the host and sent to the device.
+  """
   n = len(pool_x)
   size = min(chunk_size, n)
+  xp: Any = jnp if isinstance(pool_x, jax.Array) else np
   with tqdm(total=n, unit="ex", disable=None if progress is None else not progress) as bar:
     for start in range(0, n, size):
-      x = np.asarray(pool_x[start : start + size])
+      x = xp.asarray(pool_x[start : start + size])
       rows = len(x)
       index = np.arange(start, start + size, dtype=np.uint32)
       if rows < size:
-        x = np.concatenate([x, np.repeat(x[-1:], size - rows, axis=0)])
+        x = xp.concatenate([x, xp.repeat(x[-1:], size - rows, axis=0)])
       yield rows, jnp.asarray(index), jax.device_put(x)
       bar.update(rows)
 
