@@ -4,7 +4,8 @@ The public API. Implementation lives in ``jaxuq._src``; import from here.
 """
 
 # Public submodules: jaxuq.exact, jaxuq.metrics, jaxuq.reject, jaxuq.models,
-# jaxuq.train (jaxuq.data is imported on demand: it is only for experiments).
+# jaxuq.train, jaxuq.active (jaxuq.data is imported on demand: it is only for experiments).
+from jaxuq import active as active
 from jaxuq import exact as exact
 from jaxuq import metrics as metrics
 from jaxuq import models as models
@@ -44,6 +45,7 @@ __all__ = [
   "NnxPredictive",
   "Reducer",
   "Summary",
+  "active",
   "auto_chunk_size",
   "batches_from_array",
   "classification_reducer",
