@@ -3,8 +3,9 @@
 The public API. Implementation lives in ``jaxuq._src``; import from here.
 """
 
-# Public submodules: jaxuq.exact, jaxuq.metrics, jaxuq.reject, jaxuq.models,
+# Public submodules: jaxuq.calibrate, jaxuq.exact, jaxuq.metrics, jaxuq.reject, jaxuq.models,
 # jaxuq.train (jaxuq.data is imported on demand: it is only for experiments).
+from jaxuq import calibrate as calibrate
 from jaxuq import exact as exact
 from jaxuq import metrics as metrics
 from jaxuq import models as models
@@ -46,6 +47,7 @@ __all__ = [
   "Summary",
   "auto_chunk_size",
   "batches_from_array",
+  "calibrate",
   "classification_reducer",
   "enable_compilation_cache",
   "exact",
