@@ -120,8 +120,6 @@ def fit_quantile_recalibration(samples: ArrayLike, y: ArrayLike) -> QuantileReca
     Learning Using Calibrated Regression. ICML.
   """
   s, t = validate.check_samples(samples, y)
-  if t.size == 0:
-    raise ValueError(f"the calibration set is empty: y has shape {t.shape}")
   wide = _checks.compute_dtype(s.dtype)
   fit = _fit(s.reshape(s.shape[0], -1).astype(wide), t.reshape(-1).astype(wide))
   return _checks.narrow(QuantileRecalibration(*fit), s.dtype)
@@ -180,7 +178,9 @@ def recalibrated_cdf(fit: QuantileRecalibration, samples: ArrayLike, y: ArrayLik
   return _forward(a.astype(p.dtype), b.astype(p.dtype), p)
 
 
-def recalibrated_quantile(fit: QuantileRecalibration, samples: ArrayLike, level: float) -> jax.Array:
+def recalibrated_quantile(
+  fit: QuantileRecalibration, samples: ArrayLike, level: float
+) -> jax.Array:
   """The recalibrated ``level``-quantile of each example: ``Q_i(R⁻¹(level))``.
 
   Args:

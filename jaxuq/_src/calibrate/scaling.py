@@ -52,6 +52,7 @@ def as_samples(z: jax.Array) -> jax.Array:
 
 def affine(z: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
   """``scale * z + bias`` with a scalar or per-class (last axis) ``scale`` and ``bias``."""
+
   def expand(v: jax.Array) -> jax.Array:
     return v if v.ndim == 0 else v.reshape((1,) * (z.ndim - 1) + v.shape)
 

@@ -34,16 +34,16 @@ _BRACKET = 1e-6
 
 
 def _check_bounds(bounds: object) -> tuple[float, float]:
-  try:
-    lo, hi = bounds  # type: ignore[misc]
-  except (TypeError, ValueError):
-    raise ValueError(f"bounds must be a pair (t_min, t_max), got {bounds!r}") from None
-  for v in (lo, hi):
+  pair = tuple(bounds) if isinstance(bounds, (tuple, list)) else ()
+  if len(pair) != 2:
+    raise ValueError(f"bounds must be a pair (t_min, t_max), got {bounds!r}")
+  for v in pair:
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
       raise TypeError(f"bounds must be two positive floats, got {bounds!r}")
-  if not 0 < float(lo) < float(hi) < float("inf"):
+  lo, hi = float(pair[0]), float(pair[1])
+  if not 0 < lo < hi < float("inf"):
     raise ValueError(f"bounds must satisfy 0 < t_min < t_max < inf, got {bounds!r}")
-  return float(lo), float(hi)
+  return lo, hi
 
 
 def fit_temperature(
@@ -115,7 +115,8 @@ def fit_temperature(
 
 @functools.partial(jax.jit, static_argnums=3)
 def _fit(z: jax.Array, y: jax.Array, log_bounds: jax.Array, max_iter: int):
-  u = minimize_1d(functools.partial(nll_derivatives, z, y), *log_bounds, max_iter)
+  lo, hi = log_bounds[0], log_bounds[1]
+  u = minimize_1d(functools.partial(nll_derivatives, z, y), lo, hi, max_iter)
   return jnp.exp(u), scaled_nll(z, y, jnp.exp(-u), jnp.zeros((), z.dtype))
 
 

@@ -105,7 +105,9 @@ def check_samples(samples: ArrayLike, y: ArrayLike | None = None) -> tuple[jax.A
       f"order statistics), got shape {s.shape}"
     )
   if s.size == 0:
-    raise ValueError(f"samples must not be empty, got shape {s.shape}")
+    raise ValueError(
+      f"samples must not be empty (a calibration set needs at least one example), got {s.shape}"
+    )
   _checks.check_finite(s, "samples")
   if y is None:
     return s, s

@@ -26,7 +26,9 @@ from jaxuq._src.metrics import _checks
 _GTOL = 1e-6
 
 
-def fit_vector_scaling(logits: ArrayLike, labels: ArrayLike, *, max_iter: int = 200) -> VectorScaling:
+def fit_vector_scaling(
+  logits: ArrayLike, labels: ArrayLike, *, max_iter: int = 200
+) -> VectorScaling:
   """Fits a per-class scale and bias of the logits by minimising the NLL of held-out labels.
 
   Calibrated probabilities are ``softmax(scale * z + bias)``; for MC dropout
@@ -91,9 +93,7 @@ def _fit(z: jax.Array, y: jax.Array, temperature: jax.Array, max_iter: int):
   def body(state):
     i, params, opt_state, _ = state
     value, grad = value_and_grad(params, state=opt_state)
-    updates, opt_state = opt.update(
-      grad, opt_state, params, value=value, grad=grad, value_fn=loss
-    )
+    updates, opt_state = opt.update(grad, opt_state, params, value=value, grad=grad, value_fn=loss)
     return i + 1, optax.apply_updates(params, updates), opt_state, optax.tree.norm(grad)
 
   init = (0, params, opt.init(params), jnp.asarray(jnp.inf, z.dtype))
