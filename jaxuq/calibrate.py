@@ -10,12 +10,12 @@ deterministic function returning a small NamedTuple and runs under
 """
 
 from jaxuq._src.calibrate.isotonic import isotonic_regression as isotonic_regression
+from jaxuq._src.calibrate.pit import sample_cdf as sample_cdf
 from jaxuq._src.calibrate.quantile import QuantileRecalibration as QuantileRecalibration
 from jaxuq._src.calibrate.quantile import fit_quantile_recalibration as fit_quantile_recalibration
 from jaxuq._src.calibrate.quantile import recalibrated_cdf as recalibrated_cdf
 from jaxuq._src.calibrate.quantile import recalibrated_interval as recalibrated_interval
 from jaxuq._src.calibrate.quantile import recalibrated_quantile as recalibrated_quantile
-from jaxuq._src.calibrate.quantile import sample_cdf as sample_cdf
 from jaxuq._src.calibrate.scaling import TemperatureScaling as TemperatureScaling
 from jaxuq._src.calibrate.scaling import VectorScaling as VectorScaling
 from jaxuq._src.calibrate.scaling import calibrated_probs as calibrated_probs

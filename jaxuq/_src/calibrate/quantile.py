@@ -22,6 +22,7 @@ from jax.typing import ArrayLike
 
 from jaxuq._src.calibrate import validate
 from jaxuq._src.calibrate.isotonic import pav
+from jaxuq._src.calibrate.pit import cdf_of_samples, sample_cdf
 from jaxuq._src.metrics import _checks
 
 
@@ -37,48 +38,6 @@ class QuantileRecalibration(NamedTuple):
 
   levels: jax.Array
   frequencies: jax.Array
-
-
-def sample_cdf(samples: ArrayLike, y: ArrayLike) -> jax.Array:
-  """The CDF of each example's samples at its target (the PIT), interpolated between samples.
-
-  ``F(y) = (j + (y - x_(j)) / (x_(j+1) - x_(j))) / (S - 1)`` for ``x_(j) <= y <
-  x_(j+1)`` (sorted samples ``x_(0..S-1)``), 0 below the smallest sample and 1
-  at or above the largest: the inverse of ``jnp.quantile``'s linear method.
-
-  Args:
-    samples: shape ``(samples, batch...)``, at least 2 samples.
-    y: targets, shape ``batch...``.
-
-  Returns:
-    Levels in ``[0, 1]``, shape ``batch...``, float32 at least.
-
-  Raises:
-    ValueError: shapes do not match, fewer than 2 samples, non-finite values.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> from jaxuq.calibrate import sample_cdf
-    >>> sample_cdf(jnp.array([[0.0], [1.0], [2.0]]), jnp.array([1.5])).tolist()
-    [0.75]
-  """
-  s, t = validate.check_samples(samples, y)
-  wide = _checks.compute_dtype(s.dtype)
-  cdf = _cdf(s.reshape(s.shape[0], -1).astype(wide), t.reshape(-1).astype(wide))
-  return cdf.reshape(t.shape).astype(_checks.result_dtype(s.dtype))
-
-
-@jax.jit
-def _cdf(s: jax.Array, t: jax.Array) -> jax.Array:
-  xs = jnp.sort(s, axis=0)
-  num = xs.shape[0]
-  below = (xs <= t[None]).sum(axis=0)
-  j = jnp.clip(below - 1, 0, num - 2)
-  lo = jnp.take_along_axis(xs, j[None], axis=0)[0]
-  hi = jnp.take_along_axis(xs, j[None] + 1, axis=0)[0]
-  inside = (below > 0) & (below < num)
-  frac = (t - lo) / jnp.where(inside, hi - lo, 1)
-  return jnp.where(inside, (j + frac) / (num - 1), (below == num).astype(s.dtype))
 
 
 def fit_quantile_recalibration(samples: ArrayLike, y: ArrayLike) -> QuantileRecalibration:
@@ -127,7 +86,7 @@ def fit_quantile_recalibration(samples: ArrayLike, y: ArrayLike) -> QuantileReca
 
 @jax.jit
 def _fit(s: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-  p = jnp.sort(_cdf(s, t))
+  p = jnp.sort(cdf_of_samples(s, t))
   observed = jnp.searchsorted(p, p, side="right") / p.shape[0]
   fitted = pav(p, observed.astype(p.dtype), jnp.ones_like(p))
   zero, one = jnp.zeros(1, p.dtype), jnp.ones(1, p.dtype)
@@ -172,6 +131,14 @@ def recalibrated_cdf(fit: QuantileRecalibration, samples: ArrayLike, y: ArrayLik
   Raises:
     TypeError: ``fit`` is not a :class:`QuantileRecalibration`.
     ValueError: as :func:`sample_cdf`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.calibrate import QuantileRecalibration, recalibrated_cdf
+    >>> fit = QuantileRecalibration(jnp.array([0.0, 0.5, 1.0]), jnp.array([0.0, 0.8, 1.0]))
+    >>> samples = jnp.linspace(0.0, 10.0, 11)[:, None]
+    >>> [round(float(v), 4) for v in recalibrated_cdf(fit, samples, jnp.array([5.0]))]  # R(0.5)
+    [0.8]
   """
   a, b = _knots(fit)
   p = sample_cdf(samples, y)
@@ -234,6 +201,14 @@ def recalibrated_interval(
   Raises:
     TypeError: as :func:`recalibrated_quantile`.
     ValueError: as :func:`recalibrated_quantile`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxuq.calibrate import QuantileRecalibration, recalibrated_interval
+    >>> fit = QuantileRecalibration(jnp.array([0.0, 0.5, 1.0]), jnp.array([0.0, 0.8, 1.0]))
+    >>> lower, upper = recalibrated_interval(fit, jnp.linspace(0.0, 10.0, 11)[:, None], 0.6)
+    >>> float(lower[0]), float(upper[0])  # sample quantiles at R⁻¹(0.2) = 0.125 and R⁻¹(0.8) = 0.5
+    (1.25, 5.0)
   """
   level = _checks.check_level(level)
   lower = recalibrated_quantile(fit, samples, (1 - level) / 2)
