@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 from jaxuq import calibrate, metrics
 from jaxuq._src.calibrate import temperature as temperature_module
 from jaxuq._src.calibrate.scaling import scaled_nll
+from tests.test_metrics_api import count_compiles
 
 GOLDEN = (math.sqrt(5) - 1) / 2
 
@@ -140,13 +141,15 @@ def test_fits_trace_once_per_shape(monkeypatch):
 
   monkeypatch.setattr(temperature_module, "nll_derivatives", counting)
   logits, labels = make_logits(3, n=37, classes=7)
-  calibrate.fit_temperature(logits, labels)
+  calibrate.calibrated_probs(calibrate.fit_temperature(logits, labels), logits)
   n = len(traces)
   assert n > 0
-  calibrate.fit_temperature(logits * 2, (labels + 1) % 7)  # new values, same shapes
+  with count_compiles() as compiles:
+    fit = calibrate.fit_temperature(logits * 2, (labels + 1) % 7)  # new values, same shapes
+    calibrate.calibrated_probs(fit, logits * 3)
+    calibrate.fit_temperature(logits, labels, bounds=(0.5, 5.0))  # bounds are not static
   assert len(traces) == n
-  calibrate.fit_temperature(logits, labels, bounds=(0.5, 5.0))  # bounds are not static
-  assert len(traces) == n
+  assert not compiles
 
 
 def test_vector_scaling_beats_temperature_when_classes_differ():

@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 from sklearn.isotonic import IsotonicRegression
 
 from jaxuq import calibrate, metrics
+from tests.test_metrics_api import count_compiles
 
 
 def regression_data(seed, n, samples=200, spread=0.8, bias=0.2):
@@ -168,3 +169,21 @@ def test_bad_input_is_named():
     calibrate.isotonic_regression(y, y, np.r_[np.ones(9), -1.0])
   with pytest.raises(ValueError, match=r"x, y must have the same shape"):
     calibrate.isotonic_regression(y, y[:3])
+
+
+def test_no_recompile_for_new_values_or_levels():
+  draws, y = regression_data(8, n=64, samples=12)
+  mean, std = draws.mean(0), draws.std(0)
+
+  def run(draws, y, level):
+    fit = calibrate.fit_quantile_recalibration(draws, y)
+    calibrate.recalibrated_interval(fit, draws, level)
+    calibrate.recalibrated_cdf(fit, draws, y)
+    scaling = calibrate.fit_std_scaling(mean, std, y)
+    calibrate.scale_samples(scaling, draws)
+    calibrate.isotonic_regression(y, draws[0])
+
+  run(draws, y, 0.9)
+  with count_compiles() as compiles:
+    run(draws * 2 + 1, y[::-1].copy(), 0.5)
+  assert not compiles

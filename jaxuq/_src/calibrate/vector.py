@@ -97,6 +97,10 @@ def _fit(z: jax.Array, y: jax.Array, temperature: jax.Array, max_iter: int):
     return i + 1, optax.apply_updates(params, updates), opt_state, optax.tree.norm(grad)
 
   init = (0, params, opt.init(params), jnp.asarray(jnp.inf, z.dtype))
-  _, (scale, bias), _, _ = jax.lax.while_loop(cond, body, init)
-  bias = bias - bias.mean()
-  return scale, bias, loss((scale, bias))
+  _, fitted, _, _ = jax.lax.while_loop(cond, body, init)
+  # Keep the start (the temperature solution) should the search end anywhere worse.
+  start_loss, fitted_loss = loss(params), loss(fitted)
+  better = fitted_loss <= start_loss
+  scale = jnp.where(better, fitted[0], params[0])
+  bias = jnp.where(better, fitted[1] - fitted[1].mean(), params[1])
+  return scale, bias, jnp.where(better, fitted_loss, start_loss)
