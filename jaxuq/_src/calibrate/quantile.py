@@ -5,8 +5,9 @@ quantile (``jnp.quantile``), so that ``F_i(Q_i(p)) = p`` between the smallest
 and the largest sample, ``F_i = 0`` below them and 1 above. On calibration
 data the levels ``p_i = F_i(y_i)`` (the PIT) are mapped to their empirical
 frequencies ``P̂(p_i) = |{j : p_j <= p_i}| / N`` by isotonic regression, giving
-a non-decreasing map ``R`` (linear between the fitted points, ``R(0) = 0``,
-``R(1) = 1``). The recalibrated CDF is ``R ∘ F_i`` and the recalibrated
+a non-decreasing map ``R`` (linear between the fitted points and the added
+knots ``(0, 0)`` and ``(1, 1)``; right-continuous, so ``R(0)`` is the fraction
+of calibration targets below all their samples). The recalibrated CDF is ``R ∘ F_i`` and the recalibrated
 ``τ``-quantile is ``Q_i(R⁻¹(τ))``. With this ``P̂`` the data are already
 monotone and PAV pools only ties; the map is the (interpolated) empirical CDF
 of the PIT values.
