@@ -3,9 +3,11 @@
 The public API. Implementation lives in ``jaxuq._src``; import from here.
 """
 
-# Public submodules: jaxuq.exact, jaxuq.metrics, jaxuq.reject, jaxuq.models,
-# jaxuq.train, jaxuq.active (jaxuq.data is imported on demand: it is only for experiments).
+# Public submodules: jaxuq.active, jaxuq.calibrate, jaxuq.exact, jaxuq.metrics,
+# jaxuq.models, jaxuq.reject, jaxuq.train (jaxuq.data is imported on demand: it
+# is only for experiments; jaxuq.plot needs matplotlib).
 from jaxuq import active as active
+from jaxuq import calibrate as calibrate
 from jaxuq import exact as exact
 from jaxuq import metrics as metrics
 from jaxuq import models as models
@@ -48,6 +50,7 @@ __all__ = [
   "active",
   "auto_chunk_size",
   "batches_from_array",
+  "calibrate",
   "classification_reducer",
   "enable_compilation_cache",
   "exact",
