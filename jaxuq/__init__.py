@@ -5,6 +5,7 @@ The public API. Implementation lives in ``jaxuq._src``; import from here.
 
 # Public submodules: jaxuq.exact, jaxuq.metrics, jaxuq.reject, jaxuq.models,
 # jaxuq.train (jaxuq.data is imported on demand: it is only for experiments).
+from jaxuq import conformal as conformal
 from jaxuq import exact as exact
 from jaxuq import metrics as metrics
 from jaxuq import models as models
@@ -47,6 +48,7 @@ __all__ = [
   "auto_chunk_size",
   "batches_from_array",
   "classification_reducer",
+  "conformal",
   "enable_compilation_cache",
   "exact",
   "from_linen",
