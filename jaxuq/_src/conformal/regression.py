@@ -3,7 +3,8 @@
 A method is a :class:`ConformalRegressor`, a NamedTuple of two pure
 functions: ``score(*predictions, y)`` for calibration and
 ``predict_interval(threshold, *predictions)``, which returns ``(lower,
-upper)``: every ``y`` whose score is at most the threshold. Targets and
+upper)``: every ``y`` whose score is at most the threshold (up to rounding:
+a target exactly on a bound may fall an ulp outside). Targets and
 predictions have shape ``(n,)``; MC samples ``(samples, n)``.
 """
 
