@@ -241,3 +241,22 @@ def test_bad_keys_and_settings():
   for k_reg in (-1, 1.5, True):
     with pytest.raises(ValueError, match="k_reg must be an int >= 0"):
       conformal.raps(lam=0.1, k_reg=k_reg)
+
+
+def test_new_values_do_not_recompile(key):
+  from tests.test_metrics_api import count_compiles
+
+  methods = [m() for m in METHODS.values()]
+  probs = jax.nn.softmax(jax.random.normal(key, (2, 30, 4)), axis=-1)
+  labels = jnp.stack([jnp.arange(30) % 4, jnp.arange(30) // 8])
+  keys = jax.random.split(key, 2)
+
+  def run(i):
+    for method in methods:
+      threshold = conformal.calibrate(_score(method, keys[i], probs[i], labels[i]), 0.1 + i / 10)
+      _sets(method, keys[i], threshold, probs[i])
+
+  run(0)
+  with count_compiles() as compiles:
+    run(1)
+  assert not compiles, len(compiles)

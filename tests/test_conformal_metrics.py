@@ -65,3 +65,26 @@ def test_bad_inputs_name_the_argument():
     conformal.mean_width(jnp.zeros(3), jnp.zeros(4))
   with pytest.raises(ValueError, match="y must have the shape of lower"):
     conformal.regression_coverage(jnp.zeros(3), jnp.zeros(3), jnp.zeros(2))
+
+
+def test_conformal_imports_only_array_code():
+  """Layer 1 (DESIGN.md): jax, numpy and jaxuq's array code; no models, data or plotting."""
+  import ast
+  import pathlib
+
+  import jaxuq
+
+  root = pathlib.Path(jaxuq.__file__).parent
+  allowed = ("__future__", "collections", "functools", "typing", "numbers", "math", "fractions")
+  allowed += ("jax", "numpy")
+  allowed_jaxuq = ("jaxuq._src.conformal", "jaxuq._src.metrics", "jaxuq._src.keys")
+  for path in [root / "conformal.py", *(root / "_src" / "conformal").glob("*.py")]:
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = []
+      if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+      elif isinstance(node, ast.ImportFrom):
+        names = [node.module or ""]
+      for name in names:
+        ok = name.split(".")[0] in allowed or name.startswith(allowed_jaxuq)
+        assert ok, f"{path.name} imports {name}"

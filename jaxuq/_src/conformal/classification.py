@@ -24,6 +24,7 @@ from jaxuq._src.keys import check_key
 from jaxuq._src.metrics import _checks
 
 _LAYOUT = "(n, classes), or MC samples (samples, n, classes)"
+Threshold = ConformalThreshold | ArrayLike
 
 
 class ConformalClassifier(NamedTuple):
@@ -102,9 +103,7 @@ def _build(kind: str, randomized: bool, lam: float = 0.0, k_reg: int = 0) -> Con
     scores = _class_scores(p, key, **settings)
     return jnp.take_along_axis(scores, y[:, None], axis=1)[:, 0]
 
-  def sets(
-    key: jax.Array | None, threshold: ConformalThreshold | ArrayLike, probs: ArrayLike
-  ) -> jax.Array:
+  def sets(key: jax.Array | None, threshold: Threshold, probs: ArrayLike) -> jax.Array:
     t = threshold_value(threshold)
     p = _check_probs(probs)
     if key is not None:
@@ -114,17 +113,24 @@ def _build(kind: str, randomized: bool, lam: float = 0.0, k_reg: int = 0) -> Con
   if randomized:
 
     def score(key: jax.Array, probs: ArrayLike, labels: ArrayLike) -> jax.Array:
+      """The calibration scores of ``labels``, shape ``(n,)``; one uniform draw per example."""
       return label_scores(key, probs, labels)
 
-    def predict_set(
-      key: jax.Array, threshold: ConformalThreshold | ArrayLike, probs: ArrayLike
-    ) -> jax.Array:
+    def predict_set(key: jax.Array, threshold: Threshold, probs: ArrayLike) -> jax.Array:
+      """Boolean masks ``(n, classes)``: the classes whose score is at most ``threshold``."""
       return sets(key, threshold, probs)
 
     return ConformalClassifier(score, predict_set, True)
-  return ConformalClassifier(
-    functools.partial(label_scores, None), functools.partial(sets, None), False
-  )
+
+  def fixed_score(probs: ArrayLike, labels: ArrayLike) -> jax.Array:
+    """The calibration scores of ``labels``, shape ``(n,)``."""
+    return label_scores(None, probs, labels)
+
+  def fixed_predict_set(threshold: Threshold, probs: ArrayLike) -> jax.Array:
+    """Boolean masks ``(n, classes)``: the classes whose score is at most ``threshold``."""
+    return sets(None, threshold, probs)
+
+  return ConformalClassifier(fixed_score, fixed_predict_set, False)
 
 
 def lac() -> ConformalClassifier:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from fractions import Fraction
 from typing import NamedTuple
@@ -135,12 +134,12 @@ def calibrate(scores: ArrayLike, alpha: float) -> ConformalThreshold:
       f"scores. Calibrate on more examples or use alpha >= {1 / (n + 1):.4g}"
     )
   _checks.check_finite(s, "scores")
-  return ConformalThreshold(_kth_smallest(s, k))
+  return ConformalThreshold(_kth_smallest(s, jnp.int32(k)))
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _kth_smallest(s: jax.Array, k: int) -> jax.Array:
-  return jnp.sort(s)[k - 1]
+@jax.jit
+def _kth_smallest(s: jax.Array, k: jax.Array) -> jax.Array:
+  return jnp.sort(s)[k - 1]  # k traced: a new alpha does not recompile
 
 
 def threshold_value(threshold: ConformalThreshold | ArrayLike) -> jax.Array:
