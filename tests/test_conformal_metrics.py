@@ -69,22 +69,16 @@ def test_bad_inputs_name_the_argument():
 
 def test_conformal_imports_only_array_code():
   """Layer 1 (DESIGN.md): jax, numpy and jaxuq's array code; no models, data or plotting."""
-  import ast
   import pathlib
 
   import jaxuq
+  from tests.helpers import imported_modules
 
   root = pathlib.Path(jaxuq.__file__).parent
   allowed = ("__future__", "collections", "functools", "typing", "numbers", "math", "fractions")
   allowed += ("jax", "numpy")
   allowed_jaxuq = ("jaxuq._src.conformal", "jaxuq._src.metrics", "jaxuq._src.keys")
   for path in [root / "conformal.py", *(root / "_src" / "conformal").glob("*.py")]:
-    for node in ast.walk(ast.parse(path.read_text())):
-      names = []
-      if isinstance(node, ast.Import):
-        names = [a.name for a in node.names]
-      elif isinstance(node, ast.ImportFrom):
-        names = [node.module or ""]
-      for name in names:
-        ok = name.split(".")[0] in allowed or name.startswith(allowed_jaxuq)
-        assert ok, f"{path.name} imports {name}"
+    for name in imported_modules(path):
+      ok = name.split(".")[0] in allowed or name.startswith(allowed_jaxuq)
+      assert ok, f"{path.name} imports {name}"
