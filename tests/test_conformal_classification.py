@@ -48,30 +48,33 @@ def test_lac_by_hand():
 
 def test_aps_by_hand():
   aps = conformal.aps()
-  # Row 0 cumulative masses in rank order 0, 1, 2, 3: 0.5, 0.75, 0.875, 1; label 2 -> 0.875.
-  # Row 1 in rank order 1, 2, 0, 3: 0.5, 0.75, 0.875, 1; label 0 -> 0.875.
-  np.testing.assert_array_equal(aps.score(PROBS, LABELS), [0.875, 0.875])
-  np.testing.assert_array_equal(aps.score(PROBS, jnp.array([3, 1])), [1.0, 0.5])
-  # threshold 0.75: the classes whose cumulative mass is <= 0.75.
+  # Not randomised, the score is the mass ranked above the label.
+  # Row 0 in rank order 0, 1, 2, 3: masses above 0, 0.5, 0.75, 0.875; label 2 -> 0.75.
+  # Row 1 in rank order 1, 2, 0, 3: masses above 0, 0.5, 0.75, 0.875; label 0 -> 0.75.
+  np.testing.assert_array_equal(aps.score(PROBS, LABELS), [0.75, 0.75])
+  np.testing.assert_array_equal(aps.score(PROBS, jnp.array([3, 1])), [0.875, 0.0])
+  # threshold 0.5: the classes with at most 0.5 ranked above them.
   np.testing.assert_array_equal(
-    aps.predict_set(0.75, PROBS), [[True, True, False, False], [False, True, True, False]]
+    aps.predict_set(0.5, PROBS), [[True, True, False, False], [False, True, True, False]]
   )
-  # threshold 0.4: even the top class (0.5) is out: empty sets.
-  assert not aps.predict_set(0.4, PROBS).any()
+  # threshold 0.4: the top class only; never empty, even at threshold 0.
+  top = [[True, False, False, False], [False, True, False, False]]
+  np.testing.assert_array_equal(aps.predict_set(0.4, PROBS), top)
+  np.testing.assert_array_equal(aps.predict_set(0.0, PROBS), top)
 
 
 def test_raps_by_hand():
   raps = conformal.raps(lam=0.25, k_reg=1)
   # APS plus 0.25 * max(0, rank - 1): penalties 0, 0.25, 0.5, 0.75 for ranks 1..4.
-  # Row 0 scores by class: 0.5, 0.75 + 0.25, 0.875 + 0.5, 1 + 0.75 = 0.5, 1, 1.375, 1.75.
-  # Row 1 by class: 0 is rank 3 -> 1.375; 1 rank 1 -> 0.5; 2 rank 2 -> 1; 3 rank 4 -> 1.75.
-  np.testing.assert_array_equal(raps.score(PROBS, LABELS), [1.375, 1.375])
-  np.testing.assert_array_equal(raps.score(PROBS, jnp.array([1, 3])), [1.0, 1.75])
+  # Row 0 by class: 0, 0.5 + 0.25, 0.75 + 0.5, 0.875 + 0.75 = 0, 0.75, 1.25, 1.625.
+  # Row 1 by class: 0 is rank 3 -> 1.25; 1 rank 1 -> 0; 2 rank 2 -> 0.75; 3 rank 4 -> 1.625.
+  np.testing.assert_array_equal(raps.score(PROBS, LABELS), [1.25, 1.25])
+  np.testing.assert_array_equal(raps.score(PROBS, jnp.array([1, 3])), [0.75, 1.625])
   np.testing.assert_array_equal(
-    raps.predict_set(1.0, PROBS), [[True, True, False, False], [False, True, True, False]]
+    raps.predict_set(0.75, PROBS), [[True, True, False, False], [False, True, True, False]]
   )
-  # k_reg = 3 penalises rank 4 only: row 0 class 3 -> 1 + 0.25.
-  assert float(conformal.raps(lam=0.25, k_reg=3).score(PROBS, jnp.array([3, 0]))[0]) == 1.25
+  # k_reg = 3 penalises rank 4 only: row 0 class 3 -> 0.875 + 0.25.
+  assert float(conformal.raps(lam=0.25, k_reg=3).score(PROBS, jnp.array([3, 0]))[0]) == 1.125
   # lam = 0 is APS.
   np.testing.assert_array_equal(
     conformal.raps(lam=0.0, k_reg=0).score(PROBS, LABELS), conformal.aps().score(PROBS, LABELS)
@@ -96,7 +99,7 @@ def test_randomized_aps_and_raps_by_hand(key):
 
 
 def _reference(probs, u, kind, lam=0.0, k_reg=0):
-  """Every class's score by a float64 loop (u = 1 when not randomised)."""
+  """Every class's score by a float64 loop (u = 0 when not randomised)."""
   n, classes = probs.shape
   out = np.zeros((n, classes))
   for i in range(n):
@@ -117,7 +120,7 @@ def test_scores_and_sets_match_a_float64_loop(name, key):
   k1, k2 = jax.random.split(key)
   probs = np.asarray(jax.nn.softmax(2 * jax.random.normal(k1, (40, 6))), np.float64)
   labels = np.asarray(jax.random.randint(k2, (40,), 0, 6))
-  u = np.asarray(jax.random.uniform(key, (40, 1)))[:, 0] if method.randomized else np.ones(40)
+  u = np.asarray(jax.random.uniform(key, (40, 1)))[:, 0] if method.randomized else np.zeros(40)
   kind = name.split("_")[0]
   ref = _reference(probs, u, kind, *((0.25, 1) if kind == "raps" else ()))
   got = _score(method, key, probs.astype(np.float32), labels)

@@ -39,15 +39,17 @@ REGRESSORS = {
 }
 
 
-def _classification_data(n, seed):
-  """Over-confident model probabilities and labels from flatter true probabilities.
+def _classification_data(n, seed, scale=2.0, temper=0.6):
+  """Model probabilities ``softmax(scale z)``, labels from ``softmax(temper scale z)``.
+
+  By default the model is over-confident: the true probabilities are flatter.
 
   Drawn with NumPy, ``(REPLICATES, n, ...)``: XLA on the CPU compiles a
   ``jax.random.normal`` of millions of entries for over ten seconds.
   """
   rng = np.random.default_rng(seed)
-  logits = 2.0 * rng.standard_normal((REPLICATES, n, CLASSES))
-  labels = np.argmax(0.6 * logits + rng.gumbel(size=logits.shape), axis=-1)  # Gumbel-max
+  logits = scale * rng.standard_normal((REPLICATES, n, CLASSES))
+  labels = np.argmax(temper * logits + rng.gumbel(size=logits.shape), axis=-1)  # Gumbel-max
   probs = np.exp(logits - logits.max(-1, keepdims=True))
   return (probs / probs.sum(-1, keepdims=True)).astype(np.float32), labels.astype(np.int32)
 
@@ -122,6 +124,36 @@ def test_regression_intervals_cover(name, n, alpha):
   coverage, width = _regression_coverage(name, n, alpha)
   _check(coverage, n, alpha)
   assert np.isfinite(np.asarray(width)).all()
+
+
+def test_non_randomised_aps_is_conservative_when_the_top_class_is_usually_right():
+  """Every label ranked first scores 0: a tie that randomisation removes."""
+  n, alpha = 50, 0.2
+  probs, labels = _classification_data(n + N_TEST, seed=1, scale=10.0, temper=1.0)
+  accuracy = (probs[:, n:].argmax(-1) == labels[:, n:]).mean()
+  assert accuracy > 1 - alpha + 1 / (n + 1) + 0.02  # a calibrated model, right ~89 % of the time
+
+  def one(key, probs, labels, method):
+    cal_key, test_key = jax.random.split(key)
+    if method.randomized:
+      threshold = conformal.calibrate(method.score(cal_key, probs[:n], labels[:n]), alpha)
+      sets = method.predict_set(test_key, threshold, probs[n:])
+    else:
+      sets = method.predict_set(
+        conformal.calibrate(method.score(probs[:n], labels[:n]), alpha), probs[n:]
+      )
+    return conformal.set_coverage(sets, labels[n:]), conformal.mean_set_size(sets)
+
+  keys = jax.random.split(jax.random.key(1), REPLICATES)
+  fixed, randomized = conformal.aps(), conformal.aps(randomized=True)
+  coverage, size = jax.jit(jax.vmap(lambda *a: one(*a, fixed)))(keys, probs, labels)
+  assert 1.0 <= float(size.mean()) < 1.01  # the top class alone, nearly every time
+  assert float(coverage.mean()) >= accuracy - 1e-6  # the top class is always in
+  with pytest.raises(AssertionError):  # above the band
+    _check(coverage, n, alpha, exact=False)
+  randomized_coverage, _ = jax.jit(jax.vmap(lambda *a: one(*a, randomized)))(keys, probs, labels)
+  _check(randomized_coverage, n, alpha)  # 1 - alpha to within 1/(n + 1)
+  assert float(randomized_coverage.mean()) < float(coverage.mean()) - 0.02
 
 
 def test_the_check_rejects_the_uncorrected_quantile():

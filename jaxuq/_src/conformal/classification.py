@@ -82,8 +82,9 @@ def _class_scores(
   ranked = jnp.take_along_axis(p, order, axis=1)
   # The mass ranked strictly before each class (an exclusive cumulative sum).
   above = jnp.concatenate([jnp.zeros((n, 1), p.dtype), jnp.cumsum(ranked, axis=1)[:, :-1]], 1)
-  u = jnp.ones((n, 1), p.dtype) if key is None else jax.random.uniform(key, (n, 1), p.dtype)
-  ranked_scores = above + u * ranked
+  ranked_scores = above  # not randomised: u = 0
+  if key is not None:
+    ranked_scores = above + jax.random.uniform(key, (n, 1), p.dtype) * ranked
   if kind == "raps":
     rank = jnp.arange(1, classes + 1, dtype=p.dtype)[None, :]
     ranked_scores = ranked_scores + lam * jnp.maximum(rank - k_reg, 0)
@@ -168,12 +169,21 @@ def aps(*, randomized: bool = False) -> ConformalClassifier:
 
   With the classes sorted by decreasing probability ``p_(1) >= p_(2) >= ...``
   (ties by class index) and ``r`` the label's rank, the score is
-  ``p_(1) + ... + p_(r-1) + u p_(r)``, with ``u = 1`` (not randomised) or
-  ``u ~ Uniform(0, 1)`` (randomised, one ``u`` per example, drawn as
-  ``jax.random.uniform(key, (n, 1))``). The set is every class whose score
-  is at most the threshold: the top classes until their mass reaches it, so
-  sets grow on uncertain examples. The randomised version breaks the jump of
-  the last class and gives smaller sets; sets may then be empty.
+  ``p_(1) + ... + p_(r-1) + u p_(r)``; the set is every class whose score is
+  at most the threshold, a run of top classes that grows on uncertain inputs.
+
+  Not randomised, ``u = 0``: the mass ranked above the label, the smallest
+  ``τ`` for which Romano et al.'s set "the top classes until their mass
+  reaches ``τ``" holds it. The set is the top classes up to and including
+  the first whose cumulative mass exceeds the threshold: never empty, and
+  conservative, since every label ranked first scores 0 (when the top class
+  is right more often than ``1 - alpha``, every set is the top class alone
+  and the coverage is the accuracy).
+
+  Randomised, ``u ~ Uniform(0, 1)``, one per example drawn as
+  ``jax.random.uniform(key, (n, 1))``: the last class enters with a
+  probability, which removes the ties. Coverage is then ``1 - alpha`` to
+  within ``1/(n + 1)`` and the sets smaller; a set may be empty.
 
   Args:
     randomized: draw ``u`` uniformly (the functions then take ``key`` first).
@@ -189,9 +199,9 @@ def aps(*, randomized: bool = False) -> ConformalClassifier:
     >>> from jaxuq import conformal
     >>> aps = conformal.aps()
     >>> probs = jnp.array([[0.625, 0.25, 0.125]])
-    >>> aps.score(probs, jnp.array([1])).tolist()  # 0.625 + 0.25
-    [0.875]
-    >>> aps.predict_set(0.9, probs).tolist()  # cumulative masses 0.625, 0.875, 1
+    >>> aps.score(probs, jnp.array([1])).tolist()  # the mass ranked above class 1
+    [0.625]
+    >>> aps.predict_set(0.7, probs).tolist()  # masses above each class: 0, 0.625, 0.875
     [[True, True, False]]
 
   References:
@@ -206,7 +216,8 @@ def raps(lam: float, k_reg: int, *, randomized: bool = False) -> ConformalClassi
 
   The APS score of :func:`aps` plus a penalty on labels ranked below the
   ``k_reg`` top classes (``rank`` is 1-based), which keeps the long tail of
-  small probabilities out of the sets: smaller, more stable sets.
+  small probabilities out of the sets: smaller, more stable sets. Not
+  randomised with ``k_reg >= 1``, the sets are never empty.
 
   Args:
     lam: the penalty per rank beyond ``k_reg``, ``lam >= 0`` (``lam = 0`` is APS).
@@ -225,8 +236,8 @@ def raps(lam: float, k_reg: int, *, randomized: bool = False) -> ConformalClassi
     >>> from jaxuq import conformal
     >>> raps = conformal.raps(lam=0.5, k_reg=1)
     >>> probs = jnp.array([[0.625, 0.25, 0.125]])
-    >>> raps.score(probs, jnp.array([2])).tolist()  # 1 + 0.5 * (3 - 1)
-    [2.0]
+    >>> raps.score(probs, jnp.array([2])).tolist()  # 0.875 + 0.5 * (3 - 1)
+    [1.875]
 
   References:
     Angelopoulos, A. N., Bates, S., Malik, J., Jordan, M. I. (2021).
