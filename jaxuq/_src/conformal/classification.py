@@ -19,12 +19,11 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxuq._src.conformal.quantile import ConformalThreshold, threshold_value
+from jaxuq._src.conformal.quantile import ThresholdLike, threshold_value
 from jaxuq._src.keys import check_key
 from jaxuq._src.metrics import _checks
 
 _LAYOUT = "(n, classes), or MC samples (samples, n, classes)"
-Threshold = ConformalThreshold | ArrayLike
 
 
 class ConformalClassifier(NamedTuple):
@@ -104,7 +103,7 @@ def _build(kind: str, randomized: bool, lam: float = 0.0, k_reg: int = 0) -> Con
     scores = _class_scores(p, key, **settings)
     return jnp.take_along_axis(scores, y[:, None], axis=1)[:, 0]
 
-  def sets(key: jax.Array | None, threshold: Threshold, probs: ArrayLike) -> jax.Array:
+  def sets(key: jax.Array | None, threshold: ThresholdLike, probs: ArrayLike) -> jax.Array:
     t = threshold_value(threshold)
     p = _check_probs(probs)
     if key is not None:
@@ -117,7 +116,7 @@ def _build(kind: str, randomized: bool, lam: float = 0.0, k_reg: int = 0) -> Con
       """The calibration scores of ``labels``, shape ``(n,)``; one uniform draw per example."""
       return label_scores(key, probs, labels)
 
-    def predict_set(key: jax.Array, threshold: Threshold, probs: ArrayLike) -> jax.Array:
+    def predict_set(key: jax.Array, threshold: ThresholdLike, probs: ArrayLike) -> jax.Array:
       """Boolean masks ``(n, classes)``: the classes whose score is at most ``threshold``."""
       return sets(key, threshold, probs)
 
@@ -127,7 +126,7 @@ def _build(kind: str, randomized: bool, lam: float = 0.0, k_reg: int = 0) -> Con
     """The calibration scores of ``labels``, shape ``(n,)``."""
     return label_scores(None, probs, labels)
 
-  def fixed_predict_set(threshold: Threshold, probs: ArrayLike) -> jax.Array:
+  def fixed_predict_set(threshold: ThresholdLike, probs: ArrayLike) -> jax.Array:
     """Boolean masks ``(n, classes)``: the classes whose score is at most ``threshold``."""
     return sets(None, threshold, probs)
 

@@ -142,7 +142,11 @@ def _kth_smallest(s: jax.Array, k: jax.Array) -> jax.Array:
   return jnp.sort(s)[k - 1]  # k traced: a new alpha does not recompile
 
 
-def threshold_value(threshold: ConformalThreshold | ArrayLike) -> jax.Array:
+# What the predict functions accept: a ConformalThreshold, or a scalar score threshold.
+ThresholdLike = ConformalThreshold | ArrayLike
+
+
+def threshold_value(threshold: ThresholdLike) -> jax.Array:
   """The scalar threshold of a :class:`ConformalThreshold` (or a scalar given directly)."""
   t = threshold.threshold if isinstance(threshold, ConformalThreshold) else threshold
   t = _checks.as_float(t, "threshold")

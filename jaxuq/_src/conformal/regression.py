@@ -18,11 +18,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxuq._src.conformal.quantile import ConformalThreshold, threshold_value
+from jaxuq._src.conformal.quantile import ThresholdLike, threshold_value
 from jaxuq._src.metrics import _checks
 from jaxuq._src.metrics.regression import central_interval
-
-Threshold = ConformalThreshold | ArrayLike
 
 
 class ConformalRegressor(NamedTuple):
@@ -43,6 +41,7 @@ class ConformalRegressor(NamedTuple):
 
 def _vector(x: ArrayLike, name: str, n: int | None = None) -> jax.Array:
   v = _checks.as_float(x, name)
+  v = v.astype(_checks.result_dtype(v.dtype))  # float32 at least
   if v.ndim != 1 or (n is not None and v.shape[0] != n):
     want = "(n,)" if n is None else f"({n},) like the first prediction"
     raise ValueError(f"{name} must have shape {want}, got shape {v.shape}")
@@ -90,7 +89,7 @@ def absolute_residual() -> ConformalRegressor:
     mu = _vector(prediction, "prediction")
     return jnp.abs(_vector(y, "y", mu.shape[0]) - mu)
 
-  def predict_interval(threshold: Threshold, prediction: ArrayLike):
+  def predict_interval(threshold: ThresholdLike, prediction: ArrayLike):
     t = threshold_value(threshold)
     mu = _vector(prediction, "prediction")
     return mu - t, mu + t
@@ -144,7 +143,7 @@ def normalized_residual(*, beta: float = 0.0) -> ConformalRegressor:
     s = _check_std(std, mu.shape[0], beta)
     return jnp.abs(_vector(y, "y", mu.shape[0]) - mu) / (s + beta)
 
-  def predict_interval(threshold: Threshold, mean: ArrayLike, std: ArrayLike):
+  def predict_interval(threshold: ThresholdLike, mean: ArrayLike, std: ArrayLike):
     t = threshold_value(threshold)
     mu = _vector(mean, "mean")
     half = t * (_check_std(std, mu.shape[0], beta) + beta)
@@ -206,7 +205,7 @@ def cqr(level: float) -> ConformalRegressor:
     t = _vector(y, "y", lo.shape[0])
     return jnp.maximum(lo - t, t - hi)
 
-  def predict_interval(threshold: Threshold, samples: ArrayLike):
+  def predict_interval(threshold: ThresholdLike, samples: ArrayLike):
     t = threshold_value(threshold)
     lo, hi = _sample_bounds(samples, level)
     return lo - t, hi + t
