@@ -31,6 +31,9 @@ from jaxuq.experiments._args import non_negative_int, positive_int
 HELP = "digits in, letters out: MC dropout CNNs on MNIST reject letters (the second seed)"
 QUICK = {"epochs": 3, "samples": 20, "eval_size": 200, "holdout": 300}
 FULL = {"epochs": 3, "samples": 100, "eval_size": 2000, "holdout": 5000}
+# Held-out digits kept from the accept/reject stage for calibration (temperature, conformal):
+# at least this many (alpha = 0.01 needs 99); the default runs keep holdout - eval_size.
+MIN_CALIBRATION = 100
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,10 +131,12 @@ def _load(args: argparse.Namespace, s: dict[str, Any]):
   if sets.fashion_test is not None:
     tests["fashion_mnist"] = subset(sets.fashion_test, s["eval_size"])
   dt = sets.digits_train
-  n_fit = min(s["holdout"], s["eval_size"])  # each of digits and letters given MC passes
+  # Each of digits and letters given MC passes; the held-out digits after these calibrate.
+  n_fit = min(s["holdout"] - MIN_CALIBRATION, s["eval_size"])
   split = {
     "train": (dt.images[:n_train], dt.labels[:n_train]),
     "heldout_digits": (dt.images[n_train:][:n_fit], dt.labels[n_train:][:n_fit]),
+    "calibration_digits": (dt.images[n_train:][n_fit:], dt.labels[n_train:][n_fit:]),
     "heldout_letters": subset(sets.letters_train, n_fit),
     "digits_test_full": (sets.digits_test.images, sets.digits_test.labels),
   }
@@ -182,6 +187,11 @@ def run(args: argparse.Namespace) -> int:
   x_train, y_train = split["train"]
   progress = not args.no_progress
   summary: dict[str, Any] = {"settings": s, "data": sources, "models": {}}
+  from jaxuq.experiments._calibration_eval import calibration_split_info
+
+  n_fit = len(split["heldout_digits"][1])
+  rows = f"training digits [{len(y_train) + n_fit}, {len(y_train) + n_fit + len(split['calibration_digits'][1])})"
+  summary["calibration_split"] = calibration_split_info(len(split["calibration_digits"][1]), rows)
   roc: dict[str, dict] = {ood: {} for ood in tests if ood != "digits"}
   reliab, cover = {}, {}
   for m, name in enumerate(s["models"]):
@@ -196,8 +206,9 @@ def run(args: argparse.Namespace) -> int:
       (np.asarray(om.deterministic_probs(name, v, x_full)).argmax(-1) == y_full).mean()
     )
     t0 = time.perf_counter()
-    probs = {n: om.mc_probs(jax.random.fold_in(mc_key, i), name, v, x, s["samples"])
-             for i, (n, (x, _)) in enumerate(tests.items())}  # fmt: skip
+    logits = {n: om.mc_logits(jax.random.fold_in(mc_key, i), name, v, x, s["samples"])
+              for i, (n, (x, _)) in enumerate(tests.items())}  # fmt: skip
+    probs = {n: jax.nn.softmax(z, axis=-1) for n, z in logits.items()}
     jax.block_until_ready(probs)
     t_predict = time.perf_counter() - t0
     result, sc = _evaluate(probs, labels)
@@ -230,6 +241,13 @@ def run(args: argparse.Namespace) -> int:
       "letters": ev.per_class(sc["letters"], labels["letters"], letter_names,
                               {"rejected": rejected["letters"].astype(float)}),
     }  # fmt: skip
+    t0 = time.perf_counter()
+    calib, drawn = _calibration(mc_key, name, v, split, tests, logits, s["samples"])
+    calib["seconds"] = time.perf_counter() - t0
+    title = f"{name} CNN, {s['samples']} MC passes, calibration on {len(split['calibration_digits'][1])} held-out digits"
+    plot.calibration_and_sets(
+      *drawn, labels["digits"], title=title, path=out / f"calibration_{name}.png"
+    )
     t_total = t_train + (om.previous_train_seconds(ckpt, name) if args.resume else 0.0)
     om.save_classifier(
       ckpt, name, rejector, s["samples"],
@@ -245,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
       "mc_images": int(sum(len(y) for y in labels.values())),
       "reject_stage": stage_info | stage,
       "per_class": breakdown,
+      "calibration": calib,
     }
     summary["models"][name] = result
     reliab[f"{name} (MC {s['samples']})"] = np.asarray(probs["digits"]).mean(0)
@@ -269,6 +288,32 @@ def run(args: argparse.Namespace) -> int:
   (out / "summary.json").write_text(json.dumps(summary, indent=2))
   _report(summary)
   return 0
+
+
+def _calibration(key, name, v, split, tests, logits, samples) -> tuple[dict[str, Any], tuple]:
+  """Temperature scaling and conformal sets, fit on the calibration digits; and what to draw."""
+  import jax
+
+  from jaxuq.experiments import _calibration_eval as ce
+  from jaxuq.experiments import _ood_model as om
+
+  x_cal, y_cal = split["calibration_digits"]
+  x_dig, y_dig = tests["digits"]
+  mc_cal = om.mc_logits(jax.random.fold_in(key, 102), name, v, x_cal, samples)
+  det_cal, det_dig = (om.deterministic_logits(name, v, x) for x in (x_cal, x_dig))
+  det, det_after = ce.temperature(det_cal, y_cal, det_dig, y_dig)
+  mc, mc_after = ce.temperature(mc_cal, y_cal, logits["digits"], y_dig)
+  mean = {n: jax.nn.softmax(z, axis=-1).mean(0) for n, z in logits.items()}
+  sets, sizes = ce.conformal_sets(jax.random.fold_in(key, 103),
+                                  jax.nn.softmax(mc_cal, axis=-1).mean(0), y_cal, mean, y_dig)  # fmt: skip
+  reliability = {
+    "deterministic": jax.nn.softmax(det_dig, axis=-1),
+    f"deterministic, T = {det['temperature']:.2f}": det_after,
+    f"MC {samples}": mean["digits"],
+    f"MC {samples}, T = {mc['temperature']:.2f}": mc_after,
+  }
+  panels = {f"{m} sets, alpha = {a}": sizes[(m, a)] for m, a in ce.FIGURE_SETS}
+  return {"temperature": {"deterministic": det, "mc": mc}, "conformal": sets}, (reliability, panels)
 
 
 def _ensemble(key, name, s, split, tests, labels, ckpt, args, progress) -> dict[str, Any]:
@@ -310,6 +355,7 @@ def _report(summary: dict[str, Any]) -> None:
           f"{st['letters']['decision_accuracy']:.3f}, accuracy on accepted digits "
           f"{st['accuracy_on_accepted_digits']:.4f}"
         )
+    _report_calibration(r["calibration"])
     if "ensemble" in r:
       e = r["ensemble"]
       cells = ", ".join(f"{ood} {d['class_std']['auroc']:.3f}" for ood, d in e["detection"].items())
@@ -317,3 +363,26 @@ def _report(summary: dict[str, Any]) -> None:
         f"  ensemble of {e['members']}: accuracy {e['digits']['accuracy']:.4f}, AUROC (class std) "
         f"{cells}; trained {e['train_seconds']:.0f} s, predicted {e['predict_seconds']:.1f} s"
       )
+
+
+def _report_calibration(c: dict[str, Any]) -> None:
+  """Temperature scaling and conformal sets: a few lines per model."""
+  for kind, t in c["temperature"].items():
+    b, a = t["test_digits"]["before"], t["test_digits"]["after"]
+    print(f"  temperature ({kind}): T = {t['temperature']:.3f}; test digits ECE {b['ece']:.4f} -> "
+          f"{a['ece']:.4f}, NLL {b['nll']:.4f} -> {a['nll']:.4f}")  # fmt: skip
+  oods = [
+    k
+    for k in next(iter(next(iter(c["conformal"].values())).values()))
+    if k not in ("threshold", "digits")
+  ]
+  head = "".join(f"{o[:7] + ' size/empty/AUROC':>28}" for o in oods)
+  print(f"  {'conformal sets':<22}{'alpha':>6}{'cover':>7}{'size':>6}{head}")
+  for method, by_alpha in c["conformal"].items():
+    for alpha, r in by_alpha.items():
+      cells = "".join(
+        f"{r[o]['mean_size']:>12.2f}{r[o]['fraction_empty']:>7.2f}{r[o]['auroc_set_size']:>9.3f}"
+        for o in oods
+      )
+      d = r["digits"]
+      print(f"  {method:<22}{alpha:>6}{d['coverage']:>7.3f}{d['mean_size']:>6.2f}{cells}")
