@@ -8,8 +8,12 @@ each OOD set for class std (the seed's score), predictive entropy, mutual
 information and max probability, with the deterministic max-probability
 baseline; a per-digit and per-letter breakdown; the accept/reject stage (a
 logistic model on uncertainty features, fit on held-out digits and letters);
-the selective accuracy-coverage curve; figures; and ``summary.json`` with
-every number, the data sources and the settings. ``--ensemble N`` adds N
+the selective accuracy-coverage curve; temperature scaling (deterministic and
+MC, ECE and NLL before and after) and split conformal sets (LAC, APS, RAPS at
+alpha 0.05 and 0.01: coverage and sizes on digits, sizes on the OOD sets, set
+size as an OOD score), fit on held-out digits disjoint from the accept/reject
+stage's (``calibration_*.png``); figures; and ``summary.json`` with every
+number, the data sources and the settings. ``--ensemble N`` adds N
 members trained in parallel on bootstrap resamples, scored by their
 disagreement, with training and prediction times beside MC dropout's. The
 saved models in ``OUT/checkpoints`` serve ``jaxuq classify``.
@@ -126,17 +130,33 @@ def _load(args: argparse.Namespace, s: dict[str, Any]):
     rows = np.sort(rng.permutation(len(ds.labels))[:n])
     return ds.images[rows], ds.labels[rows]
 
-  tests = {"digits": subset(sets.digits_test, s["eval_size"]),
-           "letters": subset(sets.letters_test, s["eval_size"])}  # fmt: skip
+  order = rng.permutation(len(sets.digits_test.labels))  # as subset() draws it
+
+  def rows(ds, r):
+    return ds.images[np.sort(r)], ds.labels[np.sort(r)]
+
+  n_eval = s["eval_size"]
+  tests = {"digits": rows(sets.digits_test, order[:n_eval]),
+           "letters": subset(sets.letters_test, n_eval)}  # fmt: skip
   if sets.fashion_test is not None:
     tests["fashion_mnist"] = subset(sets.fashion_test, s["eval_size"])
   dt = sets.digits_train
   # Each of digits and letters given MC passes; the held-out digits after these calibrate.
-  n_fit = min(s["holdout"] - MIN_CALIBRATION, s["eval_size"])
+  n_fit = min(s["holdout"] - MIN_CALIBRATION, n_eval)
+  n_cal = min(s["holdout"] - n_fit, len(order) - n_eval)
+  if n_cal < MIN_CALIBRATION:
+    raise ValueError(
+      f"eval_size={n_eval} leaves {len(order) - n_eval} test digits for calibration, fewer "
+      f"than {MIN_CALIBRATION}: pass a smaller --eval-size"
+    )
+  cal_rows = slice(n_train + n_fit, n_train + n_fit + n_cal)
   split = {
     "train": (dt.images[:n_train], dt.labels[:n_train]),
     "heldout_digits": (dt.images[n_train:][:n_fit], dt.labels[n_train:][:n_fit]),
-    "calibration_digits": (dt.images[n_train:][n_fit:], dt.labels[n_train:][n_fit:]),
+    "calibration": {  # the first is exchangeable with the test digits; the figure draws it
+      "test_digits": rows(sets.digits_test, order[n_eval : n_eval + n_cal]),
+      "heldout_training": (dt.images[cal_rows], dt.labels[cal_rows]),
+    },
     "heldout_letters": subset(sets.letters_train, n_fit),
     "digits_test_full": (sets.digits_test.images, sets.digits_test.labels),
   }
@@ -189,9 +209,9 @@ def run(args: argparse.Namespace) -> int:
   summary: dict[str, Any] = {"settings": s, "data": sources, "models": {}}
   from jaxuq.experiments._calibration_eval import calibration_split_info
 
-  n_fit = len(split["heldout_digits"][1])
-  rows = f"training digits [{len(y_train) + n_fit}, {len(y_train) + n_fit + len(split['calibration_digits'][1])})"
-  summary["calibration_split"] = calibration_split_info(len(split["calibration_digits"][1]), rows)
+  first = len(y_train) + len(split["heldout_digits"][1])  # after the accept/reject digits
+  n_cal = len(split["calibration"]["test_digits"][1])
+  summary["calibration_split"] = calibration_split_info(n_cal, first)
   roc: dict[str, dict] = {ood: {} for ood in tests if ood != "digits"}
   reliab, cover = {}, {}
   for m, name in enumerate(s["models"]):
@@ -242,12 +262,17 @@ def run(args: argparse.Namespace) -> int:
                               {"rejected": rejected["letters"].astype(float)}),
     }  # fmt: skip
     t0 = time.perf_counter()
-    calib, drawn = _calibration(mc_key, name, v, split, tests, logits, s["samples"])
+    calib: dict[str, Any] = {}
+    for j, (source, xy) in enumerate(split["calibration"].items()):
+      key_j = jax.random.fold_in(mc_key, 200 + j)
+      calib[source], (p_drawn, sizes_drawn) = _calibration(key_j, name, v, xy, tests, logits,
+                                                           s["samples"])  # fmt: skip
+      if j == 0:
+        plot.calibration_and_sets(
+          p_drawn, sizes_drawn, labels["digits"], path=out / f"calibration_{name}.png",
+          title=f"{name} CNN, {s['samples']} MC passes; T and sets fit on {n_cal} other test digits",
+        )  # fmt: skip
     calib["seconds"] = time.perf_counter() - t0
-    title = f"{name} CNN, {s['samples']} MC passes, calibration on {len(split['calibration_digits'][1])} held-out digits"
-    plot.calibration_and_sets(
-      *drawn, labels["digits"], title=title, path=out / f"calibration_{name}.png"
-    )
     t_total = t_train + (om.previous_train_seconds(ckpt, name) if args.resume else 0.0)
     om.save_classifier(
       ckpt, name, rejector, s["samples"],
@@ -290,14 +315,16 @@ def run(args: argparse.Namespace) -> int:
   return 0
 
 
-def _calibration(key, name, v, split, tests, logits, samples) -> tuple[dict[str, Any], tuple]:
-  """Temperature scaling and conformal sets, fit on the calibration digits; and what to draw."""
+def _calibration(
+  key, name, v, calibration, tests, logits, samples
+) -> tuple[dict[str, Any], tuple[dict, dict]]:
+  """Temperature scaling and conformal sets fit on ``calibration`` (x, y); and what to draw."""
   import jax
 
   from jaxuq.experiments import _calibration_eval as ce
   from jaxuq.experiments import _ood_model as om
 
-  x_cal, y_cal = split["calibration_digits"]
+  x_cal, y_cal = calibration
   x_dig, y_dig = tests["digits"]
   mc_cal = om.mc_logits(jax.random.fold_in(key, 102), name, v, x_cal, samples)
   det_cal, det_dig = (om.deterministic_logits(name, v, x) for x in (x_cal, x_dig))
@@ -355,7 +382,13 @@ def _report(summary: dict[str, Any]) -> None:
           f"{st['letters']['decision_accuracy']:.3f}, accuracy on accepted digits "
           f"{st['accuracy_on_accepted_digits']:.4f}"
         )
-    _report_calibration(r["calibration"])
+    _report_calibration(r["calibration"]["test_digits"])
+    other = r["calibration"]["heldout_training"]
+    cells = ", ".join(
+      f"{m} {by['0.05']['digits']['coverage']:.3f}/{by['0.01']['digits']['coverage']:.3f}"
+      for m, by in other["conformal"].items()
+    )
+    print(f"  calibrated on held-out training digits instead: coverage (alpha 0.05/0.01) {cells}")
     if "ensemble" in r:
       e = r["ensemble"]
       cells = ", ".join(f"{ood} {d['class_std']['auroc']:.3f}" for ood, d in e["detection"].items())

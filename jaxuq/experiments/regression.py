@@ -12,6 +12,10 @@ the test grid [-2, 3) and writes into ``--out``:
 - ``summary.json``: mean predictive std inside the training range, in the gap,
   beyond 0.5 and their ratios; RMSE of the MC mean vs the deterministic
   prediction; Gaussian NLL, CRPS and 90 % coverage on the held-out points;
+  90 % intervals (``intervals_90``: the MC quantiles, split conformal with
+  absolute or std-normalised residuals, CQR, std scaling, isotonic
+  recalibration), fit on a random half of the held-out points, with coverage
+  and width on the other half and per region of the grid;
   wall times; the seed and every setting;
 - ``checkpoints/``: the trained parameters (``--resume`` reuses them).
 
