@@ -404,18 +404,15 @@ def _report_calibration(c: dict[str, Any]) -> None:
     b, a = t["test_digits"]["before"], t["test_digits"]["after"]
     print(f"  temperature ({kind}): T = {t['temperature']:.3f}; test digits ECE {b['ece']:.4f} -> "
           f"{a['ece']:.4f}, NLL {b['nll']:.4f} -> {a['nll']:.4f}")  # fmt: skip
-  oods = [
-    k
-    for k in next(iter(next(iter(c["conformal"].values())).values()))
-    if k not in ("threshold", "digits")
-  ]
-  head = "".join(f"{o[:7] + ' size/empty/AUROC':>28}" for o in oods)
-  print(f"  {'conformal sets':<22}{'alpha':>6}{'cover':>7}{'size':>6}{head}")
+  oods = [k for k in c["conformal"]["lac"]["0.05"] if k not in ("threshold", "digits")]
+  head = "".join(f"{o[:7] + ' size/empty/AUROC size,!=1':>34}" for o in oods)
+  print(f"  {'conformal sets':<16}{'alpha':>6}{'cover':>7}{'size':>6}{head}")
   for method, by_alpha in c["conformal"].items():
     for alpha, r in by_alpha.items():
       cells = "".join(
-        f"{r[o]['mean_size']:>12.2f}{r[o]['fraction_empty']:>7.2f}{r[o]['auroc_set_size']:>9.3f}"
+        f"{r[o]['mean_size']:>12.2f}{r[o]['fraction_empty']:>7.2f}{r[o]['auroc_set_size']:>8.3f}"
+        f"{r[o]['auroc_not_singleton']:>7.3f}"
         for o in oods
       )
       d = r["digits"]
-      print(f"  {method:<22}{alpha:>6}{d['coverage']:>7.3f}{d['mean_size']:>6.2f}{cells}")
+      print(f"  {method:<16}{alpha:>6}{d['coverage']:>7.3f}{d['mean_size']:>6.2f}{cells}")
