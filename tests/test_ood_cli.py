@@ -141,3 +141,22 @@ def check_calibration(calib, *, eval_size, classes=10):
     if not method.endswith("randomized"):  # a larger threshold: nested, larger sets
       assert by_alpha["0.01"]["threshold"] >= by_alpha["0.05"]["threshold"]
       assert by_alpha["0.01"]["digits"]["mean_size"] >= by_alpha["0.05"]["digits"]["mean_size"]
+
+
+def test_calibration_figure_draws_reliability_and_set_sizes(tmp_path):
+  from jaxuq import plot
+
+  rng = np.random.default_rng(0)
+  probs = rng.dirichlet(np.ones(10), size=50).astype(np.float32)
+  sizes = {"digits": rng.integers(0, 3, 50), "letters": rng.integers(0, 6, 40)}
+  fig = plot.calibration_and_sets({"a": probs, "b": probs}, {"lac": sizes, "aps": sizes},
+                                  rng.integers(0, 10, 50), path=tmp_path / "c.png")  # fmt: skip
+  assert len(fig.axes) == 3 and (tmp_path / "c.png").stat().st_size > 5000
+  top = int(sizes["letters"].max())
+  assert len(fig.axes[1].patches) == 2 * (top + 1)  # one bar per size 0..top and data set
+
+
+def test_an_eval_size_that_leaves_too_few_calibration_digits_is_refused(tmp_path):
+  # --quick: scikit-learn's 360 test digits; 300 evaluated leave 60, fewer than alpha = 0.01 needs.
+  with pytest.raises(ValueError, match="eval_size=300 leaves 60 test digits for calibration"):
+    cli.main(["ood", "--quick", "--eval-size", "300", "--out", str(tmp_path), "--no-progress"])

@@ -30,7 +30,7 @@ ALPHAS = (0.05, 0.01)
 # unpenalised (k_reg = 1); lam = 0.01 is the middle of the grid of
 # Angelopoulos et al. (2021), large enough to cut the tail of tiny probabilities.
 RAPS_LAM, RAPS_K_REG = 0.01, 1
-FIGURE_SETS = (("lac", 0.05), ("raps", 0.05))  # the set-size histograms drawn
+FIGURE_SETS = (("lac", 0.05), ("aps_randomized", 0.05))  # the set-size histograms drawn
 
 
 def classification_methods() -> dict[str, conformal.ConformalClassifier]:
