@@ -53,6 +53,7 @@ def test_summary_has_the_90_percent_intervals(quick_run):
   _, s = quick_run
   iv = s["main"]["intervals_90"]
   assert iv["level"] == 0.9 and iv["calibration_points"] == iv["test_points"] == 100
+  assert iv["std_scaling_factor"] > 0
   assert set(iv["methods"]) == set(ce.METHODS)
   for name, m in iv["methods"].items():
     assert set(m["grid"]) == {"inside", "gap", "beyond", "outside"}

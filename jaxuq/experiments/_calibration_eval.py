@@ -279,8 +279,11 @@ def regression_intervals(
       "coverage_mean": float(np.mean(covs)),
       "coverage_sd": float(np.std(covs, ddof=1)) if splits > 1 else 0.0,
     }
+  c = hold_samples[:, cal]
+  fit = calibrate.fit_std_scaling(c.mean(0), c.std(0, ddof=1), hold_y[cal])
   return {
     "level": LEVEL,
+    "std_scaling_factor": float(fit.scale),
     "calibration_points": int(len(cal)),
     "test_points": int(len(test)),
     "split": f"the held-out points split at random in halves (numpy default_rng({seed})); "
