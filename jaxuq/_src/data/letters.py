@@ -164,7 +164,7 @@ def render_letters(
 
   For each glyph, rotation ~ U(-max_rotation, max_rotation) degrees, shear ~
   U(-max_shear, max_shear) and the stroke thickness, as a fraction of the
-  glyph's longer side, ~ U(*thickness), all drawn from ``key``. The default
+  glyph's longer side, ~ ``U(*thickness)``, all drawn from ``key``. The default
   thickness range makes the strokes' distribution close to MNIST's, so that
   letters cannot be told from digits by ink weight alone.
 
