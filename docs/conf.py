@@ -36,8 +36,8 @@ extensions = [
 ]
 templates_path = ["_templates"]
 # The guide's toctree includes ``guide/*`` so that new guide pages appear once they
-# are added; an empty match (no extra page yet) is not an error.
-suppress_warnings = ["toc.empty_glob"]
+# are added; an empty match (no extra page yet) is not an error for these globs.
+jaxuq_optional_globs = ["guide/*"]
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store"]
 
 # Cross-references: every reference to one of jaxuq's own names must resolve.

@@ -191,7 +191,29 @@ class _PrivateAliasFilter(logging.Filter):
     )
 
 
+class _OptionalGlobFilter(logging.Filter):
+  """Drops "toctree glob pattern 'P' didn't match" for the globs of ``jaxuq_optional_globs``."""
+
+  def __init__(self, patterns: set[str]) -> None:
+    super().__init__()
+    self.patterns = patterns
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (
+      "toctree glob pattern" in str(record.msg)
+      and record.args
+      and str(record.args[0]) in self.patterns
+    )
+
+
+def _add_glob_filter(app: Sphinx, config: object) -> None:
+  patterns = set(app.config.jaxuq_optional_globs)
+  logging.getLogger("sphinx.sphinx.directives.other").addFilter(_OptionalGlobFilter(patterns))
+
+
 def setup(app: Sphinx) -> dict[str, object]:
+  app.add_config_value("jaxuq_optional_globs", [], "env")
+  app.connect("config-inited", _add_glob_filter)
   logging.getLogger("sphinx.sphinx.domains.python").addFilter(_PrivateAliasFilter())
   app.connect("missing-reference", resolve_private)
   app.connect("autodoc-skip-member", skip_fields)
