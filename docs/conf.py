@@ -31,7 +31,6 @@ extensions = [
   "sphinx.ext.autodoc",
   "sphinx.ext.autosummary",
   "sphinx.ext.napoleon",
-  "sphinx.ext.viewcode",
   "jaxuq_api",
 ]
 templates_path = ["_templates"]
