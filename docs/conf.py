@@ -41,12 +41,23 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store"]
 
 # Cross-references: every reference to one of jaxuq's own names must resolve.
 # Third-party names (jax.Array, flax's modules, numpy) have no inventory offline
-# (CI has no internet, so no intersphinx): they are rendered as plain text.
+# (CI has no internet, so no intersphinx): they are rendered as plain text. Every
+# other unresolved name, a short one included, fails the build.
 nitpicky = True
-nitpick_ignore_regex = [(r"py:.*", r"(?!jaxuq\b).*")]
+nitpick_ignore_regex = [(r"py:.*", r"(jax|jaxlib|jnp|np|numpy|flax|nn|nnx|optax|matplotlib|PIL|os|pathlib|typing|collections|enum|abc)\..*")]
 # Private marker types that public signatures mention; their role is described
 # where they appear (``TrainState``'s fields).
-nitpick_ignore = [("py:class", "jaxuq._src.static.Static")]
+nitpick_ignore = [
+  ("py:class", "jaxuq._src.static.Static"),
+  # Raised by jaxuq.plot when matplotlib is missing; not exported (yet).
+  ("py:exc", "MissingDependencyError"),
+  # Type aliases of the signatures (``Any`` or JAX's own at run time), and
+  # Sphinx's wrapper of an alias it renders as written.
+  ("py:class", "ArrayLike"),
+  ("py:class", "PyTree"),
+  ("py:class", "DTypeLike"),
+  ("py:class", "TypeAliasForwardRef"),
+]
 
 # API pages: Google-style docstrings, signatures with short type names.
 autosummary_generate = True
@@ -55,6 +66,10 @@ autodoc_typehints = "signature"
 autodoc_member_order = "bysource"
 autodoc_default_options = {"exclude-members": "__weakref__, __init__"}
 python_use_unqualified_type_names = True
+# Type aliases spelled as in the source (they are ``Any`` at run time).
+# (Not PyTree nor DTypeLike: inside ``Callable[..., PyTree]`` or ``DTypeLike | None``
+# Sphinx 9 prints its wrapper, ``TypeAliasForwardRef('PyTree')``.)
+autodoc_type_aliases = {"ArrayLike": "ArrayLike"}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
@@ -66,6 +81,9 @@ nb_execution_timeout = 300
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+# stderr of the tutorials (tqdm's note that ipywidgets is absent) is not shown;
+# an exception still fails the build.
+nb_output_stderr = "remove"
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
@@ -75,6 +93,14 @@ html_theme_options = {
   "show_toc_level": 2,
   "home_page_in_toc": True,
   "navigation_with_keys": False,
+  "navbar_persistent": [],
+  # An API page documents one name: no "Contents" column beside it.
+  "secondary_sidebar_items": {
+    "*": ["page-toc"],
+    "guide/*": ["page-toc"],
+    "experiments/*": ["page-toc"],
+  },
 }
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["jaxuq.css"]
 html_last_updated_fmt = None
