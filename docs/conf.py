@@ -105,6 +105,7 @@ html_theme_options = {
     "*": ["page-toc"],
     "guide/*": ["page-toc"],
     "experiments/*": ["page-toc"],
+    "benchmarks": [],  # its tables need the width
   },
 }
 html_static_path = ["_static"]
