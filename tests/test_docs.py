@@ -1,6 +1,6 @@
 """The documentation site: every public name has an API page, and no link is broken.
 
-The site is built once per session (``sphinx -W``, the tutorials not executed:
+The site is built once (``sphinx -W``, the tutorials not executed:
 ``JAXUQ_DOCS_EXECUTE=off``) into a temporary folder; ``make docs`` builds it with
 the tutorials run. Needs the ``docs`` extra (``make docs`` installs it); without
 Sphinx the tests are skipped, and the skip says so.
@@ -29,11 +29,7 @@ KNOWN = {"jaxuq", "jaxuq.data", "jaxuq.exact", "jaxuq.metrics", "jaxuq.models", 
 KNOWN |= {"jaxuq.reject", "jaxuq.train"}
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-  pytest.importorskip("sphinx", reason="the docs extra is not installed (make docs installs it)")
-  pytest.importorskip("myst_nb", reason="the docs extra is not installed (make docs installs it)")
-  out = tmp_path_factory.mktemp("site")
+def build_site(out: Path) -> Path:
   env = os.environ | {"JAXUQ_DOCS_EXECUTE": "off", "PYTHONPATH": str(ROOT)}
   cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q"]
   cmd += ["-d", str(out / ".doctrees"), str(DOCS), str(out / "html")]
@@ -57,7 +53,7 @@ def test_public_modules_are_found():
   assert KNOWN <= set(jaxuq_api.public_modules())
 
 
-def test_every_public_name_has_a_page(site):
+def check_every_public_name_has_a_page(site):
   inventory = read_inventory(site / "objects.inv")
   missing = []
   for module in jaxuq_api.public_modules():
@@ -90,7 +86,7 @@ class _Links(html.parser.HTMLParser):
         self.links.append(a[attr])
 
 
-def test_no_page_links_to_a_missing_target(site):
+def check_no_page_links_to_a_missing_target(site):
   # _static holds the theme's template fragments, not pages.
   pages = {p: _Links() for p in site.rglob("*.html") if "_static" not in p.parts}
   for path, parser in pages.items():
@@ -114,7 +110,17 @@ def test_no_page_links_to_a_missing_target(site):
   assert len(pages) > 50  # every API page was looked at
 
 
-def test_signatures_show_no_sphinx_internals(site):
+def check_signatures_show_no_sphinx_internals(site):
   # autodoc_type_aliases inside a subscript renders as TypeAliasForwardRef('X') in Sphinx 9.
   shown = [p.name for p in site.rglob("*.html") if "TypeAliasForwardRef" in p.read_text()]
   assert not shown
+
+
+def test_the_built_site(tmp_path):
+  # One test, so that the site is built once even when the tests run on several workers.
+  pytest.importorskip("sphinx", reason="the docs extra is not installed (make docs installs it)")
+  pytest.importorskip("myst_nb", reason="the docs extra is not installed (make docs installs it)")
+  site = build_site(tmp_path)
+  check_every_public_name_has_a_page(site)
+  check_no_page_links_to_a_missing_target(site)
+  check_signatures_show_no_sphinx_internals(site)
