@@ -20,11 +20,13 @@ import logging
 import pkgutil
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from docutils import nodes
-from sphinx.addnodes import pending_xref
-from sphinx.application import Sphinx
-from sphinx.environment import BuildEnvironment
+if TYPE_CHECKING:  # Sphinx is needed to build the site, not to list the API (tests do).
+  from docutils import nodes
+  from sphinx.addnodes import pending_xref
+  from sphinx.application import Sphinx
+  from sphinx.environment import BuildEnvironment
 
 # The command line and its experiments: documented on their pages, not as an API.
 NOT_API = {"jaxuq.cli", "jaxuq.experiments", "jaxuq.__main__"}
