@@ -192,8 +192,8 @@ def sample_pool(
   candidates here when the result would not fit.
 
   Args:
-    key, predictive_fn, pool_x, num_samples, chunk_size, from_logits,
-      sample_chunk_size, progress: as :func:`score_pool`.
+    key, predictive_fn, pool_x, num_samples, chunk_size, from_logits, sample_chunk_size, progress:
+      as :func:`score_pool`.
     consistent: one network per sample for the whole pool (default), or each
       example its own masks.
 
@@ -234,8 +234,8 @@ def acquire(
   Args:
     key: a typed PRNG key (split into a scoring and a selection key).
     acquisition: an :class:`Acquisition` from :func:`jaxuq.active.acquisition`.
-    predictive_fn, pool_x, num_samples, chunk_size, from_logits,
-      sample_chunk_size, progress: as :func:`score_pool`.
+    predictive_fn, pool_x, num_samples, chunk_size, from_logits, sample_chunk_size, progress: as
+      :func:`score_pool`.
     k: how many examples, at most ``len(pool_x)``.
 
   Returns:
