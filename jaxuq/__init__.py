@@ -3,8 +3,12 @@
 The public API. Implementation lives in ``jaxuq._src``; import from here.
 """
 
-# Public submodules: jaxuq.exact, jaxuq.metrics, jaxuq.reject, jaxuq.models,
-# jaxuq.train (jaxuq.data is imported on demand: it is only for experiments).
+# Public submodules: jaxuq.active, jaxuq.calibrate, jaxuq.conformal, jaxuq.exact,
+# jaxuq.metrics, jaxuq.models, jaxuq.reject, jaxuq.train (jaxuq.data is imported
+# on demand: it is only for experiments; jaxuq.plot needs matplotlib).
+from jaxuq import active as active
+from jaxuq import calibrate as calibrate
+from jaxuq import conformal as conformal
 from jaxuq import exact as exact
 from jaxuq import metrics as metrics
 from jaxuq import models as models
@@ -44,9 +48,12 @@ __all__ = [
   "NnxPredictive",
   "Reducer",
   "Summary",
+  "active",
   "auto_chunk_size",
   "batches_from_array",
+  "calibrate",
   "classification_reducer",
+  "conformal",
   "enable_compilation_cache",
   "exact",
   "from_linen",

@@ -11,12 +11,14 @@ extra to install.
   :func:`regression_scatter`, :func:`regression_band`,
   :func:`regression_animation` (GIF), :func:`regression_sweep`.
 - Digits vs letters: :func:`score_histograms`, :func:`roc_curves`,
-  :func:`per_class_bars`, :func:`reliability`, :func:`coverage_curves`.
+  :func:`per_class_bars`, :func:`reliability`, :func:`coverage_curves`,
+  :func:`calibration_and_sets` (temperature scaling and conformal set sizes).
 - Exact answers: :func:`exact_histogram`, :func:`mc_convergence`.
 - Benchmarks: :func:`speedup_figure`.
 """
 
 from jaxuq._src.plot.bench import speedup_figure as speedup_figure
+from jaxuq._src.plot.calibration import calibration_and_sets as calibration_and_sets
 from jaxuq._src.plot.exact import exact_histogram as exact_histogram
 from jaxuq._src.plot.exact import mc_convergence as mc_convergence
 from jaxuq._src.plot.ood import coverage_curves as coverage_curves
@@ -32,6 +34,7 @@ from jaxuq._src.plot.regression import regression_scatter as regression_scatter
 from jaxuq._src.plot.regression import regression_sweep as regression_sweep
 
 __all__ = [
+  "calibration_and_sets",
   "coverage_curves",
   "exact_histogram",
   "mc_convergence",

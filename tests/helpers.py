@@ -50,3 +50,17 @@ def run_on_cpu_devices(script: str, count: int = 8) -> None:
   )
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert proc.stdout.strip().endswith("OK")
+
+
+def imported_modules(path) -> list[str]:
+  """The names of the modules a Python file imports (``import a.b``, ``from a.b import c``)."""
+  import ast
+  import pathlib
+
+  names = []
+  for node in ast.walk(ast.parse(pathlib.Path(path).read_text())):
+    if isinstance(node, ast.Import):
+      names += [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      names.append(node.module or "")
+  return names

@@ -54,4 +54,12 @@ for n in (16, 15):
   assert int(got["count"]) == n
   np.testing.assert_allclose(got["mean"], alone["mean"], rtol=1e-6, atol=1e-7)
   np.testing.assert_allclose(got["var"], alone["var"], rtol=1e-5, atol=1e-7)
+# Devices of the other process only: refused before any work (it would hang).
+other = [d for d in jax.devices() if d.process_index != jax.process_index()]
+try:
+  jaxuq.mc_sample(predict, key, xs, num_samples=4, devices=other)
+except ValueError as e:
+  assert "devices must belong to this process" in str(e), e
+else:
+  raise AssertionError("devices of another process were accepted")
 print("OK", jax.process_index(), flush=True)

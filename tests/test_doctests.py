@@ -54,3 +54,27 @@ def test_docstring_examples_run(name):
     runner.run(test)
   failed, attempted = runner.summarize(verbose=False)
   assert failed == 0, f"{failed} of {attempted} examples failed in {name} (see the output above)"
+
+
+def test_every_public_example_is_collected():
+  # Each example of a public name lives in a module that the test above runs.
+  import inspect
+  import sys
+
+  sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent.parent / "docs" / "_ext"))
+  import jaxuq_api
+
+  runnable = set(MODULES) - set(NOT_IMPORTABLE)
+  escaped, checked = [], 0
+  for module_name in jaxuq_api.public_modules():
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+      obj = getattr(module, name)
+      if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+        continue  # a constant's docstring is its type's
+      if ">>>" in (obj.__doc__ or ""):
+        checked += 1
+        if obj.__module__ not in runnable:
+          escaped.append(f"{module_name}.{name} ({obj.__module__})")
+  assert not escaped
+  assert checked > 40, checked

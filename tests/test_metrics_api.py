@@ -1,6 +1,5 @@
 """Every metric runs under jax.jit (and vmap) with the eager result; doctests; layer rule."""
 
-import ast
 import contextlib
 import doctest
 import importlib
@@ -12,6 +11,7 @@ import pytest
 
 import jaxuq
 from jaxuq import metrics, reject
+from tests.helpers import imported_modules
 
 rng = np.random.default_rng(0)
 PROB_SAMPLES = rng.dirichlet(np.ones(4), size=(6, 10)).astype(np.float32)
@@ -101,15 +101,9 @@ def test_metrics_import_only_array_code():
   allowed = ("__future__", "collections", "functools", "typing", "numbers", "jax", "numpy")
   allowed_jaxuq = ("jaxuq._src.metrics", "jaxuq._src.summaries", "jaxuq._src.gaussian")
   for path in root.glob("*.py"):
-    for node in ast.walk(ast.parse(path.read_text())):
-      names = []
-      if isinstance(node, ast.Import):
-        names = [a.name for a in node.names]
-      elif isinstance(node, ast.ImportFrom):
-        names = [node.module or ""]
-      for name in names:
-        ok = name.split(".")[0] in allowed or name.startswith(allowed_jaxuq)
-        assert ok, f"{path.name} imports {name}"
+    for name in imported_modules(path):
+      ok = name.split(".")[0] in allowed or name.startswith(allowed_jaxuq)
+      assert ok, f"{path.name} imports {name}"
 
 
 def test_tie_bounds():

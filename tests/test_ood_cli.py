@@ -87,6 +87,10 @@ def test_quick_end_to_end_classify_and_resume(tmp_path, capsys):
   assert ens["members"] == 2 and ens["train_seconds"] > 0 and ens["predict_seconds"] > 0
   assert 0 <= ens["detection"]["letters"]["class_std"]["auroc"] <= 1
   assert len(basic["history"]["loss"]) == 3
+  assert (out / "calibration_basic.png").stat().st_size > 5000
+  assert summary["calibration_split"]["size"] == 100
+  for source in ("test_digits", "heldout_training"):
+    check_calibration(basic["calibration"][source], eval_size=200)
   capsys.readouterr()
 
   assert cli.main(["classify", *map(str, IMAGES), "--checkpoint", str(out), "--json"]) == 0
@@ -102,3 +106,57 @@ def test_quick_end_to_end_classify_and_resume(tmp_path, capsys):
   assert len(again["history"]["loss"]) == 4
   assert again["history"]["loss"][:3] == basic["history"]["loss"]
   assert again["train_seconds_total"] > basic["train_seconds_total"]
+
+
+def check_calibration(calib, *, eval_size, classes=10):
+  """The temperature and conformal numbers of one model and calibration set make sense."""
+  for kind in ("deterministic", "mc"):
+    t = calib["temperature"][kind]
+    assert t["temperature"] > 0
+    cal = t["calibration"]
+    assert cal["after"]["nll"] <= cal["before"]["nll"] + 1e-6  # T minimises the calibration NLL
+    if kind == "deterministic":  # T > 0 keeps the argmax (not of an average over MC passes)
+      assert cal["after"]["accuracy"] == cal["before"]["accuracy"]
+    for split_name in ("calibration", "test_digits"):
+      for when in ("before", "after"):
+        q = t[split_name][when]
+        assert q["nll"] > 0 and 0 <= q["ece"] <= 1 and 0 <= q["accuracy"] <= 1
+  assert set(calib["conformal"]) == {"lac", "aps", "aps_randomized", "raps", "raps_randomized"}
+  for method, by_alpha in calib["conformal"].items():
+    assert set(by_alpha) == {"0.05", "0.01"}
+    for r in by_alpha.values():
+      d = r["digits"]
+      assert 0 <= d["coverage"] <= 1 and 0 <= d["mean_size"] <= classes
+      assert len(d["size_histogram"]) == classes + 1 and sum(d["size_histogram"]) == eval_size
+      by_size = d["coverage_by_set_size"]
+      assert len(by_size) == classes + 1
+      for c, count in zip(by_size, d["size_histogram"], strict=True):
+        assert (c is None) == (count == 0) and (c is None or 0 <= c <= 1)
+      letters = r["letters"]
+      assert 0 <= letters["fraction_empty"] <= 1 and 0 <= letters["mean_size"] <= classes
+      assert sum(letters["size_histogram"]) == eval_size
+      assert 0 <= letters["auroc_set_size"] <= 1 and 0 <= letters["auroc_not_singleton"] <= 1
+      if method in ("aps", "raps"):  # not randomised (k_reg >= 1 for RAPS): never empty
+        assert d["fraction_empty"] == 0 == letters["fraction_empty"]
+    if not method.endswith("randomized"):  # a larger threshold: nested, larger sets
+      assert by_alpha["0.01"]["threshold"] >= by_alpha["0.05"]["threshold"]
+      assert by_alpha["0.01"]["digits"]["mean_size"] >= by_alpha["0.05"]["digits"]["mean_size"]
+
+
+def test_calibration_figure_draws_reliability_and_set_sizes(tmp_path):
+  from jaxuq import plot
+
+  rng = np.random.default_rng(0)
+  probs = rng.dirichlet(np.ones(10), size=50).astype(np.float32)
+  sizes = {"digits": rng.integers(0, 3, 50), "letters": rng.integers(0, 6, 40)}
+  fig = plot.calibration_and_sets({"a": probs, "b": probs}, {"lac": sizes, "aps": sizes},
+                                  rng.integers(0, 10, 50), path=tmp_path / "c.png")  # fmt: skip
+  assert len(fig.axes) == 3 and (tmp_path / "c.png").stat().st_size > 5000
+  top = int(sizes["letters"].max())
+  assert len(fig.axes[1].patches) == 2 * (top + 1)  # one bar per size 0..top and data set
+
+
+def test_an_eval_size_that_leaves_too_few_calibration_digits_is_refused(tmp_path):
+  # --quick: scikit-learn's 360 test digits; 300 evaluated leave 60, fewer than alpha = 0.01 needs.
+  with pytest.raises(ValueError, match="eval_size=300 leaves 60 test digits for calibration"):
+    cli.main(["ood", "--quick", "--eval-size", "300", "--out", str(tmp_path), "--no-progress"])

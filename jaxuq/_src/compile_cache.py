@@ -34,14 +34,15 @@ def cache_disabled_by_env() -> bool:
 
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.Path:
-  """Turns on JAX's persistent compilation cache in ``path`` (default :func:`default_cache_dir`).
+  """Turns on JAX's persistent compilation cache in ``path`` (default: jaxuq's cache folder).
 
   Every compiled program is kept, however quick its compilation (JAX's
   defaults skip programs compiled in under a second, which on a 2-core CPU
   are most of an experiment's programs).
 
   Args:
-    path: the cache folder; created if missing.
+    path: the cache folder; created if missing. Default ``$JAXUQ_CACHE_DIR``,
+      else ``$XDG_CACHE_HOME/jaxuq/jax``, else ``~/.cache/jaxuq/jax``.
 
   Returns:
     The folder in use.

@@ -52,7 +52,7 @@ def keep_mask(key: jax.Array, shape: Sequence[int], rate: float) -> jax.Array:
   """Draws a boolean keep mask, ``True`` with probability ``1 - rate``.
 
   The words are ``jax.random.bits(key, (word_count(shape, rate),), jnp.uint32)``
-  (see :func:`draw_words`); each 32-bit word is cut into ``32 // k`` fields of
+  (see ``draw_words``); each 32-bit word is cut into ``32 // k`` fields of
   ``k`` bits (``k = bits_per_unit(rate)``), and unit ``i`` is kept when its
   field is below ``round((1 - rate) * 2**k)``. The mask depends only on
   ``key``, ``shape`` and ``rate``, the same on every backend.

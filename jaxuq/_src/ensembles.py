@@ -72,9 +72,7 @@ def train_ensemble(
 
   Args:
     key: typed PRNG key.
-    model, optimizer, x, y, loss, epochs, batch_size, val_fraction, val_split,
-      validation_data, patience, min_delta, restore_best, loop,
-      eval_batch_size, checkpoint, checkpoint_every, progress: as in
+    model, optimizer, x, y, loss, epochs, batch_size, val_fraction, val_split, validation_data, patience, min_delta, restore_best, loop, eval_batch_size, checkpoint, checkpoint_every, progress: as in
       :func:`train` (the same engine; the checkpoint's fingerprint also covers
       ``num_members``, ``subsets`` and ``holdout_validation``).
     num_members: ensemble size N (a count).

@@ -90,8 +90,41 @@ def check_rate(rate: object, name: str = "rate") -> float:
   return float(rate)
 
 
+def check_process_span(devices: Sequence[object], process_index: int, process_count: int) -> None:
+  """Raises unless ``devices`` can run one computation from this process.
+
+  In a multi-process run (``jax.distributed``) a computation runs on devices of
+  this process only, or on devices of every process (each calls the same code).
+  A device list spanning some processes but not all would wait forever for the
+  missing ones; one held by other processes only cannot run here at all.
+
+  Args:
+    devices: the devices (anything with a ``process_index``).
+    process_index: this process's index (``jax.process_index()``).
+    process_count: the number of processes (``jax.process_count()``).
+
+  Raises:
+    ValueError: the devices' processes do not match.
+  """
+  held = sorted({int(getattr(d, "process_index", 0)) for d in devices})
+  if held == [process_index] or held == list(range(process_count)):
+    return
+  raise ValueError(
+    f"devices must belong to this process ({process_index}) only or to all "
+    f"{process_count} processes, got devices of process(es) {held}. Pass "
+    "devices=None (every process's devices; call the same code in each process) or "
+    "devices=jax.local_devices()."
+  )
+
+
 def check_devices(devices: Sequence[jax.Device] | None) -> list[jax.Device]:
-  """``devices`` as a non-empty list (``jax.devices()`` for ``None``), or raises."""
+  """``devices`` as a non-empty list (``jax.devices()`` for ``None``), or raises.
+
+  Raises:
+    TypeError: one device instead of a sequence.
+    ValueError: an empty list, or devices whose processes do not match (see
+      :func:`check_process_span`).
+  """
   if devices is None:
     return list(jax.devices())
   if isinstance(devices, jax.Device):
@@ -104,6 +137,7 @@ def check_devices(devices: Sequence[jax.Device] | None) -> list[jax.Device]:
       "devices must name at least one device, got an empty list; pass None for all of "
       "jax.devices(), or e.g. devices=jax.devices()[:1]"
     )
+  check_process_span(devices, jax.process_index(), jax.process_count())
   return devices
 
 

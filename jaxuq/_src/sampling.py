@@ -191,7 +191,7 @@ def mc_sample(
       :func:`auto_chunk_size`: the memory budget divided by an estimate of one
       sample's memory. A chunk larger than the samples means one chunk.
     memory_budget: bytes per chunk and device for ``chunk_size=None``; default
-      :func:`default_memory_budget`.
+      ``default_memory_budget()``.
     devices: devices to shard over; default all of ``jax.devices()``. One
       device: no sharding. Several: a mesh ``(len(devices) // data_shards,
       data_shards)`` with axes ``'samples'`` and ``'data'``.
@@ -212,10 +212,15 @@ def mc_sample(
       (checked from shapes alone, before anything is allocated).
 
   Examples:
-    >>> import jax, jaxuq
+    >>> import jax, jax.numpy as jnp, jaxuq
     >>> f = lambda key, x: x * jax.random.bernoulli(key, 0.5, x.shape)
-    >>> jaxuq.mc_sample(f, jax.random.key(0), jax.numpy.ones(3), num_samples=8).shape
+    >>> key = jax.random.key(0)
+    >>> s = jaxuq.mc_sample(f, key, jnp.ones(3), num_samples=8)
+    >>> s.shape
     (8, 3)
+    >>> loop = jaxuq.sequential_sample(f, key, jnp.ones(3), num_samples=8)
+    >>> bool((s == loop).all())  # the same keys, the same masks
+    True
   """
   _check_fn(fn)
   check_key(key)

@@ -137,7 +137,7 @@ def summarize(samples: Any, levels: Sequence[float] = (0.05, 0.5, 0.95), ddof: i
     ddof: see :func:`predictive_std`.
 
   Returns:
-    A :class:`Summary` whose ``mean``, ``std`` and ``quantiles`` have the
+    A :class:`~jaxuq.Summary` whose ``mean``, ``std`` and ``quantiles`` have the
     structure of ``samples``.
 
   Raises:

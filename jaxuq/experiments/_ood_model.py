@@ -85,21 +85,29 @@ def fit_ensemble(key: jax.Array, name: str, x: np.ndarray, y: np.ndarray, *, num
   return states, time.perf_counter() - start
 
 
-def mc_probs(key: jax.Array, name: str, variables: Any, x: np.ndarray, samples: int) -> jax.Array:
-  """Softmax of ``samples`` MC dropout passes, ``(samples, n, 10)``; BatchNorm on running averages."""
+def mc_logits(key: jax.Array, name: str, variables: Any, x: np.ndarray, samples: int) -> jax.Array:
+  """Logits of ``samples`` MC dropout passes, ``(samples, n, 10)``; BatchNorm on running averages."""
   f = jaxuq.from_linen(make_model(name), variables, train=False)
-  logits = jaxuq.mc_sample(f, key, jnp.asarray(x), num_samples=samples, chunk_size=_chunk(samples))
-  return jax.nn.softmax(logits, axis=-1)
+  return jaxuq.mc_sample(f, key, jnp.asarray(x), num_samples=samples, chunk_size=_chunk(samples))
+
+
+def mc_probs(key: jax.Array, name: str, variables: Any, x: np.ndarray, samples: int) -> jax.Array:
+  """Softmax of :func:`mc_logits` (the same key gives the same passes), ``(samples, n, 10)``."""
+  return jax.nn.softmax(mc_logits(key, name, variables, x, samples), axis=-1)
 
 
 def _chunk(samples: int) -> int:
   return min(samples, 10)  # bounds memory: 10 passes at a time
 
 
+def deterministic_logits(name: str, variables: Any, x: np.ndarray) -> jax.Array:
+  """Logits of the deterministic pass (dropout off), ``(n, 10)``."""
+  return predict(make_model(name), variables, jnp.asarray(x), batch_size=512)
+
+
 def deterministic_probs(name: str, variables: Any, x: np.ndarray) -> jax.Array:
-  """Softmax of the deterministic pass (dropout off), ``(n, 10)``."""
-  logits = predict(make_model(name), variables, jnp.asarray(x), batch_size=512)
-  return jax.nn.softmax(logits, axis=-1)
+  """Softmax of :func:`deterministic_logits`, ``(n, 10)``."""
+  return jax.nn.softmax(deterministic_logits(name, variables, x), axis=-1)
 
 
 def ensemble_probs(name: str, states: TrainState, x: np.ndarray) -> jax.Array:

@@ -34,6 +34,7 @@ from jaxuq.data import (
   regression_test_inputs,
   regression_train_data,
 )
+from jaxuq.experiments._calibration_eval import regression_intervals
 from jaxuq.models import MLP
 from jaxuq.train import train
 
@@ -218,6 +219,14 @@ def run_setting(
       np.sqrt(np.mean((mean - regression_target(x[:, 0]))[inside] ** 2))
     ),
     "heldout": heldout_metrics(all_samples[:, hold_pos], data.y_hold[:, 0]),
+    "intervals_90": regression_intervals(
+      cfg.seed,
+      all_samples[:, hold_pos],
+      data.y_hold[:, 0],
+      samples,
+      regression_target(x[:, 0]),
+      region_masks(x),
+    ),  # fmt: skip
     "wall_s": {"train": train_s, "sample": sample_s},
   }
   closed = None

@@ -8,8 +8,12 @@ each OOD set for class std (the seed's score), predictive entropy, mutual
 information and max probability, with the deterministic max-probability
 baseline; a per-digit and per-letter breakdown; the accept/reject stage (a
 logistic model on uncertainty features, fit on held-out digits and letters);
-the selective accuracy-coverage curve; figures; and ``summary.json`` with
-every number, the data sources and the settings. ``--ensemble N`` adds N
+the selective accuracy-coverage curve; temperature scaling (deterministic and
+MC, ECE and NLL before and after) and split conformal sets (LAC, APS, RAPS at
+alpha 0.05 and 0.01: coverage and sizes on digits, sizes on the OOD sets, set
+size as an OOD score), fit on held-out digits disjoint from the accept/reject
+stage's (``calibration_*.png``); figures; and ``summary.json`` with every
+number, the data sources and the settings. ``--ensemble N`` adds N
 members trained in parallel on bootstrap resamples, scored by their
 disagreement, with training and prediction times beside MC dropout's. The
 saved models in ``OUT/checkpoints`` serve ``jaxuq classify``.
@@ -31,6 +35,9 @@ from jaxuq.experiments._args import non_negative_int, positive_int
 HELP = "digits in, letters out: MC dropout CNNs on MNIST reject letters (the second seed)"
 QUICK = {"epochs": 3, "samples": 20, "eval_size": 200, "holdout": 300}
 FULL = {"epochs": 3, "samples": 100, "eval_size": 2000, "holdout": 5000}
+# Held-out digits kept from the accept/reject stage for calibration (temperature, conformal):
+# at least this many (alpha = 0.01 needs 99); the default runs keep holdout - eval_size.
+MIN_CALIBRATION = 100
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,15 +130,33 @@ def _load(args: argparse.Namespace, s: dict[str, Any]):
     rows = np.sort(rng.permutation(len(ds.labels))[:n])
     return ds.images[rows], ds.labels[rows]
 
-  tests = {"digits": subset(sets.digits_test, s["eval_size"]),
-           "letters": subset(sets.letters_test, s["eval_size"])}  # fmt: skip
+  order = rng.permutation(len(sets.digits_test.labels))  # as subset() draws it
+
+  def rows(ds, r):
+    return ds.images[np.sort(r)], ds.labels[np.sort(r)]
+
+  n_eval = s["eval_size"]
+  tests = {"digits": rows(sets.digits_test, order[:n_eval]),
+           "letters": subset(sets.letters_test, n_eval)}  # fmt: skip
   if sets.fashion_test is not None:
     tests["fashion_mnist"] = subset(sets.fashion_test, s["eval_size"])
   dt = sets.digits_train
-  n_fit = min(s["holdout"], s["eval_size"])  # each of digits and letters given MC passes
+  # Each of digits and letters given MC passes; the held-out digits after these calibrate.
+  n_fit = min(s["holdout"] - MIN_CALIBRATION, n_eval)
+  n_cal = min(s["holdout"] - n_fit, len(order) - n_eval)
+  if n_cal < MIN_CALIBRATION:
+    raise ValueError(
+      f"eval_size={n_eval} leaves {len(order) - n_eval} test digits for calibration, fewer "
+      f"than {MIN_CALIBRATION}: pass a smaller --eval-size"
+    )
+  cal_rows = slice(n_train + n_fit, n_train + n_fit + n_cal)
   split = {
     "train": (dt.images[:n_train], dt.labels[:n_train]),
     "heldout_digits": (dt.images[n_train:][:n_fit], dt.labels[n_train:][:n_fit]),
+    "calibration": {  # the first is exchangeable with the test digits; the figure draws it
+      "test_digits": rows(sets.digits_test, order[n_eval : n_eval + n_cal]),
+      "heldout_training": (dt.images[cal_rows], dt.labels[cal_rows]),
+    },
     "heldout_letters": subset(sets.letters_train, n_fit),
     "digits_test_full": (sets.digits_test.images, sets.digits_test.labels),
   }
@@ -182,6 +207,11 @@ def run(args: argparse.Namespace) -> int:
   x_train, y_train = split["train"]
   progress = not args.no_progress
   summary: dict[str, Any] = {"settings": s, "data": sources, "models": {}}
+  from jaxuq.experiments._calibration_eval import calibration_split_info
+
+  first = len(y_train) + len(split["heldout_digits"][1])  # after the accept/reject digits
+  n_cal = len(split["calibration"]["test_digits"][1])
+  summary["calibration_split"] = calibration_split_info(n_cal, first)
   roc: dict[str, dict] = {ood: {} for ood in tests if ood != "digits"}
   reliab, cover = {}, {}
   for m, name in enumerate(s["models"]):
@@ -196,8 +226,9 @@ def run(args: argparse.Namespace) -> int:
       (np.asarray(om.deterministic_probs(name, v, x_full)).argmax(-1) == y_full).mean()
     )
     t0 = time.perf_counter()
-    probs = {n: om.mc_probs(jax.random.fold_in(mc_key, i), name, v, x, s["samples"])
-             for i, (n, (x, _)) in enumerate(tests.items())}  # fmt: skip
+    logits = {n: om.mc_logits(jax.random.fold_in(mc_key, i), name, v, x, s["samples"])
+              for i, (n, (x, _)) in enumerate(tests.items())}  # fmt: skip
+    probs = {n: jax.nn.softmax(z, axis=-1) for n, z in logits.items()}
     jax.block_until_ready(probs)
     t_predict = time.perf_counter() - t0
     result, sc = _evaluate(probs, labels)
@@ -230,6 +261,18 @@ def run(args: argparse.Namespace) -> int:
       "letters": ev.per_class(sc["letters"], labels["letters"], letter_names,
                               {"rejected": rejected["letters"].astype(float)}),
     }  # fmt: skip
+    t0 = time.perf_counter()
+    calib: dict[str, Any] = {}
+    for j, (source, xy) in enumerate(split["calibration"].items()):
+      key_j = jax.random.fold_in(mc_key, 200 + j)
+      calib[source], (p_drawn, sizes_drawn) = _calibration(key_j, name, v, xy, tests, logits,
+                                                           s["samples"])  # fmt: skip
+      if j == 0:
+        plot.calibration_and_sets(
+          p_drawn, sizes_drawn, labels["digits"], path=out / f"calibration_{name}.png",
+          title=f"{name} CNN, {s['samples']} MC passes; T and sets fit on {n_cal} other test digits",
+        )  # fmt: skip
+    calib["seconds"] = time.perf_counter() - t0
     t_total = t_train + (om.previous_train_seconds(ckpt, name) if args.resume else 0.0)
     om.save_classifier(
       ckpt, name, rejector, s["samples"],
@@ -245,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
       "mc_images": int(sum(len(y) for y in labels.values())),
       "reject_stage": stage_info | stage,
       "per_class": breakdown,
+      "calibration": calib,
     }
     summary["models"][name] = result
     reliab[f"{name} (MC {s['samples']})"] = np.asarray(probs["digits"]).mean(0)
@@ -269,6 +313,34 @@ def run(args: argparse.Namespace) -> int:
   (out / "summary.json").write_text(json.dumps(summary, indent=2))
   _report(summary)
   return 0
+
+
+def _calibration(
+  key, name, v, calibration, tests, logits, samples
+) -> tuple[dict[str, Any], tuple[dict, dict]]:
+  """Temperature scaling and conformal sets fit on ``calibration`` (x, y); and what to draw."""
+  import jax
+
+  from jaxuq.experiments import _calibration_eval as ce
+  from jaxuq.experiments import _ood_model as om
+
+  x_cal, y_cal = calibration
+  x_dig, y_dig = tests["digits"]
+  mc_cal = om.mc_logits(jax.random.fold_in(key, 102), name, v, x_cal, samples)
+  det_cal, det_dig = (om.deterministic_logits(name, v, x) for x in (x_cal, x_dig))
+  det, det_after = ce.temperature(det_cal, y_cal, det_dig, y_dig)
+  mc, mc_after = ce.temperature(mc_cal, y_cal, logits["digits"], y_dig)
+  mean = {n: jax.nn.softmax(z, axis=-1).mean(0) for n, z in logits.items()}
+  sets, sizes = ce.conformal_sets(jax.random.fold_in(key, 103),
+                                  jax.nn.softmax(mc_cal, axis=-1).mean(0), y_cal, mean, y_dig)  # fmt: skip
+  reliability = {
+    "deterministic": jax.nn.softmax(det_dig, axis=-1),
+    f"deterministic, T = {det['temperature']:.2f}": det_after,
+    f"MC {samples}": mean["digits"],
+    f"MC {samples}, T = {mc['temperature']:.2f}": mc_after,
+  }
+  panels = {f"{m} sets, alpha = {a}": sizes[(m, a)] for m, a in ce.FIGURE_SETS}
+  return {"temperature": {"deterministic": det, "mc": mc}, "conformal": sets}, (reliability, panels)
 
 
 def _ensemble(key, name, s, split, tests, labels, ckpt, args, progress) -> dict[str, Any]:
@@ -310,6 +382,13 @@ def _report(summary: dict[str, Any]) -> None:
           f"{st['letters']['decision_accuracy']:.3f}, accuracy on accepted digits "
           f"{st['accuracy_on_accepted_digits']:.4f}"
         )
+    _report_calibration(r["calibration"]["test_digits"])
+    other = r["calibration"]["heldout_training"]
+    cells = ", ".join(
+      f"{m} {by['0.05']['digits']['coverage']:.3f}/{by['0.01']['digits']['coverage']:.3f}"
+      for m, by in other["conformal"].items()
+    )
+    print(f"  calibrated on held-out training digits instead: coverage (alpha 0.05/0.01) {cells}")
     if "ensemble" in r:
       e = r["ensemble"]
       cells = ", ".join(f"{ood} {d['class_std']['auroc']:.3f}" for ood, d in e["detection"].items())
@@ -317,3 +396,23 @@ def _report(summary: dict[str, Any]) -> None:
         f"  ensemble of {e['members']}: accuracy {e['digits']['accuracy']:.4f}, AUROC (class std) "
         f"{cells}; trained {e['train_seconds']:.0f} s, predicted {e['predict_seconds']:.1f} s"
       )
+
+
+def _report_calibration(c: dict[str, Any]) -> None:
+  """Temperature scaling and conformal sets: a few lines per model."""
+  for kind, t in c["temperature"].items():
+    b, a = t["test_digits"]["before"], t["test_digits"]["after"]
+    print(f"  temperature ({kind}): T = {t['temperature']:.3f}; test digits ECE {b['ece']:.4f} -> "
+          f"{a['ece']:.4f}, NLL {b['nll']:.4f} -> {a['nll']:.4f}")  # fmt: skip
+  oods = [k for k in c["conformal"]["lac"]["0.05"] if k not in ("threshold", "digits")]
+  head = "".join(f"{o[:7] + ' size/empty/AUROC size,!=1':>34}" for o in oods)
+  print(f"  {'conformal sets':<16}{'alpha':>6}{'cover':>7}{'size':>6}{head}")
+  for method, by_alpha in c["conformal"].items():
+    for alpha, r in by_alpha.items():
+      cells = "".join(
+        f"{r[o]['mean_size']:>12.2f}{r[o]['fraction_empty']:>7.2f}{r[o]['auroc_set_size']:>8.3f}"
+        f"{r[o]['auroc_not_singleton']:>7.3f}"
+        for o in oods
+      )
+      d = r["digits"]
+      print(f"  {method:<16}{alpha:>6}{d['coverage']:>7.3f}{d['mean_size']:>6.2f}{cells}")

@@ -12,6 +12,10 @@ the test grid [-2, 3) and writes into ``--out``:
 - ``summary.json``: mean predictive std inside the training range, in the gap,
   beyond 0.5 and their ratios; RMSE of the MC mean vs the deterministic
   prediction; Gaussian NLL, CRPS and 90 % coverage on the held-out points;
+  90 % intervals (``intervals_90``: the MC quantiles, split conformal with
+  absolute or std-normalised residuals, CQR, std scaling, isotonic
+  recalibration), fit on a random half of the held-out points, with coverage
+  and width on the other half and per region of the grid;
   wall times; the seed and every setting;
 - ``checkpoints/``: the trained parameters (``--resume`` reuses them).
 
@@ -265,5 +269,22 @@ def print_table(summary: dict[str, Any], results: list[Any]) -> None:
   print(f"RMSE MC mean vs deterministic: {main['rmse_mc_mean_vs_deterministic']['all']:.4f} "
         f"(inside {main['rmse_mc_mean_vs_deterministic']['inside']:.4f}); "
         f"held-out points: {main['heldout']['points']}")  # fmt: skip
+  print_intervals(main["intervals_90"])
   for name, f in summary.get("sweep", {}).get("findings", {}).items():
     print(f"finding {name.replace('_', ' ')}: {'holds' if f['holds'] else 'does NOT hold'}")
+
+
+def print_intervals(iv: dict[str, Any]) -> None:
+  """The 90 % intervals: held-out coverage and width, and coverage / width per grid region."""
+  print(f"{iv['level']:.0%} intervals, fit on {iv['calibration_points']} held-out points, "
+        f"tested on the other {iv['test_points']} and on the grid (noise-free target):")  # fmt: skip
+  regions = ("inside", "gap", "beyond")
+  print(f"{'method':<20}{'held-out':>9}{'width':>7}{'splits':>13}"
+        + "".join(f"{r + ' cov/width':>18}" for r in regions))  # fmt: skip
+  for name, m in iv["methods"].items():
+    h, r = m["heldout_test"], m["heldout_random_splits"]
+    cells = "".join(
+      f"{m['grid'][g]['coverage']:>10.2f}{m['grid'][g]['width']:>8.2f}" for g in regions
+    )
+    print(f"{name:<20}{h['coverage']:>9.2f}{h['width']:>7.3f}"
+          f"{r['coverage_mean']:>8.3f}±{r['coverage_sd']:.2f}{cells}")  # fmt: skip

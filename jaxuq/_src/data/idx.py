@@ -160,7 +160,7 @@ def read_idx(
 
   Args:
     path: the file, or with ``member`` a zip archive.
-    member: a member of the zip archive ``path`` (see :func:`read_idx_bytes`).
+    member: a member of the zip archive ``path`` (see ``read_idx_bytes``).
     sha256: the expected SHA-256 of the decompressed bytes; ``None`` skips the check.
 
   Returns:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 RENDER_SIZE = 64  # font size in pixels before shrinking to 20x20
 # Stroke thickness as a fraction of the glyph's longer side, drawn uniformly in
-# this range; chosen so that the strokes' thickness matches MNIST's (README, Data).
+# this range; chosen so that the strokes' thickness matches MNIST's (docs/cli.md, Data).
 THICKNESS = (0.09, 0.17)
 CANVAS = 160
 
@@ -164,7 +164,7 @@ def render_letters(
 
   For each glyph, rotation ~ U(-max_rotation, max_rotation) degrees, shear ~
   U(-max_shear, max_shear) and the stroke thickness, as a fraction of the
-  glyph's longer side, ~ U(*thickness), all drawn from ``key``. The default
+  glyph's longer side, ~ ``U(*thickness)``, all drawn from ``key``. The default
   thickness range makes the strokes' distribution close to MNIST's, so that
   letters cannot be told from digits by ink weight alone.
 

@@ -29,7 +29,8 @@ def speedup_figure(
     Whether a figure was written: False without matplotlib or without rows.
 
   Examples:
-    >>> import pathlib, tempfile, jaxuq
+    >>> import pathlib, tempfile
+    >>> import jaxuq.plot
     >>> rows = [{"model": "mlp", "batch": 8, "masks": t, "variant": "mc_auto",
     ...          "speedup_vs_sequential": 0.1 * t} for t in (10, 100)]
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "speedup.png"

@@ -1,0 +1,1 @@
+"""Calibration of MC dropout predictions: logit scaling (classification), std and quantile recalibration (regression)."""

@@ -1,0 +1,32 @@
+"""Active learning with MC dropout: acquisition functions over an unlabelled pool.
+
+Scores take MC softmax samples ``probs`` of shape ``(samples, n, classes)``
+and return ``(n,)``, higher = acquire first. :func:`acquisition` builds an
+:class:`Acquisition` whose ``select(key, probs, k)`` returns the ``k`` indices
+to label; :func:`score_pool`, :func:`sample_pool` and :func:`acquire` run MC
+dropout over a pool chunk by chunk.
+"""
+
+from jaxuq._src.active.batchbald import joint_entropy as joint_entropy
+from jaxuq._src.active.pool import acquire as acquire
+from jaxuq._src.active.pool import sample_pool as sample_pool
+from jaxuq._src.active.pool import score_pool as score_pool
+from jaxuq._src.active.scores import bald as bald
+from jaxuq._src.active.scores import max_entropy as max_entropy
+from jaxuq._src.active.scores import mean_std as mean_std
+from jaxuq._src.active.scores import variation_ratios as variation_ratios
+from jaxuq._src.active.select import Acquisition as Acquisition
+from jaxuq._src.active.select import acquisition as acquisition
+
+__all__ = [
+  "Acquisition",
+  "acquire",
+  "acquisition",
+  "bald",
+  "joint_entropy",
+  "max_entropy",
+  "mean_std",
+  "sample_pool",
+  "score_pool",
+  "variation_ratios",
+]
