@@ -26,10 +26,10 @@ import jax
 import numpy as np
 import optax
 
+from jaxuq.active import active_learning_runs
 from jaxuq.data import load_dataset
 from jaxuq.experiments import _active_model as am
 from jaxuq.models import MLP
-from jaxuq._src.active.loop import active_learning_runs  # TEMP
 
 SETTINGS = {
   "mlp": dict(acquisitions=3, epochs=10, acquisition_size=10, pool_subset=300, num_samples=20,

@@ -11,8 +11,8 @@ import pytest
 from jaxuq._src.active import runs as runs_module
 from jaxuq._src.active.fit_labelled import fit_labelled
 from jaxuq._src.active.labelled import balanced_seed, labelled_set
-from jaxuq._src.active.loop import active_learning, active_learning_runs
 from jaxuq._src.losses import resolve_loss
+from jaxuq.active import acquisition, active_learning, active_learning_runs
 from jaxuq.metrics import mutual_information
 from jaxuq.models import MLP
 from jaxuq.train import cross_entropy, init_state, train
@@ -209,3 +209,15 @@ def test_ensemble_members_are_the_samples():
   assert not np.allclose(first[0], first[1])
   with pytest.raises(ValueError, match="members must be at least 2"):
     _run(members=1)
+
+
+@pytest.mark.parametrize("name", ["max_entropy", "variation_ratios", "mean_std", "batchbald"])
+def test_named_acquisition_functions_run_in_the_loop(name):
+  _, h = _run(name, acquisitions=1, acquisition_size=3)
+  rows = np.concatenate([np.arange(6), h["acquired"].ravel()])
+  assert len(np.unique(rows)) == len(rows)
+
+
+def test_an_acquisition_object_is_accepted():
+  _, h = _run(acquisition("bald", stochastic="power"), acquisitions=1)
+  assert h["acquired"].shape == (1, 4)

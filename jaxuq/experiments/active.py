@@ -147,8 +147,7 @@ def run(args: argparse.Namespace) -> int:
   import jax
   import numpy as np
 
-  from jaxuq._src.active.labelled import balanced_seed
-  from jaxuq._src.active.loop import active_learning_runs
+  from jaxuq.active import active_learning_runs, balanced_seed
   from jaxuq.experiments import _active_model as am
   from jaxuq.experiments import _active_report as report
 

@@ -30,6 +30,7 @@ import optax
 from jaxuq._src.active import checks
 from jaxuq._src.active.round import Select
 from jaxuq._src.active.runs import History, Plan, initial_carry, run_rounds
+from jaxuq._src.active.select import Acquisition
 from jaxuq._src.active.setup import fingerprint, prepare, resolve_select
 from jaxuq._src.keys import check_key
 from jaxuq._src.losses import LossFn
@@ -37,7 +38,9 @@ from jaxuq._src.training import TrainState
 
 
 def _run(key, model, optimizer, data, seeds, run_selects, options, *, selects, labels, runs_keys):
-  cfg, _ = prepare(key, model, optimizer, data, seeds, selects, options)
+  consistent = any(c for _, _, c in selects)
+  cfg, _ = prepare(key, model, optimizer, data, seeds, [s for s, _, _ in selects], options,
+                   shared_mask=consistent)  # fmt: skip
   arrays = tuple(jnp.asarray(a) for a in data)
   capacity = seeds.shape[1] + (options["acquisitions"] + 1) * options["acquisition_size"]
   carry, rounds_keys = initial_carry(
@@ -100,7 +103,7 @@ def active_learning_runs(
   x_test: Any,
   y_test: Any,
   *,
-  selects: Sequence[str | Select],
+  selects: Sequence[str | Acquisition | Select],
   seed_indices: Any,
   acquisitions: int,
   epochs: int,
@@ -133,7 +136,8 @@ def active_learning_runs(
   Args:
     key, model, optimizer, x_pool, y_pool, x_test, y_test: as in
       :func:`active_learning`.
-    selects: acquisition functions (names or callables), F of them.
+    selects: acquisition functions (names, ``Acquisition`` objects or
+      callables), F of them.
     seed_indices: ``(repeats, s)`` seed sets, or one ``(s,)`` set for one repeat.
     side_by_side: ``vmap`` over the runs (default) or run them one by one.
     acquisitions, epochs, acquisition_size, pool_subset, num_samples,
@@ -152,8 +156,8 @@ def active_learning_runs(
   seeds = checks.check_seeds(seed_indices, len(y_pool), runs=0)
   if isinstance(selects, str) or not isinstance(selects, Sequence) or not selects:
     raise TypeError(f"selects must be a non-empty list of acquisition functions, got {selects!r}")
-  resolved = [resolve_select(s) for s in selects]
-  statics, labels = [s for s, _ in resolved], [label for _, label in resolved]
+  statics = [resolve_select(s) for s in selects]
+  labels = [label for _, label, _ in statics]
   checks.check_flag(side_by_side, "side_by_side")
   options = dict(
     acquisitions=acquisitions, acquisition_size=acquisition_size, pool_subset=pool_subset,
@@ -175,7 +179,7 @@ def active_learning(
   x_test: Any,
   y_test: Any,
   *,
-  select: str | Select,
+  select: str | Acquisition | Select,
   seed_indices: Any,
   acquisitions: int,
   epochs: int,
@@ -213,9 +217,14 @@ def active_learning(
     x_pool, y_pool: the pool (inputs and integer labels; the labels of a row
       are read only once it is labelled).
     x_test, y_test: the test set.
-    select: the acquisition function: a name (``'bald'``, ``'random'``) or a
-      callable ``select(key, probs, k) -> (k,)`` distinct positions into
-      ``probs`` ``(num_samples, pool_subset, classes)``.
+    select: the acquisition function: a name of
+      :func:`jaxuq.active.acquisition` (``'bald'``, ``'max_entropy'``,
+      ``'variation_ratios'``, ``'mean_std'``, ``'random'``, ``'batchbald'``),
+      an :class:`~jaxuq.active.Acquisition`, or any callable ``select(key,
+      probs, k) -> (k,)`` distinct positions into ``probs`` ``(num_samples,
+      pool_subset, classes)``. For BatchBALD (an acquisition marked
+      ``consistent``) each MC pass shares one dropout mask across the scored
+      rows, so that a pass is one network.
     seed_indices: the seed set, ``(s,)`` distinct pool rows.
     acquisitions: the number of acquisition rounds.
     epochs: training epochs per round (``ceil(labelled / batch_size)`` steps
@@ -260,7 +269,7 @@ def active_learning(
   check_key(key)
   checks.check_data(x_pool, y_pool, x_test, y_test)
   seeds = checks.check_seeds(seed_indices, len(y_pool), runs=None)
-  static, label = resolve_select(select)
+  static = resolve_select(select)
   options = dict(
     acquisitions=acquisitions, acquisition_size=acquisition_size, pool_subset=pool_subset,
     num_samples=num_samples, epochs=epochs, batch_size=batch_size, loss=loss,
@@ -270,7 +279,7 @@ def active_learning(
   )  # fmt: skip
   data = (x_pool, y_pool, x_test, y_test)
   states, history = _grid(
-    key, key[None], model, optimizer, data, seeds, [static], [label], True, options
+    key, key[None], model, optimizer, data, seeds, [static], [static[1]], True, options
   )
   state = jax.tree.map(lambda a: a[0, 0], states)
   return state, {k: v[:, 0, 0] for k, v in history.items()}

@@ -56,6 +56,7 @@ class RoundConfig:
   warm_start: bool
   hyperparams: Static | None
   members: int | None = None
+  shared_mask: bool = False
 
 
 class Carry(NamedTuple):
@@ -112,7 +113,13 @@ def fresh_state(
   return jax.vmap(lambda k: init_state(k, model, optimizer, x0))(jax.random.split(key, members))
 
 
-def _probs(key: jax.Array, state: TrainState, x: jax.Array, num_samples: int | None) -> jax.Array:
+def _probs(
+  key: jax.Array,
+  state: TrainState,
+  x: jax.Array,
+  num_samples: int | None,
+  shared_mask: bool = False,
+) -> jax.Array:
   """MC dropout softmax outputs ``(num_samples, n, classes)``, or ``(1, n, classes)`` dropout off.
 
   For an ensemble (a state with a member axis, ``num_samples=None``): each
@@ -127,7 +134,7 @@ def _probs(key: jax.Array, state: TrainState, x: jax.Array, num_samples: int | N
     )
     probs = out(state.variables)
     return probs if members else probs[None]
-  f = from_linen(model, state.variables, **flag)
+  f = from_linen(model, state.variables, shared_mask=shared_mask, **flag)
   # Layers before the first dropout do not depend on the key: vmap computes them once.
   return jax.vmap(lambda k: jax.nn.softmax(f(k, x)))(jax.random.split(key, num_samples))
 
@@ -184,7 +191,8 @@ def acquire(cfg: RoundConfig, keys: jax.Array, carry: Carry, state: TrainState, 
   def one(keys: jax.Array, labelled: LabelledSet, which: jax.Array, state: TrainState):
     subset_key, score_key, select_key = keys
     subset = draw_unlabelled(subset_key, labelled.mask, cfg.pool_subset)
-    probs = _probs(score_key, state, x_pool[subset], None if cfg.members else cfg.num_samples)
+    samples = None if cfg.members else cfg.num_samples
+    probs = _probs(score_key, state, x_pool[subset], samples, cfg.shared_mask)
     rows = subset[_select(cfg, which, select_key, probs)]
     return add_labels(labelled, rows), rows
 

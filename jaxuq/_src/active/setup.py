@@ -11,38 +11,39 @@ import numpy as np
 import optax
 
 from jaxuq._src.active import checks
-from jaxuq._src.active.round import RoundConfig, Select
+from jaxuq._src.active.round import RoundConfig
+from jaxuq._src.active.select import NAMES, Acquisition, acquisition
 from jaxuq._src.keys import check_key, check_positive_int
 from jaxuq._src.losses import check_labels, resolve_loss
-from jaxuq._src.metrics.samples import mutual_information
 from jaxuq._src.model_call import check_linen, mode_flag, mode_kwargs
 from jaxuq._src.static import Static, digest
 from jaxuq._src.training import init_state
 
 
-def _bald_top_k(key: jax.Array, probs: jax.Array, k: int) -> jax.Array:
-  del key
-  return jax.lax.top_k(mutual_information(probs), k)[1]
+def resolve_select(select: Any) -> tuple[Static, str, bool]:
+  """An acquisition function, its fingerprint label, and whether it needs consistent samples.
 
-
-def _random_k(key: jax.Array, probs: jax.Array, k: int) -> jax.Array:
-  return jax.random.choice(key, probs.shape[1], (k,), replace=False)
-
-
-_NAMED: dict[str, Select] = {"bald": _bald_top_k, "random": _random_k}
-
-
-def resolve_select(select: str | Select) -> tuple[Static, str]:
-  """An acquisition function (a name or ``select(key, probs, k)``) and its fingerprint label."""
+  ``select`` is a name of :func:`jaxuq.active.acquisition`, an
+  :class:`~jaxuq.active.Acquisition`, or any callable ``select(key, probs, k)``.
+  Consistent samples (BatchBALD) are drawn with one dropout mask per pass
+  shared by every scored row: each pass is one network.
+  """
   if isinstance(select, str):
-    if select not in _NAMED:
-      raise ValueError(f"unknown acquisition function {select!r}; the names are {sorted(_NAMED)}")
-    return Static(_NAMED[select]), select
+    if select not in NAMES:
+      raise ValueError(
+        f"unknown acquisition function {select!r}; the names are {', '.join(NAMES)} "
+        "(or pass jaxuq.active.acquisition(...) or a callable select(key, probs, k))"
+      )
+    acq = acquisition(select)
+    return Static(acq.select), select, acq.consistent
+  if isinstance(select, Acquisition):
+    return Static(select.select), f"{select.name}:{digest(select.select)}", select.consistent
   if not callable(select):
     raise TypeError(
-      f"an acquisition function must be a name or a callable select(key, probs, k), got {select!r}"
+      f"an acquisition function must be a name, an Acquisition or a callable "
+      f"select(key, probs, k), got {select!r}"
     )
-  return Static(select), "callable:" + digest(select)
+  return Static(select), "callable:" + digest(select), False
 
 
 def _array_fingerprint(a: Any) -> list[Any]:
@@ -50,7 +51,9 @@ def _array_fingerprint(a: Any) -> list[Any]:
   return [list(h.shape), str(h.dtype), hashlib.sha256(h.tobytes()).hexdigest()]
 
 
-def prepare(key, model, optimizer, data, seeds, selects, options) -> tuple[RoundConfig, Any]:
+def prepare(
+  key, model, optimizer, data, seeds, selects, options, shared_mask: bool = False
+) -> tuple[RoundConfig, Any]:
   """Checks every argument eagerly; returns the round config and the state's shape."""
   check_key(key)
   check_linen(model)
@@ -92,6 +95,7 @@ def prepare(key, model, optimizer, data, seeds, selects, options) -> tuple[Round
     num_samples=o["num_samples"], eval_samples=eval_samples,
     eval_batch_size=o["eval_batch_size"], warm_start=warm_start,
     hyperparams=None if hyperparams is None else Static(hyperparams), members=members,
+    shared_mask=shared_mask,
   )  # fmt: skip
   return cfg, shape
 
