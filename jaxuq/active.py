@@ -4,10 +4,16 @@ Scores take MC softmax samples ``probs`` of shape ``(samples, n, classes)``
 and return ``(n,)``, higher = acquire first. :func:`acquisition` builds an
 :class:`Acquisition` whose ``select(key, probs, k)`` returns the ``k`` indices
 to label; :func:`score_pool`, :func:`sample_pool` and :func:`acquire` run MC
-dropout over a pool chunk by chunk.
+dropout over a pool chunk by chunk. :func:`active_learning` runs the loop
+(train, test, score a pool subset, acquire, label) with a checkpoint every
+round; :func:`active_learning_runs` runs several functions and repeats side by
+side; :func:`balanced_seed` draws a class-balanced seed set.
 """
 
 from jaxuq._src.active.batchbald import joint_entropy as joint_entropy
+from jaxuq._src.active.labelled import balanced_seed as balanced_seed
+from jaxuq._src.active.loop import active_learning as active_learning
+from jaxuq._src.active.loop import active_learning_runs as active_learning_runs
 from jaxuq._src.active.pool import acquire as acquire
 from jaxuq._src.active.pool import sample_pool as sample_pool
 from jaxuq._src.active.pool import score_pool as score_pool
@@ -22,7 +28,10 @@ __all__ = [
   "Acquisition",
   "acquire",
   "acquisition",
+  "active_learning",
+  "active_learning_runs",
   "bald",
+  "balanced_seed",
   "joint_entropy",
   "max_entropy",
   "mean_std",

@@ -39,6 +39,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jaxuq.experiments.ood",
     "digits in, letters out: MC dropout CNNs on MNIST reject letters",
   ),
+  "active": (
+    "jaxuq.experiments.active",
+    "active learning on MNIST with MC dropout: BALD and others vs random (Gal et al. 2017)",
+  ),
   "classify": (
     "jaxuq.experiments.classify",
     "your drawings (PNG): accept/reject, the digit and its uncertainty",

@@ -1,0 +1,130 @@
+"""The host side of the loop: runs side by side, round by round, with checkpoints and a bar.
+
+Each round is one ``run_round`` for all runs at once (its jitted programs
+``vmap`` over the runs), then a few numbers to the host for the history and
+the progress bar, and an atomic checkpoint of every run's carry with the history
+so far. Round ``r`` of a run uses the key ``fold_in(rounds_key, r)``, so a
+run resumed after round ``r`` computes exactly what it would have computed
+without the interruption: the resumed history and parameters are identical
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxuq._src.active.labelled import labelled_set
+from jaxuq._src.active.round import Carry, RoundConfig, fresh_state, run_round
+from jaxuq._src.checkpoint import restore_checkpoint, save_checkpoint
+from jaxuq._src.loop import show_progress
+
+History = dict[str, np.ndarray]
+INTEGER_RECORDS = ("acquired", "num_labelled")
+
+
+def jsonable(value: Any) -> Any:
+  """``value`` as it reads back from JSON (tuples become lists)."""
+  return json.loads(json.dumps(value))
+
+
+def check_fingerprint(path: pathlib.Path, found: Any, expected: dict[str, Any]) -> None:
+  """Raises unless a checkpoint was written by this configuration, naming what differs."""
+  if found == expected:
+    return
+  differ = sorted(k for k in expected if not isinstance(found, dict) or found.get(k) != expected[k])
+  raise ValueError(
+    f"checkpoint {path} was written by a different active-learning run (it differs in "
+    f"{', '.join(differ) or 'its format'}); resume with the same data, key and settings, "
+    "or use another checkpoint path"
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """The host-side settings: how many acquisitions, where to checkpoint, what to show."""
+
+  acquisitions: int
+  checkpoint: pathlib.Path | None
+  progress: bool | None
+  description: str
+  fingerprint: dict[str, Any]
+  callback: Callable[[int, dict[str, np.ndarray]], None] | None = None
+
+
+def initial_carry(
+  keys: jax.Array, model: Any, optimizer: Any, x0: jax.Array, seeds: np.ndarray,
+  which: np.ndarray, pool_size: int, capacity: int, members: int | None = None,
+) -> tuple[Carry, jax.Array]:  # fmt: skip
+  """Every run's first carry, and its rounds key: ``init_key, rounds_key = split(run_key)``."""
+  split = jax.vmap(jax.random.split)(keys)
+  states = jax.vmap(lambda k: fresh_state(k, model, optimizer, x0, members))(split[:, 0])
+  labelled = jax.vmap(lambda s: labelled_set(s, pool_size, capacity))(jnp.asarray(seeds))
+  return Carry(states, labelled, jnp.asarray(which, jnp.int32)), split[:, 1]
+
+
+def _round_keys(rounds_keys: jax.Array, r: int) -> jax.Array:
+  return jax.vmap(lambda k: jax.random.fold_in(k, r))(rounds_keys)
+
+
+def run_rounds(
+  cfg: RoundConfig, plan: Plan, carry: Carry, rounds_keys: jax.Array, data: tuple[jax.Array, ...]
+) -> tuple[Carry, History]:
+  """Runs ``plan.acquisitions`` acquisitions and one last training for every run.
+
+  Returns:
+    ``(carry, history)``: the carries after the last training (the labelled
+    sets hold every acquisition) and the history, each entry with the run
+    axis second: ``(acquisitions + 1, runs)`` per-round numbers and
+    ``acquired`` ``(acquisitions, runs, k)``.
+  """
+  history: dict[str, list] = {}
+  start = 0
+  if plan.checkpoint is not None and plan.checkpoint.exists():
+    tree, meta = restore_checkpoint(plan.checkpoint, {"carry": carry})
+    check_fingerprint(plan.checkpoint, meta.get("fingerprint"), jsonable(plan.fingerprint))
+    carry, start = tree["carry"], int(meta["round"])
+    history = {k: [np.asarray(v) for v in vals] for k, vals in meta["history"].items()}
+    if start > plan.acquisitions + 1:
+      raise ValueError(
+        f"checkpoint {plan.checkpoint} already holds {start - 1} acquisitions, more than "
+        f"acquisitions={plan.acquisitions}: pass at least {start - 1}, or use another path"
+      )
+  bar = tqdm(
+    total=plan.acquisitions + 1, initial=start, disable=not show_progress(plan.progress),
+    desc=plan.description, unit="round",
+  )  # fmt: skip
+  with bar:
+    for r in range(start, plan.acquisitions + 1):
+      last = r == plan.acquisitions  # the last round trains and evaluates, acquires nothing
+      new, record = run_round(cfg, _round_keys(rounds_keys, r), carry, data, last)
+      host = {k: np.asarray(v) for k, v in jax.device_get(record).items()}
+      for name, value in host.items():
+        history.setdefault(name, []).append(value)
+      carry = new
+      bar.update(1)
+      bar.set_postfix(test_error=f"{np.mean(host['test_error']):.4f}")
+      if plan.checkpoint is not None:
+        meta = {
+          "round": r + 1,
+          "history": {k: [np.asarray(v).tolist() for v in vals] for k, vals in history.items()},
+          "fingerprint": jsonable(plan.fingerprint),
+        }
+        save_checkpoint(plan.checkpoint, {"carry": carry}, meta)
+      if plan.callback is not None:
+        plan.callback(r, host)
+  out = {
+    k: np.stack(v).astype(np.int32 if k in INTEGER_RECORDS else np.float32)
+    for k, v in history.items()
+  }
+  if "acquired" not in out:
+    out["acquired"] = np.zeros((0, carry.which.shape[0], cfg.acquisition_size), np.int32)
+  return carry, out

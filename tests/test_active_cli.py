@@ -1,0 +1,49 @@
+"""``jaxuq active --quick``: the table, the figure, the summary, and a resumed run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxuq.cli import main
+from jaxuq.experiments import _active_report as report
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+
+def test_quick_run_writes_its_outputs_and_resumes(tmp_path, capsys):
+  out = tmp_path / "active"
+  assert main(["active", "--quick", "--out", str(out), "--no-progress", "--no-compile-cache"]) == 0
+  printed = capsys.readouterr().out
+  assert "BALD" in printed and "Random" in printed
+  summary = json.loads((out / "summary.json").read_text())
+  assert (out / "active_error.png").stat().st_size > 0
+  history = {k: np.asarray(v) for k, v in summary["history"].items()}
+  assert history["test_error"].shape == (4, 2, 1)  # rounds, functions, repeats
+  assert history["acquired"].shape == (3, 2, 1, 10)
+  assert summary["data"]["pool"]["synthetic"] is True
+  for f in range(2):
+    rows = history["acquired"][:, f, 0].ravel()
+    assert len(np.unique(rows)) == len(rows)
+  rows = summary["table"]["rows"]
+  assert rows["bald"]["paper_images_to_10pct_5pct"] == [145, 335]
+  # Resuming a finished run trains nothing and returns the same history.
+  assert main(["active", "--quick", "--out", str(out), "--no-progress", "--resume"]) == 0
+  again = json.loads((out / "summary.json").read_text())
+  assert again["history"] == summary["history"]
+
+
+def test_bad_options_are_refused_by_the_parser(capsys):
+  with pytest.raises(SystemExit):
+    main(["active", "--quick", "--acquisition-size", "0"])
+  assert "must be a positive int, got 0" in capsys.readouterr().err
+
+
+def test_images_to_reach_counts_the_first_round_at_or_below():
+  acquired = np.array([0, 10, 20, 30])
+  assert report.images_to_reach(acquired, np.array([0.3, 0.1, 0.04, 0.02]), 0.10) == 10
+  assert report.images_to_reach(acquired, np.array([0.3, 0.1, 0.04, 0.02]), 0.05) == 20
+  assert report.images_to_reach(acquired, np.array([0.3, 0.2, 0.2, 0.2]), 0.05) is None

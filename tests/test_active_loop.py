@@ -1,0 +1,223 @@
+"""The active-learning loop: resume bit for bit, no repeated labels, runs side by side, errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxuq._src.active import runs as runs_module
+from jaxuq._src.active.fit_labelled import fit_labelled
+from jaxuq._src.active.labelled import balanced_seed, labelled_set
+from jaxuq._src.losses import resolve_loss
+from jaxuq.active import acquisition, active_learning, active_learning_runs
+from jaxuq.metrics import mutual_information
+from jaxuq.models import MLP
+from jaxuq.train import cross_entropy, init_state, train
+
+NET = MLP(out_features=3, depth=1, width=16, rate=0.3)
+
+
+def bald(key, probs, k):
+  del key
+  return jax.lax.top_k(mutual_information(probs), k)[1]
+
+
+def random_select(key, probs, k):
+  return jax.random.choice(key, probs.shape[1], (k,), replace=False)
+
+
+def _data(n_pool=90, n_test=30):
+  key = jax.random.key(42)
+  centres = jnp.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
+  y = jax.random.randint(key, (n_pool + n_test,), 0, 3)
+  x = centres[y] + 1.2 * jax.random.normal(jax.random.fold_in(key, 1), (n_pool + n_test, 2))
+  x, y = np.asarray(x), np.asarray(y, np.int32)
+  return x[:n_pool], y[:n_pool], x[n_pool:], y[n_pool:]
+
+
+DATA = _data()
+SETTINGS = dict(
+  acquisitions=3, epochs=2, acquisition_size=4, pool_subset=25, num_samples=4, batch_size=8,
+  progress=False,
+)  # fmt: skip
+
+
+def _run(select=bald, key=0, **overrides):
+  settings = SETTINGS | overrides
+  return active_learning(
+    jax.random.key(key), NET, optax.adam(1e-2), *DATA, select=select,
+    seed_indices=np.arange(6), **settings,
+  )  # fmt: skip
+
+
+def test_history_shapes_and_labels_never_repeat():
+  for select in (bald, random_select):
+    _, h = _run(select, acquisitions=5, acquisition_size=5)
+    assert h["acquired"].shape == (5, 5)
+    assert h["test_error"].shape == h["num_labelled"].shape == (6,)
+    np.testing.assert_array_equal(h["num_labelled"], 6 + 5 * np.arange(6))
+    rows = np.concatenate([np.arange(6), h["acquired"].ravel()])
+    assert len(np.unique(rows)) == len(rows)
+    np.testing.assert_allclose(h["test_error"], 1.0 - h["test_accuracy"], atol=1e-6)
+
+
+def test_pool_subset_none_offers_every_row_left_at_the_end():
+  _, h = _run(bald, acquisitions=2, pool_subset=None)  # 90 - 6 - 4 = 80 rows scored a round
+  assert h["acquired"].shape == (2, 4)
+  assert len(np.unique(h["acquired"])) == 8
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
+  full_state, full = _run(checkpoint=tmp_path / "a.msgpack")
+  saves = []
+  real_save = runs_module.save_checkpoint
+
+  def crash_after_two(*args, **kwargs):
+    real_save(*args, **kwargs)
+    saves.append(1)
+    if len(saves) == 2:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(runs_module, "save_checkpoint", crash_after_two)
+  with pytest.raises(KeyboardInterrupt):
+    _run(checkpoint=tmp_path / "b.msgpack")
+  monkeypatch.setattr(runs_module, "save_checkpoint", real_save)
+  state, history = _run(checkpoint=tmp_path / "b.msgpack")
+  assert history.keys() == full.keys()
+  for name in full:
+    assert history[name].dtype == full[name].dtype
+    np.testing.assert_array_equal(history[name], full[name])
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(full_state.params), strict=True):
+    np.testing.assert_array_equal(a, b)
+  # A finished checkpoint returns the same again; another configuration is refused.
+  _, again = _run(checkpoint=tmp_path / "b.msgpack")
+  np.testing.assert_array_equal(again["acquired"], full["acquired"])
+  with pytest.raises(ValueError, match="different active-learning run"):
+    _run(checkpoint=tmp_path / "b.msgpack", num_samples=5)
+
+
+def test_side_by_side_equals_runs_one_by_one():
+  seeds = np.stack([np.arange(6), np.arange(6, 12)])
+  common = dict(selects=[bald, random_select], seed_indices=seeds, **SETTINGS)
+  key = jax.random.key(3)
+  states, together = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, **common)
+  _, apart = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, side_by_side=False, **common)
+  assert together["test_error"].shape == (4, 2, 2)
+  assert jax.tree.leaves(states.params)[0].shape[:2] == (2, 2)
+  np.testing.assert_array_equal(together["acquired"], apart["acquired"])
+  for name in ("test_error", "test_nll", "train_loss"):
+    np.testing.assert_allclose(together[name], apart[name], rtol=1e-4, atol=1e-6)
+  # Run (f, r) is active_learning with the repeat's key and seed set.
+  _, one = active_learning(
+    jax.random.split(key, 2)[1], NET, optax.adam(1e-2), *DATA, select=random_select,
+    seed_indices=seeds[1], **SETTINGS,
+  )  # fmt: skip
+  np.testing.assert_array_equal(one["acquired"], together["acquired"][:, 1, 1])
+  np.testing.assert_allclose(one["test_nll"], together["test_nll"][:, 1, 1], rtol=1e-4)
+
+
+def test_one_compilation_for_all_rounds():
+  # The training step and the acquisition are traced once for a run whose labelled set grows
+  # from 6 to 24 rows (their Python bodies run only when jax traces them).
+  selects, losses = [], []
+
+  def counting_select(key, probs, k):
+    selects.append(1)
+    return bald(key, probs, k)
+
+  def counting_loss(logits, labels):
+    losses.append(1)
+    return cross_entropy(logits, labels)
+
+  _run(counting_select, acquisitions=6, acquisition_size=3, loss=counting_loss)
+  assert len(selects) == 1
+  assert len(losses) == 1
+
+
+def test_warm_start_differs_from_scratch_and_runs():
+  _, scratch = _run()
+  _, warm = _run(warm_start=True)
+  assert not np.array_equal(scratch["train_loss"][1:], warm["train_loss"][1:])
+
+
+def test_injected_weight_decay_follows_the_labelled_set_size():
+  tx = optax.inject_hyperparams(optax.adamw)(learning_rate=1e-2, weight_decay=0.0)
+  final, _ = active_learning(
+    jax.random.key(0), NET, tx, *DATA, select=bald, seed_indices=np.arange(6),
+    hyperparams=lambda n: {"weight_decay": 1.0 / n}, **SETTINGS,
+  )  # fmt: skip
+  np.testing.assert_allclose(final.opt_state.hyperparams["weight_decay"], 1.0 / 18, rtol=1e-6)
+
+
+def test_full_labelled_set_trains_as_the_engine_does():
+  x, y = DATA[0][:32], DATA[1][:32]
+  key = jax.random.key(7)
+  engine, _ = train(key, NET, optax.adam(1e-2), x, y, loss="cross_entropy", epochs=3,
+                    batch_size=8, progress=False)  # fmt: skip
+  state = init_state(key, NET, optax.adam(1e-2), jnp.asarray(x[:1]))
+  labelled = labelled_set(jnp.arange(32), 32, 32)
+  stacked = jax.tree.map(lambda a: a[None], (state, labelled))
+  ours, _ = fit_labelled(
+    *stacked[:1], jnp.asarray(x), jnp.asarray(y), stacked[1],
+    objective=resolve_loss("cross_entropy"), epochs=3, batch_size=8,
+  )  # fmt: skip
+  for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(engine.params), strict=True):
+    np.testing.assert_allclose(a[0], b, rtol=1e-5, atol=1e-6)
+
+
+def test_balanced_seed():
+  y = np.repeat(np.arange(3), 10)
+  rows = balanced_seed(jax.random.key(0), y, 2)
+  assert np.bincount(y[rows]).tolist() == [2, 2, 2]
+  with pytest.raises(ValueError, match="fewer than per_class"):
+    balanced_seed(jax.random.key(0), y, 11)
+
+
+@pytest.mark.parametrize(
+  ("overrides", "error", "match"),
+  [
+    ({"seed_indices": np.arange(90)}, ValueError, "smaller than the pool"),
+    ({"acquisition_size": 0}, ValueError, "acquisition_size must be a positive int, got 0"),
+    ({"pool_subset": 80}, ValueError, "pool_subset=80 is bigger than the pool"),
+    ({"select": "no-such-function"}, ValueError, "unknown acquisition function"),
+    ({"acquisitions": 30}, ValueError, "the pool has 90"),
+    ({"seed_indices": np.array([1, 1, 2])}, ValueError, "distinct"),
+    ({"seed_indices": np.array([0, 95])}, ValueError, r"\[0, 90\)"),
+    ({"warm_start": 1}, TypeError, "warm_start must be True or False"),
+    ({"hyperparams": lambda n: {"weight_decay": n}}, ValueError, "inject_hyperparams"),
+    ({"key": 0}, TypeError, "typed PRNG key"),
+  ],
+)
+def test_bad_input_is_refused_eagerly(overrides, error, match):
+  args = dict(key=jax.random.key(0), select=bald, seed_indices=np.arange(6), **SETTINGS) | overrides
+  key = args.pop("key")
+  with pytest.raises(error, match=match):
+    active_learning(key, NET, optax.adam(1e-2), *DATA, **args)
+
+
+def test_ensemble_members_are_the_samples():
+  state, h = _run(members=3, acquisitions=2)
+  assert jax.tree.leaves(state.params)[0].shape[0] == 3
+  rows = np.concatenate([np.arange(6), h["acquired"].ravel()])
+  assert len(np.unique(rows)) == len(rows)
+  assert np.all(np.isfinite(h["test_nll"]))
+  # Members start from different weights, so they disagree: BALD on them is not all zero.
+  first = jax.tree.leaves(state.params)[0]
+  assert not np.allclose(first[0], first[1])
+  with pytest.raises(ValueError, match="members must be at least 2"):
+    _run(members=1)
+
+
+@pytest.mark.parametrize("name", ["max_entropy", "variation_ratios", "mean_std", "batchbald"])
+def test_named_acquisition_functions_run_in_the_loop(name):
+  _, h = _run(name, acquisitions=1, acquisition_size=3)
+  rows = np.concatenate([np.arange(6), h["acquired"].ravel()])
+  assert len(np.unique(rows)) == len(rows)
+
+
+def test_an_acquisition_object_is_accepted():
+  _, h = _run(acquisition("bald", stochastic="power"), acquisitions=1)
+  assert h["acquired"].shape == (1, 4)
