@@ -140,10 +140,8 @@ def active_learning_runs(
       callables), F of them.
     seed_indices: ``(repeats, s)`` seed sets, or one ``(s,)`` set for one repeat.
     side_by_side: ``vmap`` over the runs (default) or run them one by one.
-    acquisitions, epochs, acquisition_size, pool_subset, num_samples,
-      batch_size, loss, warm_start, hyperparams, eval_samples,
-      eval_batch_size, members, checkpoint, progress, callback: as in
-      :func:`active_learning`.
+    acquisitions, epochs, acquisition_size, pool_subset, num_samples, batch_size, loss, warm_start, hyperparams, eval_samples, eval_batch_size, members, checkpoint, progress, callback:
+      as in :func:`active_learning`.
 
   Returns:
     ``(states, history)``: the final states with leading axes ``(F,
