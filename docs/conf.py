@@ -7,6 +7,7 @@ anything from the network at build time.
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -114,3 +115,18 @@ html_theme_options = {
 html_static_path = ["_static"]
 html_css_files = ["jaxuq.css"]
 html_last_updated_fmt = None
+
+# Sphinx 9 prints a type alias inside a union or subscript (``ArrayLike | None``) as its
+# wrapper ``TypeAliasForwardRef('ArrayLike')``: show the alias's name instead.
+_FORWARD_REF = re.compile(r"TypeAliasForwardRef\('([^']+)'\)")
+
+
+def _plain_aliases(app, what, name, obj, options, signature, return_annotation):
+  def fix(text):
+    return None if text is None else _FORWARD_REF.sub(r"\1", text)
+
+  return fix(signature), fix(return_annotation)
+
+
+def setup(app):
+  app.connect("autodoc-process-signature", _plain_aliases)

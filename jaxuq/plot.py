@@ -14,9 +14,11 @@ extra to install.
   :func:`per_class_bars`, :func:`reliability`, :func:`coverage_curves`,
   :func:`calibration_and_sets` (temperature scaling and conformal set sizes).
 - Exact answers: :func:`exact_histogram`, :func:`mc_convergence`.
+- Active learning: :func:`active_learning_curves`.
 - Benchmarks: :func:`speedup_figure`.
 """
 
+from jaxuq._src.plot.active import active_learning_curves as active_learning_curves
 from jaxuq._src.plot.bench import speedup_figure as speedup_figure
 from jaxuq._src.plot.calibration import calibration_and_sets as calibration_and_sets
 from jaxuq._src.plot.exact import exact_histogram as exact_histogram
@@ -34,6 +36,7 @@ from jaxuq._src.plot.regression import regression_scatter as regression_scatter
 from jaxuq._src.plot.regression import regression_sweep as regression_sweep
 
 __all__ = [
+  "active_learning_curves",
   "calibration_and_sets",
   "coverage_curves",
   "exact_histogram",

@@ -85,20 +85,10 @@ def error_figure(
   path: str | os.PathLike | None = None,
 ) -> Any:  # fmt: skip
   """Test error (%) against acquired images per function: the repeats' mean and their range."""
-  from jaxuq._src.plot.figure import finish, new_figure
+  from jaxuq import plot
 
-  fig, ax = new_figure((6.4, 4.2), who="jaxuq active")
   acquired = history["num_labelled"][:, 0, 0] - seed_size
-  for f, name in enumerate(functions):
-    error = 100.0 * history["test_error"][:, f, :]
-    (line,) = ax.plot(acquired, error.mean(axis=1), label=LABELS.get(name, name), lw=1.6)
-    if error.shape[1] > 1:
-      ax.fill_between(acquired, error.min(axis=1), error.max(axis=1), color=line.get_color(),
-                      alpha=0.15, lw=0)  # fmt: skip
-  for threshold in THRESHOLDS:
-    ax.axhline(100 * threshold, color="0.5", ls="--", lw=0.8)
-  ax.set_xlabel("acquired images")
-  ax.set_ylabel("test error (%)")
-  ax.set_ylim(0, min(100.0, 100.0 * float(history["test_error"].max()) + 5))
-  ax.grid(alpha=0.3)
-  return finish(fig, path, dpi=120, legend=ax)
+  names = [LABELS.get(name, name) for name in functions]
+  return plot.active_learning_curves(
+    acquired, history["test_error"], names, thresholds=THRESHOLDS, path=path
+  )

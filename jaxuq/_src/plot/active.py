@@ -1,0 +1,55 @@
+"""The figure of ``jaxuq active``: test error against acquired images, one line per function."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxuq._src.plot.figure import finish, new_figure
+
+
+def active_learning_curves(acquired: Any, test_error: Any, names: Sequence[str], *,
+                           thresholds: Sequence[float] = (0.10, 0.05),
+                           path: str | os.PathLike | None = None) -> Any:  # fmt: skip
+  """Test error (%) against acquired images: each function's mean over repeats and their range.
+
+  Args:
+    acquired: ``(rounds,)`` images acquired before each evaluation.
+    test_error: ``(rounds, functions, repeats)`` test error rates in [0, 1].
+    names: one legend label per function.
+    thresholds: error rates drawn as dashed lines (default 10 % and 5 %).
+    path: where to save the figure, or None.
+
+  Returns:
+    The ``matplotlib.figure.Figure``.
+
+  Examples:
+    >>> import numpy as np, jaxuq.plot
+    >>> error = np.linspace(0.5, 0.05, 6)[:, None, None] * np.ones((1, 2, 3))
+    >>> fig = jaxuq.plot.active_learning_curves(np.arange(0, 60, 10), error, ["BALD", "random"])
+    >>> len(fig.axes)
+    1
+  """
+  error = 100.0 * np.asarray(test_error, np.float64)
+  x = np.asarray(acquired)
+  if error.ndim != 3 or error.shape[0] != x.shape[0] or error.shape[1] != len(names):
+    raise ValueError(
+      f"test_error must have shape (rounds, functions, repeats) = ({x.shape[0]}, {len(names)}, "
+      f"repeats), got {error.shape}"
+    )
+  fig, ax = new_figure((6.4, 4.2), who="jaxuq.plot.active_learning_curves")
+  for f, name in enumerate(names):
+    (line,) = ax.plot(x, error[:, f].mean(axis=1), label=name, lw=1.6)
+    if error.shape[2] > 1:
+      ax.fill_between(x, error[:, f].min(axis=1), error[:, f].max(axis=1), color=line.get_color(),
+                      alpha=0.15, lw=0)  # fmt: skip
+  for threshold in thresholds:
+    ax.axhline(100 * threshold, color="0.5", ls="--", lw=0.8)
+  ax.set_xlabel("acquired images")
+  ax.set_ylabel("test error (%)")
+  ax.set_ylim(0, min(100.0, float(error.max()) + 5))
+  ax.grid(alpha=0.3)
+  return finish(fig, path, dpi=120, legend=ax)
