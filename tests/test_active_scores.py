@@ -51,7 +51,7 @@ def test_scores_match_float64_reference(variant, name):
     np.testing.assert_allclose(out, reference(name, p), rtol=2e-5, atol=2e-6)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
   st.sampled_from([1, 5, 12]),
   st.sampled_from([1, 4, 8]),
@@ -73,7 +73,7 @@ def test_score_invariants(samples, n, classes, seed, concentration):
   assert np.all(s["variation_ratios"] <= (k - 1) / k + 1e-6)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
   st.sampled_from(NAMES),
   st.sampled_from([None, "power", "softmax", "softrank"]),
