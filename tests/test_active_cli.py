@@ -1,4 +1,4 @@
-"""``jaxuq active --quick``: the table, the figure, the summary, and a resumed run."""
+"""``jaxuq active --quick``: the table, the figure, the summary, a stopped and a resumed run."""
 
 from __future__ import annotations
 
@@ -16,7 +16,12 @@ pytest.importorskip("matplotlib")
 
 def test_quick_run_writes_its_outputs_and_resumes(tmp_path, capsys):
   out = tmp_path / "active"
-  assert main(["active", "--quick", "--out", str(out), "--no-progress", "--no-compile-cache"]) == 0
+  first = ["active", "--quick", "--out", str(out), "--no-progress", "--no-compile-cache"]
+  assert main([*first, "--stop-after", "2"]) == 0  # a time-boxed first job: 2 rounds of 4
+  part = json.loads((out / "summary.json").read_text())
+  assert np.shape(part["history"]["test_error"]) == (2, 2, 1)
+  assert "2 rounds run" in capsys.readouterr().out
+  assert main(["active", "--quick", "--out", str(out), "--no-progress", "--resume"]) == 0
   printed = capsys.readouterr().out
   assert "BALD" in printed and "Random" in printed
   summary = json.loads((out / "summary.json").read_text())

@@ -99,6 +99,37 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
     _run(checkpoint=tmp_path / "b.msgpack", num_samples=5)
 
 
+def test_stop_after_splits_a_run_into_calls_that_continue_bit_for_bit(tmp_path):
+  full_state, full = _run(checkpoint=tmp_path / "a.msgpack")
+  path = tmp_path / "b.msgpack"
+  _, first = _run(checkpoint=path, stop_after=2)
+  assert first["test_error"].shape == (2,) and first["acquired"].shape == (2, 4)
+  np.testing.assert_array_equal(first["acquired"], full["acquired"][:2])
+  _, same = _run(checkpoint=path, stop_after=1)  # the checkpoint is past it: nothing runs
+  np.testing.assert_array_equal(same["test_error"], first["test_error"])
+  state, rest = _run(checkpoint=path, stop_after=10)  # past the last round: runs to the end
+  for name in full:
+    np.testing.assert_array_equal(rest[name], full[name])
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(full_state.params), strict=True):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match="stop_after must be a positive int"):
+    _run(stop_after=0)
+
+
+def test_stop_after_one_by_one_takes_every_run_to_the_same_round(tmp_path):
+  seeds = np.stack([np.arange(6), np.arange(6, 12)])
+  common = dict(selects=[bald, random_select], seed_indices=seeds, side_by_side=False, **SETTINGS)
+  key, path = jax.random.key(3), tmp_path / "grid.msgpack"
+  _, full = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, **common)
+  _, part = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, checkpoint=path,
+                                 stop_after=2, **common)  # fmt: skip
+  assert part["test_error"].shape == (2, 2, 2)
+  np.testing.assert_array_equal(part["acquired"], full["acquired"][:2])
+  _, rest = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, checkpoint=path, **common)
+  for name in full:
+    np.testing.assert_array_equal(rest[name], full[name])
+
+
 def test_side_by_side_equals_runs_one_by_one():
   seeds = np.stack([np.arange(6), np.arange(6, 12)])
   common = dict(selects=[bald, random_select], seed_indices=seeds, **SETTINGS)

@@ -98,6 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--seed", type=non_negative_int, default=0, help="integer seed (default 0)")
   parser.add_argument("--quick", action="store_true", help="smoke run on scikit-learn's digits")
   parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+  parser.add_argument(
+    "--stop-after",
+    type=positive_int,
+    metavar="ROUNDS",
+    help="stop every run after this many rounds in all (checkpointed; --resume goes on): "
+    "splits the reproduction into time-boxed jobs",
+  )
   parser.add_argument("--data-dir", type=pathlib.Path, help="data folder (default: see make data)")
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/active"))
   parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -183,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     num_samples=s["samples"], batch_size=s["batch_size"], warm_start=s["warm_start"],
     hyperparams=am.weight_decay(s["weight_decay"]), eval_samples=s["eval_samples"],
     members=s["ensemble"], side_by_side=runs == "side-by-side", checkpoint=checkpoint,
-    progress=False if args.no_progress else None, callback=on_round,
+    stop_after=args.stop_after, progress=False if args.no_progress else None, callback=on_round,
   )  # fmt: skip
   del states
   seed_size = seeds.shape[1]

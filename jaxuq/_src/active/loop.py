@@ -64,6 +64,7 @@ def _run(key, model, optimizer, data, seeds, run_selects, options, *, selects, l
     if path is None
     else fingerprint(key, model, optimizer, data, seeds, labels, options),
     callback=options["callback"],
+    stop_after=options["stop_after"],
   )
   return run_rounds(cfg, plan, carry, rounds_keys, arrays)
 
@@ -88,7 +89,10 @@ def _grid(key, run_keys, model, optimizer, data, seeds, statics, labels, side_by
                        selects=statics[f : f + 1], labels=labels[f : f + 1],
                        runs_keys=run_keys[r : r + 1]))  # fmt: skip
     states = jax.tree.map(lambda *a: jnp.concatenate(a), *(c.state for c, _ in outs))
-    history = {k: np.concatenate([h[k] for _, h in outs], axis=1) for k in outs[0][1]}
+    # runs stopped early can hold different numbers of rounds (a checkpoint past stop_after):
+    # the history goes as far as every run went
+    keep = {k: min(len(h[k]) for _, h in outs) for k in outs[0][1]}
+    history = {k: np.concatenate([h[k][:n] for _, h in outs], axis=1) for k, n in keep.items()}
   states = jax.tree.map(lambda a: a.reshape(num_f, repeats, *a.shape[1:]), states)
   history = {k: v.reshape(v.shape[0], num_f, repeats, *v.shape[2:]) for k, v in history.items()}
   return states, history
@@ -119,6 +123,7 @@ def active_learning_runs(
   members: int | None = None,
   side_by_side: bool = True,
   checkpoint: str | os.PathLike | None = None,
+  stop_after: int | None = None,
   progress: bool | None = None,
   callback: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> tuple[TrainState, History]:
@@ -139,8 +144,9 @@ def active_learning_runs(
     selects: acquisition functions (names, ``Acquisition`` objects or
       callables), F of them.
     seed_indices: ``(repeats, s)`` seed sets, or one ``(s,)`` set for one repeat.
-    side_by_side: ``vmap`` over the runs (default) or run them one by one.
-    acquisitions, epochs, acquisition_size, pool_subset, num_samples, batch_size, loss, warm_start, hyperparams, eval_samples, eval_batch_size, members, checkpoint, progress, callback:
+    side_by_side: ``vmap`` over the runs (default) or run them one by one
+      (each run to ``stop_after``, then the next).
+    acquisitions, epochs, acquisition_size, pool_subset, num_samples, batch_size, loss, warm_start, hyperparams, eval_samples, eval_batch_size, members, checkpoint, stop_after, progress, callback:
       as in :func:`active_learning`.
 
   Returns:
@@ -161,7 +167,8 @@ def active_learning_runs(
     acquisitions=acquisitions, acquisition_size=acquisition_size, pool_subset=pool_subset,
     num_samples=num_samples, epochs=epochs, batch_size=batch_size, loss=loss,
     warm_start=warm_start, hyperparams=hyperparams, eval_samples=eval_samples,
-    eval_batch_size=eval_batch_size, members=members, checkpoint=checkpoint, progress=progress,
+    eval_batch_size=eval_batch_size, members=members, checkpoint=checkpoint,
+    stop_after=checks.check_optional_positive(stop_after, "stop_after"), progress=progress,
     callback=callback,
   )  # fmt: skip
   run_keys = jax.random.split(key, seeds.shape[0])
@@ -192,6 +199,7 @@ def active_learning(
   eval_batch_size: int = 1000,
   members: int | None = None,
   checkpoint: str | os.PathLike | None = None,
+  stop_after: int | None = None,
   progress: bool | None = None,
   callback: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> tuple[TrainState, History]:
@@ -248,6 +256,11 @@ def active_learning(
       (``num_samples`` is then unused) and whose mean is tested.
     checkpoint: a file rewritten atomically after every round; if it exists
       the run resumes from it (same data, key and settings, else an error).
+    stop_after: stop after this many rounds in all (the checkpoint's
+      included), to split a long run into time-boxed calls: a later call
+      with the same checkpoint and settings continues it bit for bit
+      (``None``: all ``acquisitions + 1`` rounds). The history then holds
+      the rounds done.
     progress: a progress bar over rounds (``None``: only on a terminal).
     callback: called on the host after every round (and its checkpoint)
       with the round's index and its record (numpy arrays; a run axis first).
@@ -256,7 +269,9 @@ def active_learning(
     ``(state, history)``: the last round's trained state, and numpy arrays
     ``test_error``, ``test_accuracy``, ``test_nll``, ``train_loss`` and
     ``num_labelled`` ``(acquisitions + 1,)`` (one per training), and
-    ``acquired`` ``(acquisitions, acquisition_size)`` (pool rows, in order).
+    ``acquired`` ``(acquisitions, acquisition_size)`` (pool rows, in order);
+    stopped early by ``stop_after``, ``(stop_after,)`` and ``(stop_after,
+    acquisition_size)``.
 
   Raises:
     TypeError, ValueError: eagerly, for a bad argument: a seed set as large
@@ -272,7 +287,8 @@ def active_learning(
     acquisitions=acquisitions, acquisition_size=acquisition_size, pool_subset=pool_subset,
     num_samples=num_samples, epochs=epochs, batch_size=batch_size, loss=loss,
     warm_start=warm_start, hyperparams=hyperparams, eval_samples=eval_samples,
-    eval_batch_size=eval_batch_size, members=members, checkpoint=checkpoint, progress=progress,
+    eval_batch_size=eval_batch_size, members=members, checkpoint=checkpoint,
+    stop_after=checks.check_optional_positive(stop_after, "stop_after"), progress=progress,
     callback=callback,
   )  # fmt: skip
   data = (x_pool, y_pool, x_test, y_test)

@@ -58,6 +58,7 @@ class Plan:
   description: str
   fingerprint: dict[str, Any]
   callback: Callable[[int, dict[str, np.ndarray]], None] | None = None
+  stop_after: int | None = None  # rounds in all (with the checkpoint's), None: every round
 
 
 def initial_carry(
@@ -80,11 +81,16 @@ def run_rounds(
 ) -> tuple[Carry, History]:
   """Runs ``plan.acquisitions`` acquisitions and one last training for every run.
 
+  With ``plan.stop_after`` it stops after that many rounds in all (those the
+  checkpoint already holds included), checkpointed, so a later call with the
+  same checkpoint goes on from there.
+
   Returns:
-    ``(carry, history)``: the carries after the last training (the labelled
-    sets hold every acquisition) and the history, each entry with the run
-    axis second: ``(acquisitions + 1, runs)`` per-round numbers and
-    ``acquired`` ``(acquisitions, runs, k)``.
+    ``(carry, history)``: the carries after the last training done (the
+    labelled sets hold every acquisition so far) and the history, each entry
+    with the run axis second: ``(rounds, runs)`` per-round numbers, ``rounds
+    = acquisitions + 1`` unless stopped early, and ``acquired`` ``(rounds
+    acquiring, runs, k)``.
   """
   history: dict[str, list] = {}
   start = 0
@@ -98,12 +104,17 @@ def run_rounds(
         f"checkpoint {plan.checkpoint} already holds {start - 1} acquisitions, more than "
         f"acquisitions={plan.acquisitions}: pass at least {start - 1}, or use another path"
       )
+  end = (
+    plan.acquisitions + 1
+    if plan.stop_after is None
+    else min(plan.stop_after, plan.acquisitions + 1)
+  )
   bar = tqdm(
-    total=plan.acquisitions + 1, initial=start, disable=not show_progress(plan.progress),
+    total=end, initial=min(start, end), disable=not show_progress(plan.progress),
     desc=plan.description, unit="round",
   )  # fmt: skip
   with bar:
-    for r in range(start, plan.acquisitions + 1):
+    for r in range(start, end):
       last = r == plan.acquisitions  # the last round trains and evaluates, acquires nothing
       new, record = run_round(cfg, _round_keys(rounds_keys, r), carry, data, last)
       host = {k: np.asarray(v) for k, v in jax.device_get(record).items()}

@@ -101,7 +101,11 @@ def prepare(
 
 
 def fingerprint(key, model, optimizer, data, seeds, labels, options) -> dict[str, Any]:
-  o = {k: v for k, v in options.items() if k not in ("checkpoint", "progress", "callback")}
+  o = {
+    k: v
+    for k, v in options.items()
+    if k not in ("checkpoint", "stop_after", "progress", "callback")
+  }
   o["loss"] = o["loss"] if isinstance(o["loss"], str) else digest(o["loss"])
   o["hyperparams"] = None if o["hyperparams"] is None else digest(o["hyperparams"])
   if o.get("members") is None:  # MC dropout: the fingerprint of runs made before ensembles
