@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from jaxuq._src.active import runs as runs_module
-from jaxuq._src.active.fit_labelled import fit_labelled
+from jaxuq._src.active.fit_labelled import fit_labelled, padded_size
 from jaxuq._src.active.labelled import balanced_seed, labelled_set
 from jaxuq._src.losses import resolve_loss
 from jaxuq.active import acquisition, active_learning, active_learning_runs
@@ -197,6 +197,28 @@ def test_full_labelled_set_trains_as_the_engine_does():
   )  # fmt: skip
   for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(engine.params), strict=True):
     np.testing.assert_allclose(a[0], b, rtol=1e-5, atol=1e-6)
+
+
+def test_partial_batch_padded_to_a_power_of_two_is_the_mean_over_its_rows():
+  # 20 labelled rows, batch 128: one step an epoch on 32 rows (12 of them padding, weight 0).
+  # Without dropout the step is the engine's full-batch step on the 20 rows.
+  net = MLP(out_features=3, depth=1, width=16, rate=0.0)
+  x, y = DATA[0][:20], DATA[1][:20]
+  key = jax.random.key(8)
+  engine, _ = train(key, net, optax.adam(1e-2), x, y, loss="cross_entropy", epochs=3,
+                    batch_size=20, progress=False)  # fmt: skip
+  state = init_state(key, net, optax.adam(1e-2), jnp.asarray(x[:1]))
+  stacked = jax.tree.map(lambda a: a[None], (state, labelled_set(jnp.arange(20), 90, 40)))
+  ours, _ = fit_labelled(
+    stacked[0], jnp.asarray(DATA[0]), jnp.asarray(DATA[1]), stacked[1],
+    objective=resolve_loss("cross_entropy"), epochs=3, batch_size=128,
+  )  # fmt: skip
+  for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(engine.params), strict=True):
+    np.testing.assert_allclose(a[0], b, rtol=1e-5, atol=1e-6)
+  assert [padded_size(r, 128) for r in (1, 8, 9, 20, 33, 64, 65, 128)] == [
+    8, 8, 16, 32, 64, 64, 128, 128,
+  ]  # fmt: skip
+  assert padded_size(20, 16) == 16
 
 
 def test_balanced_seed():
