@@ -24,6 +24,7 @@ from jaxuq._src.compile_cache import enable_compilation_cache as enable_compilat
 from jaxuq._src.dropout import MASK_COLLECTION as MASK_COLLECTION
 from jaxuq._src.dropout import Dropout as Dropout
 from jaxuq._src.dropout import keep_mask as keep_mask
+from jaxuq._src.extras import MissingDependencyError as MissingDependencyError
 from jaxuq._src.reduce import Reducer as Reducer
 from jaxuq._src.reduce import mc_reduce as mc_reduce
 from jaxuq._src.reducers import classification_reducer as classification_reducer
@@ -45,6 +46,7 @@ __all__ = [
   "CastPredictive",
   "Dropout",
   "LinenPredictive",
+  "MissingDependencyError",
   "NnxPredictive",
   "Reducer",
   "Summary",

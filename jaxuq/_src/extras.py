@@ -22,6 +22,9 @@ class MissingDependencyError(ImportError):
   """An optional dependency is not installed; the message names the extra to install."""
 
 
+MissingDependencyError.__module__ = "jaxuq"  # public as jaxuq.MissingDependencyError
+
+
 def is_installed(module: str) -> bool:
   """True if the top-level ``module`` can be imported (checked without importing it)."""
   if module in sys.modules:
@@ -45,7 +48,7 @@ def require(module: str, extra: str | None = None, *, who: str = "jaxuq") -> Non
     >>> require("no_such_module", "plot", who="jaxuq regression")
     Traceback (most recent call last):
     ...
-    jaxuq._src.extras.MissingDependencyError: jaxuq regression needs no_such_module: pip install 'jaxuq[plot]'
+    jaxuq.MissingDependencyError: jaxuq regression needs no_such_module: pip install 'jaxuq[plot]'
   """
   if is_installed(module):
     return

@@ -19,7 +19,7 @@ import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
-class Static:
+class StaticPart:
   """The non-array part of a pytree callable, hashable for jit's cache."""
 
   treedef: Any
@@ -29,7 +29,7 @@ class Static:
     return hash((self.treedef, tuple(_hash_or_id(x) for x in self.leaves)))
 
   def __eq__(self, other: object) -> bool:
-    if not isinstance(other, Static) or self.treedef != other.treedef:
+    if not isinstance(other, StaticPart) or self.treedef != other.treedef:
       return False
     return all(a is b or _safe_eq(a, b) for a, b in zip(self.leaves, other.leaves, strict=False))
 
@@ -53,7 +53,7 @@ def is_array(x: Any) -> bool:
   return isinstance(x, (jax.Array, np.ndarray, np.generic))
 
 
-def partition(fn: Callable[..., Any]) -> tuple[Static, list[Any]]:
+def partition(fn: Callable[..., Any]) -> tuple[StaticPart, list[Any]]:
   """Splits a (pytree) callable into its static part and its array leaves.
 
   A plain function is all static; a pytree callable (such as the adapters'
@@ -63,10 +63,10 @@ def partition(fn: Callable[..., Any]) -> tuple[Static, list[Any]]:
   leaves, treedef = jax.tree.flatten(fn)
   static = tuple(None if is_array(x) else x for x in leaves)
   dynamic = [x for x in leaves if is_array(x)]
-  return Static(treedef, static), dynamic
+  return StaticPart(treedef, static), dynamic
 
 
-def combine(static: Static, dynamic: Sequence[Any]) -> Callable[..., Any]:
+def combine(static: StaticPart, dynamic: Sequence[Any]) -> Callable[..., Any]:
   """The inverse of :func:`partition`."""
   it = iter(dynamic)
   leaves = [next(it) if x is None else x for x in static.leaves]

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 from jax.sharding import Mesh
 
-from jaxuq._src.filtering import Static, as_arrays, combine, partition
+from jaxuq._src.filtering import StaticPart, as_arrays, combine, partition
 from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
 from jaxuq._src.memory import chunk_for_budget, default_memory_budget
 from jaxuq._src.mesh import check_batch_divides, sample_mesh, sample_shards, shard_batch, shard_keys
@@ -89,7 +89,7 @@ def _reduce_keys(fn, keys, args, reducer: Reducer, chunk: int, init_state):
   jax.jit, static_argnames=("static", "reducer", "num_samples", "chunk", "memory_budget", "mesh")
 )
 def _mc_reduce_jit(
-  static: Static,
+  static: StaticPart,
   dynamic: list[Any],
   key: jax.Array,
   args: tuple,

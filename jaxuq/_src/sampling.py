@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from jaxuq._src.filtering import Static, as_arrays, combine, partition
+from jaxuq._src.filtering import StaticPart, as_arrays, combine, partition
 from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
 from jaxuq._src.memory import (
   FEWER_SAMPLES,
@@ -80,7 +80,7 @@ def _map_chunks(fn: Callable[..., Any], keys: jax.Array, args: tuple, chunk: int
   static_argnames=("static", "num_samples", "chunk_size", "memory_budget", "available", "mesh"),
 )
 def _mc_sample_jit(
-  static: Static,
+  static: StaticPart,
   dynamic: list[Any],
   key: jax.Array,
   args: tuple,
@@ -251,7 +251,7 @@ def mc_sample(
 
 
 @functools.partial(jax.jit, static_argnames=("static",))
-def _single_jit(static: Static, dynamic: list[Any], key: jax.Array, args: tuple) -> PyTree:
+def _single_jit(static: StaticPart, dynamic: list[Any], key: jax.Array, args: tuple) -> PyTree:
   return combine(static, dynamic)(key, *args)
 
 
@@ -289,7 +289,7 @@ def sequential_sample(
 
 
 def _check_outputs_fit(
-  static: Static, dynamic: list[Any], key: jax.Array, args: tuple, num_samples: int
+  static: StaticPart, dynamic: list[Any], key: jax.Array, args: tuple, num_samples: int
 ) -> None:
   """Raises if ``num_samples`` outputs and keys cannot fit the default device."""
   available = device_memory(jax.devices()[:1])

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from jaxuq._src.exact.linen import check_linen
 from jaxuq._src.exact.moments import Moments
-from jaxuq._src.filtering import Static, combine, partition
+from jaxuq._src.filtering import StaticPart, combine, partition
 from jaxuq._src.interception import DROPOUT_LAYERS, first_input, intercept_calls
 
 
@@ -80,7 +80,7 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> Moments:
 
 
 @functools.partial(jax.jit, static_argnames=("static", "covariance"))
-def _closed_form_jit(static: Static, dynamic: list[Any], args: tuple, *, covariance: bool):
+def _closed_form_jit(static: StaticPart, dynamic: list[Any], args: tuple, *, covariance: bool):
   return _analyse(combine(static, dynamic), args, covariance)
 
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxuq._src.filtering import Static, combine, partition
+from jaxuq._src.filtering import StaticPart, combine, partition
 from jaxuq._src.memory import per_sample_bytes
 
 DEFAULT_MAX_UNITS = 24  # 2**24 = 16.7 M masks
@@ -126,7 +126,7 @@ def index_masks(layout: MaskLayout, index: jax.Array) -> tuple[jax.Array, ...]:
 
 @functools.partial(jax.jit, static_argnames=("static", "layout", "chunk"))
 def _chunk_jit(
-  static: Static,
+  static: StaticPart,
   dynamic: list[Any],
   start: jax.Array,
   args: tuple,
