@@ -130,6 +130,30 @@ def test_stop_after_one_by_one_takes_every_run_to_the_same_round(tmp_path):
     np.testing.assert_array_equal(rest[name], full[name])
 
 
+def test_one_by_one_history_stops_where_every_run_got_to(tmp_path, monkeypatch):
+  # An interrupted grid leaves run 0 at 2 rounds and run 1 at 1: a later call with stop_after=1
+  # reports one round for every run (the history as far as all went), not a ragged array.
+  seeds = np.stack([np.arange(6), np.arange(6, 12)])
+  common = dict(selects=[bald], seed_indices=seeds, side_by_side=False, **SETTINGS)
+  key, path = jax.random.key(3), tmp_path / "grid.msgpack"
+  saves, real_save = [], runs_module.save_checkpoint
+
+  def crash_after_three(*args, **kwargs):
+    real_save(*args, **kwargs)
+    saves.append(1)
+    if len(saves) == 3:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(runs_module, "save_checkpoint", crash_after_three)
+  with pytest.raises(KeyboardInterrupt):
+    active_learning_runs(key, NET, optax.adam(1e-2), *DATA, checkpoint=path, stop_after=2, **common)
+  monkeypatch.setattr(runs_module, "save_checkpoint", real_save)
+  _, h = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, checkpoint=path, stop_after=1,
+                              **common)  # fmt: skip
+  assert h["test_error"].shape == (1, 1, 2)
+  assert h["acquired"].shape == (1, 1, 2, 4)
+
+
 def test_side_by_side_equals_runs_one_by_one():
   seeds = np.stack([np.arange(6), np.arange(6, 12)])
   common = dict(selects=[bald, random_select], seed_indices=seeds, **SETTINGS)

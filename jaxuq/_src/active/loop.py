@@ -145,7 +145,9 @@ def active_learning_runs(
       callables), F of them.
     seed_indices: ``(repeats, s)`` seed sets, or one ``(s,)`` set for one repeat.
     side_by_side: ``vmap`` over the runs (default) or run them one by one
-      (each run to ``stop_after``, then the next).
+      (each run to ``stop_after``, then the next; if their checkpoints hold
+      different numbers of rounds, the history goes as far as every run
+      went, and each state is its run's last).
     acquisitions, epochs, acquisition_size, pool_subset, num_samples, batch_size, loss, warm_start, hyperparams, eval_samples, eval_batch_size, members, checkpoint, stop_after, progress, callback:
       as in :func:`active_learning`.
 
