@@ -1,5 +1,6 @@
 """jaxuq bench: its options, floors, first calls, checks, reports and the GPU script."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -222,7 +223,13 @@ def test_report_targets_and_tables():
   assert "speedup_vs_sequential" not in rows[2]  # one pass, not T masks
   hlo = [{"model": "mlp", "jaxuq": 30, "flax": 20, "ratio": 1.5}]
   got = report.targets({"rows": rows, "hlo": hlo, "environment": {"platform": "cpu"}})
-  assert [(t["value"], t["met"]) for t in got] == [(pytest.approx(1.3), True), (1.5, True)]
+  # first call 2.6 / 2.0; overhead (2.6 - 0.1) / (2.0 - 0.01) = 1.256; HLO 1.5
+  assert [(t["value"], t["met"]) for t in got] == [
+    (pytest.approx(1.3), True),
+    (pytest.approx(2.5 / 1.99), True),
+    (1.5, True),
+  ]
+  assert got[1]["target"].startswith("compile overhead")
   table = report.pivot_table(rows)
   assert "PyTorch" not in table.splitlines()[0] and "torch_loop: torch is not installed" in table
 
@@ -232,3 +239,36 @@ def test_render_reads_a_summary_of_the_earlier_format(tmp_path):
   report.render(old, tmp_path, plot=False)
   table = (tmp_path / "bench.md").read_text()
   assert table.startswith("Device: cpu") and "| mlp b256 T100 |" in table
+
+
+def test_compile_bench_summary_takes_medians_and_ratios_to_flax():
+  spec = importlib.util.spec_from_file_location(
+    "bench_compile", REPO / "benchmarks/bench_compile.py"
+  )
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  rows = [
+    {
+      "model": "mlp",
+      "variant": v,
+      "first_s": f,
+      "warm_s": w,
+      "overhead_s": f - w,
+      "trace_s": 0.1,
+      "lower_s": 0.1,
+      "xla_s": 0.2,
+    }
+    for v, f, w in [
+      ("apply_flax", 0.5, 0.0),
+      ("apply_flax", 0.4, 0.0),
+      ("apply_flax", 0.9, 0.0),
+      ("mc_sample", 2.0, 1.0),
+      ("mc_sample", 2.2, 1.0),
+      ("mc_sample", 1.9, 1.1),
+    ]
+  ]
+  got = {s["variant"]: s for s in mod.summarize(rows)}
+  assert got["apply_flax"]["overhead_s"] == pytest.approx(0.5)  # median of 0.5, 0.4, 0.9
+  assert got["mc_sample"]["overhead_s"] == pytest.approx(1.0)  # median of 1.0, 1.2, 0.8
+  assert got["mc_sample"]["overhead_vs_apply_flax"] == pytest.approx(2.0)
+  assert "| mlp | mc_sample | 2.000 |" in mod.table(list(got.values()))

@@ -154,6 +154,23 @@ def test_one_compilation_per_reducer_and_shape():
   assert len(traces) == first  # cached reducer, same shapes: no new trace
 
 
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_the_model_is_traced_once_per_compilation(chunk_size):
+  traces = []
+
+  def fn(key, x):
+    traces.append(1)
+    return x * jax.random.uniform(key, x.shape)
+
+  x = jnp.arange(4.0)
+  got = jaxuq.mc_reduce(
+    fn, jax.random.key(1), x, num_samples=7, reducer=jaxuq.moments_reducer(), chunk_size=chunk_size
+  )
+  assert len(traces) == 1
+  samples = jaxuq.mc_sample(fn, jax.random.key(1), x, num_samples=7)
+  np.testing.assert_allclose(got["mean"], samples.mean(0), rtol=1e-6)
+
+
 def test_bad_input_is_refused_before_any_work():
   x = jnp.ones(3)
   f = lambda k, v: v * jax.random.uniform(k, v.shape)  # noqa: E731

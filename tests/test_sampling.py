@@ -92,6 +92,25 @@ def test_traced_once_per_shape(key):
   assert len(traces) > n  # a new shape traces again
 
 
+@pytest.mark.parametrize("chunk_size", [None, 2, 4])
+def test_the_model_is_traced_once_per_compilation(key, chunk_size):
+  # The shape checks, the automatic chunk size and the batched program all read
+  # one trace: tracing a Flax model is most of the Python cost of a first call.
+  traces = []
+
+  def fn(k, x):
+    traces.append(1)
+    return {"y": x * jax.random.uniform(k, x.shape), "s": jnp.sum(x)}
+
+  x = jnp.arange(6.0)
+  out = jaxuq.mc_sample(fn, key, x, num_samples=5, chunk_size=chunk_size)
+  assert len(traces) == 1
+  keys = jax.random.split(key, 5)
+  ref = jax.vmap(lambda k: fn(k, x))(keys)
+  np.testing.assert_array_equal(out["y"], ref["y"])
+  np.testing.assert_array_equal(out["s"], ref["s"])
+
+
 def test_new_weights_of_the_same_module_reuse_the_compilation(key):
   traces = []
 

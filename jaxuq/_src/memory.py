@@ -82,9 +82,9 @@ def tree_bytes(tree: Any) -> int:
 
 
 def check_samples_fit(
-  fn: Callable[..., Any],
+  out_shape: Any,
   key: Any,
-  args: tuple,
+  sample_bytes: int,
   *,
   num_samples: int,
   per_device: int,
@@ -93,24 +93,23 @@ def check_samples_fit(
 ) -> None:
   """Raises unless ``per_device`` samples' outputs and keys, and one chunk, fit a device.
 
-  ``available`` is what one device holds (:func:`device_memory`); ``None``
-  skips the check. The outputs and keys are certain to be held; a chunk holds at
-  least ``chunk`` times the largest key-dependent array of one sample. Only
-  shapes are traced: nothing is computed.
+  ``out_shape`` is one sample's output (shape structs), ``sample_bytes`` the
+  estimate of :func:`per_sample_bytes`, ``available`` what one device holds
+  (:func:`device_memory`; ``None`` skips the check). The outputs and keys are
+  certain to be held; a chunk holds at least ``chunk`` times the largest
+  key-dependent array of one sample (half of ``sample_bytes``).
 
   Raises:
     ValueError: naming ``num_samples``, the bytes needed and those available.
   """
   if available is None:
     return
-  key = jax.ShapeDtypeStruct(key.shape, key.dtype)
-  args = _structs(args)
-  sample = tree_bytes(jax.eval_shape(fn, key, *args)) + tree_bytes(key)
+  sample = tree_bytes(out_shape) + tree_bytes(key)
   fix = FEWER_SAMPLES
   check_fits(per_device * sample, available, num_samples, "the samples and their keys", fix)
-  one = per_sample_bytes(fn, key, *args) // 2
   fix = "Pass a smaller chunk_size, or a smaller batch of inputs."
-  check_fits(min(chunk, per_device) * one, available, num_samples, f"a chunk of {chunk}", fix)
+  need = min(chunk, per_device) * (sample_bytes // 2)
+  check_fits(need, available, num_samples, f"a chunk of {chunk}", fix)
 
 
 def check_fits(need: int, available: int | None, num_samples: int, what: str, fix: str) -> None:
@@ -140,7 +139,11 @@ def per_sample_bytes(fn: Callable[..., Any], key: Any, *args: Any) -> int:
     TypeError: ``key`` is not a typed key (array or shape struct).
   """
   check_key_type(key)
-  jaxpr = jax.make_jaxpr(fn)(key, *args).jaxpr
+  return jaxpr_sample_bytes(jax.make_jaxpr(fn)(key, *args).jaxpr)
+
+
+def jaxpr_sample_bytes(jaxpr: Any) -> int:
+  """:func:`per_sample_bytes` of a traced function: ``jaxpr.invars[0]`` is its key."""
   return 2 * max(1, _largest_dependent(jaxpr, {jaxpr.invars[0]}))
 
 
@@ -180,6 +183,10 @@ def chunk_for_budget(
   fn: Callable[..., Any], key: jax.Array, args: tuple, per_device: int, budget: int
 ) -> int:
   """Samples per chunk: ``budget // per_sample_bytes``, at least 1, at most ``per_device``."""
-  structs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), args)
   key_struct = jax.ShapeDtypeStruct(key.shape, key.dtype)
-  return int(max(1, min(per_device, budget // per_sample_bytes(fn, key_struct, *structs))))
+  return chunk_from_bytes(per_sample_bytes(fn, key_struct, *_structs(args)), per_device, budget)
+
+
+def chunk_from_bytes(sample_bytes: int, per_device: int, budget: int) -> int:
+  """``budget // sample_bytes`` samples per chunk, at least 1, at most ``per_device``."""
+  return int(max(1, min(per_device, budget // sample_bytes)))

@@ -18,9 +18,10 @@ from jax.sharding import Mesh
 
 from jaxuq._src.filtering import StaticPart, as_arrays, combine, partition
 from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
-from jaxuq._src.memory import chunk_for_budget, default_memory_budget
+from jaxuq._src.memory import chunk_from_bytes, default_memory_budget, jaxpr_sample_bytes
 from jaxuq._src.mesh import check_batch_divides, sample_mesh, sample_shards, shard_batch, shard_keys
 from jaxuq._src.sampling import balanced_chunk
+from jaxuq._src.traced import trace_once
 
 PyTree = Any
 
@@ -50,10 +51,6 @@ def _check_reducer(reducer: object) -> Reducer:
       f"jaxuq.moments_reducer(); got {type(reducer).__name__}"
     )
   return reducer
-
-
-def _one_sample_struct(fn: Callable[..., Any], key: jax.Array, args: tuple) -> PyTree:
-  return jax.eval_shape(fn, key, *args)
 
 
 def _check_state(before: PyTree, after: PyTree, step: str) -> None:
@@ -100,13 +97,16 @@ def _mc_reduce_jit(
   memory_budget: int,
   mesh: Mesh | None,
 ) -> PyTree:
-  fn = combine(static, dynamic)
+  # One trace of the model: its shapes, its memory and (replayed) the program.
+  traced = trace_once(combine(static, dynamic), key, args)
+  fn = traced.fn
   # Decided and checked while tracing (shapes only): once per compilation.
   if chunk is None:
-    chunk = chunk_for_budget(fn, key, args, -(-num_samples // sample_shards(mesh)), memory_budget)
+    per_device = -(-num_samples // sample_shards(mesh))
+    chunk = chunk_from_bytes(jaxpr_sample_bytes(traced.jaxpr), per_device, memory_budget)
   chunk = min(chunk, num_samples)
-  _validate(fn, key, args, reducer, chunk)
-  empty = reducer.init(_one_sample_struct(fn, key, args))
+  _validate(traced.out_shape, reducer, chunk)
+  empty = reducer.init(traced.out_shape)
   keys = jax.random.split(key, num_samples)
   if mesh is None:
     return reducer.finalize(_reduce_keys(fn, keys, args, reducer, chunk, empty))
@@ -208,9 +208,11 @@ def mc_reduce(
   )
 
 
-def _validate(fn, key, args, reducer: Reducer, chunk: int) -> None:
-  """Traces one update and one merge (no computation) to check the state keeps its shapes."""
-  example = _one_sample_struct(fn, key, args)
+def _validate(example: PyTree, reducer: Reducer, chunk: int) -> None:
+  """Traces one update and one merge (no computation) to check the state keeps its shapes.
+
+  ``example`` is one sample's output as shape structs.
+  """
   empty = jax.eval_shape(lambda: reducer.init(example))
   chunk_struct = jax.tree.map(lambda a: jax.ShapeDtypeStruct((chunk, *a.shape), a.dtype), example)
   _check_state(empty, jax.eval_shape(reducer.update, empty, chunk_struct), "update")

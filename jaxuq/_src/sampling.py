@@ -23,8 +23,10 @@ from jaxuq._src.memory import (
   check_fits,
   check_samples_fit,
   chunk_for_budget,
+  chunk_from_bytes,
   default_memory_budget,
   device_memory,
+  jaxpr_sample_bytes,
   tree_bytes,
 )
 from jaxuq._src.mesh import (
@@ -35,6 +37,7 @@ from jaxuq._src.mesh import (
   shard_keys,
   shard_samples,
 )
+from jaxuq._src.traced import trace_once
 
 PyTree = Any
 
@@ -91,16 +94,20 @@ def _mc_sample_jit(
   available: int | None,
   mesh: Mesh | None,
 ) -> PyTree:
-  fn = combine(static, dynamic)
+  # One trace of the model serves the shape checks, the chunk size and the
+  # batched program (which replays it under vmap).
+  traced = trace_once(combine(static, dynamic), key, args)
+  fn = traced.fn
   num_devices = sample_shards(mesh)
   per_device = -(-num_samples // num_devices)
+  sample_bytes = jaxpr_sample_bytes(traced.jaxpr)
   # Decided while tracing (shapes only), so jit's cache remembers them.
   if chunk_size is None:
-    chunk_size = chunk_for_budget(fn, key, args, per_device, memory_budget)
+    chunk_size = chunk_from_bytes(sample_bytes, per_device, memory_budget)
   check_samples_fit(
-    fn,
+    traced.out_shape,
     key,
-    args,
+    sample_bytes,
     num_samples=num_samples,
     per_device=per_device,
     chunk=chunk_size,
