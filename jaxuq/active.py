@@ -7,7 +7,8 @@ to label; :func:`score_pool`, :func:`sample_pool` and :func:`acquire` run MC
 dropout over a pool chunk by chunk. :func:`active_learning` runs the loop
 (train, test, score a pool subset, acquire, label) with a checkpoint every
 round; :func:`active_learning_runs` runs several functions and repeats side by
-side; :func:`balanced_seed` draws a class-balanced seed set.
+side; :func:`checkpoint_history` reads a run's history from its checkpoint;
+:func:`balanced_seed` draws a class-balanced seed set.
 """
 
 from jaxuq._src.active.batchbald import joint_entropy as joint_entropy
@@ -17,6 +18,7 @@ from jaxuq._src.active.loop import active_learning_runs as active_learning_runs
 from jaxuq._src.active.pool import acquire as acquire
 from jaxuq._src.active.pool import sample_pool as sample_pool
 from jaxuq._src.active.pool import score_pool as score_pool
+from jaxuq._src.active.runs import checkpoint_history as checkpoint_history
 from jaxuq._src.active.scores import bald as bald
 from jaxuq._src.active.scores import max_entropy as max_entropy
 from jaxuq._src.active.scores import mean_std as mean_std
@@ -32,6 +34,7 @@ __all__ = [
   "active_learning_runs",
   "bald",
   "balanced_seed",
+  "checkpoint_history",
   "joint_entropy",
   "max_entropy",
   "mean_std",

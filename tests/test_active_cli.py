@@ -41,6 +41,17 @@ def test_quick_run_writes_its_outputs_and_resumes(tmp_path, capsys):
   assert again["history"] == summary["history"]
 
 
+def test_even_batches_reach_the_runs_and_the_summary(tmp_path):
+  out = tmp_path / "even"
+  args = ["active", "--quick", "--out", str(out), "--no-progress", "--no-compile-cache"]
+  assert main([*args, "--even-batches", "--stop-after", "1"]) == 0
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["settings"]["even_batches"] is True
+  # Its checkpoints carry the option: resuming without it is another run's checkpoint.
+  with pytest.raises(ValueError, match="even_batches"):
+    main([*args, "--resume", "--stop-after", "2"])
+
+
 def test_bad_options_are_refused_by_the_parser(capsys):
   with pytest.raises(SystemExit):
     main(["active", "--quick", "--acquisition-size", "0"])

@@ -12,7 +12,7 @@ from jaxuq._src.active import runs as runs_module
 from jaxuq._src.active.fit_labelled import fit_labelled, padded_size
 from jaxuq._src.active.labelled import balanced_seed, labelled_set
 from jaxuq._src.losses import resolve_loss
-from jaxuq.active import acquisition, active_learning, active_learning_runs
+from jaxuq.active import acquisition, active_learning, active_learning_runs, checkpoint_history
 from jaxuq.metrics import mutual_information
 from jaxuq.models import MLP
 from jaxuq.train import cross_entropy, init_state, train
@@ -114,6 +114,39 @@ def test_stop_after_splits_a_run_into_calls_that_continue_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(a, b)
   with pytest.raises(ValueError, match="stop_after must be a positive int"):
     _run(stop_after=0)
+
+
+def test_checkpoint_history_reads_the_rounds_done_without_the_model(tmp_path):
+  path = tmp_path / "c.msgpack"
+  _, first = _run(checkpoint=path, stop_after=2)
+  got = checkpoint_history(path)
+  assert set(got) == set(first)
+  for name in first:
+    assert got[name].shape == (first[name].shape[0], 1, *first[name].shape[1:])  # one run
+    np.testing.assert_array_equal(got[name][:, 0], first[name])
+    assert got[name].dtype == first[name].dtype
+  # Side by side: every function x repeat, run f * repeats + r.
+  seeds = np.stack([np.arange(6), np.arange(6, 12)])
+  grid = tmp_path / "grid.msgpack"
+  _, full = active_learning_runs(jax.random.key(3), NET, optax.adam(1e-2), *DATA, checkpoint=grid,
+                                 selects=[bald, random_select], seed_indices=seeds, **SETTINGS)  # fmt: skip
+  got = checkpoint_history(grid)
+  np.testing.assert_array_equal(got["test_error"].reshape(-1, 2, 2), full["test_error"])
+  np.testing.assert_array_equal(got["acquired"].reshape(-1, 2, 2, 4), full["acquired"])
+
+
+def test_checkpoint_history_refuses_other_files(tmp_path):
+  with pytest.raises(FileNotFoundError):
+    checkpoint_history(tmp_path / "none.msgpack")
+  other = tmp_path / "train.msgpack"
+  train(jax.random.key(0), NET, optax.adam(1e-2), DATA[0], DATA[1], loss="cross_entropy",
+        epochs=1, batch_size=30, progress=False, checkpoint=other)  # fmt: skip
+  with pytest.raises(ValueError, match="not one of the active-learning loop"):
+    checkpoint_history(other)
+  bad = tmp_path / "bad.msgpack"
+  bad.write_bytes(other.read_bytes()[:-5])
+  with pytest.raises(ValueError, match="corrupted or truncated"):
+    checkpoint_history(bad)
 
 
 def test_stop_after_one_by_one_takes_every_run_to_the_same_round(tmp_path):

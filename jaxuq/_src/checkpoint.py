@@ -118,14 +118,7 @@ def restore_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict[
       ``target``. A subclass of ``ValueError``.
   """
   path = pathlib.Path(path)
-  payload = _verified_payload(path, path.read_bytes())
-  try:
-    raw = serialization.msgpack_restore(payload)
-    if not isinstance(raw, dict) or set(raw) != {"tree", "metadata"}:
-      raise ValueError("expected the keys 'tree' and 'metadata'")
-    metadata = json.loads(raw["metadata"])
-  except Exception as e:  # the hash matched, so this is a file written by something else
-    raise CheckpointError(f"{path} is not a jaxuq checkpoint: {e}") from e
+  raw, metadata = _read(path)
   try:
     restored = serialization.from_state_dict(_keys_to_data(target), raw["tree"])
   except (ValueError, KeyError, TypeError) as e:
@@ -144,6 +137,31 @@ def restore_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict[
 
   tree = jax.tree.map(rewrap, target, restored)
   return tree, metadata
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+  """The metadata of a checkpoint saved by :func:`save_checkpoint`, without its arrays' target.
+
+  Read from the checkpoint itself (its integrity hash checked), not from the
+  ``<path>.json`` copy beside it.
+
+  Raises:
+    FileNotFoundError: there is no checkpoint at ``path``.
+    CheckpointError: the file is corrupted, truncated or not a jaxuq checkpoint.
+  """
+  return _read(pathlib.Path(path))[1]
+
+
+def _read(path: pathlib.Path) -> tuple[dict[str, Any], dict[str, Any]]:
+  """The checkpoint's raw ``{'tree', 'metadata'}`` and its metadata, the hash checked."""
+  payload = _verified_payload(path, path.read_bytes())
+  try:
+    raw = serialization.msgpack_restore(payload)
+    if not isinstance(raw, dict) or set(raw) != {"tree", "metadata"}:
+      raise ValueError("expected the keys 'tree' and 'metadata'")
+    return raw, json.loads(raw["metadata"])
+  except Exception as e:  # the hash matched, so this is a file written by something else
+    raise CheckpointError(f"{path} is not a jaxuq checkpoint: {e}") from e
 
 
 def _verified_payload(path: pathlib.Path, data: bytes) -> bytes:

@@ -83,6 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--eval-samples", type=positive_int, help="MC passes at test (default: off)")
   parser.add_argument("--warm-start", action="store_true", help="keep training the last model")
   parser.add_argument(
+    "--even-batches",
+    action="store_true",
+    help="cut each epoch into batches of near-equal size instead of Keras's partial last batch",
+  )
+  parser.add_argument(
     "--ensemble",
     type=_ensemble_size,
     metavar="N",
@@ -128,7 +133,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
   s = {k: base[k] if getattr(args, k) is None else getattr(args, k) for k in base}
   s["functions"] = [f.strip() for f in str(s["functions"]).split(",") if f.strip()]
   options = ("per_class", "weight_decay", "learning_rate", "eval_samples", "warm_start", "seed",
-             "ensemble")  # fmt: skip
+             "ensemble", "even_batches")  # fmt: skip
   for k in options:
     s[k] = getattr(args, k)
   s["runs"] = args.runs
@@ -187,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
     jax.random.key(s["seed"]), am.GalCNN(), am.optimizer(s["learning_rate"]), *arrays,
     selects=s["functions"], seed_indices=seeds, acquisitions=s["acquisitions"],
     epochs=s["epochs"], acquisition_size=s["acquisition_size"], pool_subset=s["pool_subset"],
-    num_samples=s["samples"], batch_size=s["batch_size"], warm_start=s["warm_start"],
+    num_samples=s["samples"], batch_size=s["batch_size"], even_batches=s["even_batches"],
+    warm_start=s["warm_start"],
     hyperparams=am.weight_decay(s["weight_decay"]), eval_samples=s["eval_samples"],
     members=s["ensemble"], side_by_side=runs == "side-by-side", checkpoint=checkpoint,
     stop_after=args.stop_after, progress=False if args.no_progress else None, callback=on_round,

@@ -3,10 +3,12 @@
 Training runs the engine's own step (``apply_step`` of ``training.py``, the
 one behind ``jaxuq.train.train``) and its epoch shuffle (``shuffled_batches``)
 over a :class:`LabelledSet` of fixed capacity. An epoch is
-``ceil(count / batch_size)`` steps; the last batch is partial, as in Keras:
-it is padded only to the next power of two (at least 8, at most
-``batch_size``), its padding rows get weight 0 and the batch loss is the mean
-over its real rows. Each step is one jitted call, ``vmap``-ed over the runs,
+``ceil(count / batch_size)`` steps. By default the last batch is partial, as
+in Keras (130 rows at batch 128: 128 and 2); with ``even_batches`` the epoch's
+rows are cut into batches that differ by at most one row (65 and 65). A batch
+smaller than ``batch_size`` is padded only to the next power of two (at least
+8, at most ``batch_size``), its padding rows get weight 0 and the batch loss is
+the mean over its real rows. Each step is one jitted call, ``vmap``-ed over the runs,
 driven from the host: the step compiles once per padded size (at most five
 for a batch of 128) for the whole loop, and a round with 20 labelled rows
 computes 32 rows a step, not 128.
@@ -79,40 +81,52 @@ def padded_size(rows: int, batch_size: int) -> int:
   return min(batch_size, max(8, 1 << (rows - 1).bit_length()))
 
 
+def batch_bounds(count: int, batch_size: int, even: bool = False) -> list[tuple[int, int]]:
+  """``[start, stop)`` of each step's rows in an epoch's shuffled order of ``count`` rows.
+
+  ``ceil(count / batch_size)`` batches: full ones and a partial last one, or
+  with ``even`` sizes that differ by at most one.
+  """
+  steps = -(-count // batch_size)
+  if even:
+    return [(b * count // steps, (b + 1) * count // steps) for b in range(steps)]
+  return [(b * batch_size, min(count, (b + 1) * batch_size)) for b in range(steps)]
+
+
 @functools.partial(jax.jit, static_argnames=("objective", "size"))
 def step(
   state: TrainState,
   x: jax.Array,
   y: jax.Array,
   batches: jax.Array,
-  count: jax.Array,
-  b: jax.Array,
+  start: jax.Array,
+  stop: jax.Array,
   *,
   objective: Objective,
-  size: int | None = None,
+  size: int,
 ) -> tuple[TrainState, jax.Array]:
-  """Step ``b`` of the epoch for every run: the first ``size`` rows of ``batches[:, b]``.
+  """One step for every run on rows ``[start, stop)`` of its epoch's shuffled order.
 
-  Rows past the labelled ``count`` are padding, weighted 0; ``size`` (default:
-  the whole batch) must cover the batch's real rows.
+  ``batches`` (runs, max_batches, batch_size) is each run's shuffled order;
+  the step computes ``size >= stop - start`` rows, those past ``stop`` padding
+  with weight 0.
 
   Returns:
     The states and each run's sum of the batch's per-example losses.
   """
   weighted = weighted_objective(objective)
-  batch_size = batches.shape[-1]
-  size = batch_size if size is None else size
 
-  def one(state: TrainState, batches: jax.Array, count: jax.Array):
-    rows = batches[b, :size]
-    valid = b * batch_size + jnp.arange(size) < count
+  def one(state: TrainState, batches: jax.Array):
+    order = jnp.pad(batches.reshape(-1), (0, size))  # a window past the end reads padding
+    rows = jax.lax.dynamic_slice_in_dim(order, start, size)
+    valid = jnp.arange(size) < stop - start
     real = jnp.sum(valid)
     weights = jnp.where(valid, size / real, 0.0).astype(jnp.float32)
     target: Any = (y[rows], weights)  # the weighted objective's (labels, weights)
     state, metrics = apply_step(state, x[rows], target, weighted)
     return state, metrics["loss"] * real
 
-  return jax.vmap(one)(state, batches, count)
+  return jax.vmap(one)(state, batches)
 
 
 def fit_labelled(
@@ -124,6 +138,7 @@ def fit_labelled(
   objective: Objective,
   epochs: int,
   batch_size: int,
+  even_batches: bool = False,
 ) -> tuple[TrainState, jax.Array]:
   """``epochs`` epochs of minibatch training of every run on its labelled rows.
 
@@ -134,21 +149,23 @@ def fit_labelled(
     objective: the per-example loss.
     epochs: passes over the labelled rows.
     batch_size: rows per step; the last batch of an epoch is partial.
+    even_batches: cut each epoch into ``ceil(count / batch_size)`` batches of
+      sizes that differ by at most one, instead.
 
   Returns:
     ``(state, loss)``: the trained states and each run's mean training loss
     over its last epoch (dropout on).
   """
   count = int(np.asarray(labelled.count)[0])
-  steps = -(-count // batch_size)
+  bounds = batch_bounds(count, batch_size, even_batches)
   loss = jnp.zeros(labelled.count.shape, jnp.float32)
   for _ in range(epochs):
     state, batches = shuffle(state, labelled, batch_size=batch_size)
     loss = jnp.zeros(labelled.count.shape, jnp.float32)
-    for b in range(steps):
-      size = padded_size(min(batch_size, count - b * batch_size), batch_size)
+    for start, stop in bounds:
       state, total = step(
-        state, x, y, batches, labelled.count, jnp.int32(b), objective=objective, size=size
-      )
+        state, x, y, batches, jnp.int32(start), jnp.int32(stop),
+        objective=objective, size=padded_size(stop - start, batch_size),
+      )  # fmt: skip
       loss = loss + total
   return state, loss / count

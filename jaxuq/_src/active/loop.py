@@ -115,6 +115,7 @@ def active_learning_runs(
   pool_subset: int | None = None,
   num_samples: int = 20,
   batch_size: int = 128,
+  even_batches: bool = False,
   loss: str | LossFn = "cross_entropy",
   warm_start: bool = False,
   hyperparams: Callable[[jax.Array], dict[str, Any]] | None = None,
@@ -148,7 +149,7 @@ def active_learning_runs(
       (each run to ``stop_after``, then the next; if their checkpoints hold
       different numbers of rounds, the history goes as far as every run
       went, and each state is its run's last).
-    acquisitions, epochs, acquisition_size, pool_subset, num_samples, batch_size, loss, warm_start, hyperparams, eval_samples, eval_batch_size, members, checkpoint, stop_after, progress, callback:
+    acquisitions, epochs, acquisition_size, pool_subset, num_samples, batch_size, even_batches, loss, warm_start, hyperparams, eval_samples, eval_batch_size, members, checkpoint, stop_after, progress, callback:
       as in :func:`active_learning`.
 
   Returns:
@@ -167,7 +168,8 @@ def active_learning_runs(
   checks.check_flag(side_by_side, "side_by_side")
   options = dict(
     acquisitions=acquisitions, acquisition_size=acquisition_size, pool_subset=pool_subset,
-    num_samples=num_samples, epochs=epochs, batch_size=batch_size, loss=loss,
+    num_samples=num_samples, epochs=epochs, batch_size=batch_size,
+    even_batches=even_batches, loss=loss,
     warm_start=warm_start, hyperparams=hyperparams, eval_samples=eval_samples,
     eval_batch_size=eval_batch_size, members=members, checkpoint=checkpoint,
     stop_after=checks.check_optional_positive(stop_after, "stop_after"), progress=progress,
@@ -194,6 +196,7 @@ def active_learning(
   pool_subset: int | None = None,
   num_samples: int = 20,
   batch_size: int = 128,
+  even_batches: bool = False,
   loss: str | LossFn = "cross_entropy",
   warm_start: bool = False,
   hyperparams: Callable[[jax.Array], dict[str, Any]] | None = None,
@@ -236,12 +239,18 @@ def active_learning(
     seed_indices: the seed set, ``(s,)`` distinct pool rows.
     acquisitions: the number of acquisition rounds.
     epochs: training epochs per round (``ceil(labelled / batch_size)`` steps
-      each; the last batch of an epoch is partial, as in Keras).
+      each; the last batch of an epoch is partial, as in Keras, unless
+      ``even_batches``).
     acquisition_size: rows acquired per round.
     pool_subset: rows scored per round (``None``: every row still unlabelled
       at the last acquisition).
     num_samples: MC dropout passes per scored row.
     batch_size: rows per optimizer step.
+    even_batches: cut each epoch into ``ceil(labelled / batch_size)``
+      batches whose sizes differ by at most one (130 rows at batch 128: 65
+      and 65) instead of full batches and a partial last one (128 and 2:
+      50 epochs then take 50 steps on 2 rows). Runs without it keep their
+      checkpoints' fingerprint.
     loss: the per-example loss, as in ``jaxuq.train.train``.
     warm_start: continue training the previous round's model (and optimizer
       state) instead of a fresh model each round.
@@ -287,7 +296,8 @@ def active_learning(
   static = resolve_select(select)
   options = dict(
     acquisitions=acquisitions, acquisition_size=acquisition_size, pool_subset=pool_subset,
-    num_samples=num_samples, epochs=epochs, batch_size=batch_size, loss=loss,
+    num_samples=num_samples, epochs=epochs, batch_size=batch_size,
+    even_batches=even_batches, loss=loss,
     warm_start=warm_start, hyperparams=hyperparams, eval_samples=eval_samples,
     eval_batch_size=eval_batch_size, members=members, checkpoint=checkpoint,
     stop_after=checks.check_optional_positive(stop_after, "stop_after"), progress=progress,

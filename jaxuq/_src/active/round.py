@@ -57,6 +57,7 @@ class RoundConfig:
   hyperparams: Static | None
   members: int | None = None
   shared_mask: bool = False
+  even_batches: bool = False
 
 
 class Carry(NamedTuple):
@@ -217,7 +218,7 @@ def run_round(
     labelled = jax.tree.map(lambda a: jnp.repeat(a, m, axis=0), labelled)
   state, loss = fit_labelled(
     state, x_pool, y_pool, labelled, objective=cfg.objective, epochs=cfg.epochs,
-    batch_size=cfg.batch_size,
+    batch_size=cfg.batch_size, even_batches=cfg.even_batches,
   )  # fmt: skip
   if cfg.members:
     state = jax.tree.map(lambda a: a.reshape(-1, m, *a.shape[1:]), state)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from jaxuq._src.active.labelled import labelled_set
 from jaxuq._src.active.round import Carry, RoundConfig, fresh_state, run_round
-from jaxuq._src.checkpoint import restore_checkpoint, save_checkpoint
+from jaxuq._src.checkpoint import read_metadata, restore_checkpoint, save_checkpoint
 from jaxuq._src.loop import show_progress
 
 History = dict[str, np.ndarray]
@@ -132,10 +133,49 @@ def run_rounds(
         save_checkpoint(plan.checkpoint, {"carry": carry}, meta)
       if plan.callback is not None:
         plan.callback(r, host)
+  return carry, stack_history(history, carry.which.shape[0], cfg.acquisition_size)
+
+
+def stack_history(history: dict[str, list], runs: int, acquisition_size: int) -> History:
+  """The rounds' records as arrays ``(rounds, runs, ...)``: float32, integer counts and rows."""
   out = {
-    k: np.stack(v).astype(np.int32 if k in INTEGER_RECORDS else np.float32)
+    k: np.stack([np.asarray(x) for x in v]).astype(np.int32 if k in INTEGER_RECORDS else np.float32)
     for k, v in history.items()
   }
   if "acquired" not in out:
-    out["acquired"] = np.zeros((0, carry.which.shape[0], cfg.acquisition_size), np.int32)
-  return carry, out
+    out["acquired"] = np.zeros((0, runs, acquisition_size), np.int32)
+  return out
+
+
+def checkpoint_history(path: str | os.PathLike) -> History:
+  """The history saved in an active-learning checkpoint, read without the model or the data.
+
+  For a long job's partial results: the rounds done so far, read from the
+  checkpoint file itself (its integrity hash checked).
+
+  Args:
+    path: a ``checkpoint`` of :func:`jaxuq.active.active_learning` or
+      :func:`jaxuq.active.active_learning_runs` (side by side: the one file;
+      one by one: each run's ``<checkpoint>.runN``).
+
+  Returns:
+    The history of :func:`jaxuq.active.active_learning` for the rounds done,
+    with a run axis after the round axis: one run, or side by side every
+    function x repeat, run ``f * repeats + r``. ``test_error`` etc. have
+    shape ``(rounds, runs)``, ``acquired`` ``(acquisitions_done, runs,
+    acquisition_size)``.
+
+  Raises:
+    FileNotFoundError: there is no checkpoint at ``path``.
+    ValueError: the file is corrupted, not a jaxuq checkpoint, or not one of
+      the active-learning loop.
+  """
+  meta = read_metadata(path)
+  history, options = meta.get("history"), meta.get("fingerprint", {}).get("options", {})
+  if not isinstance(history, dict) or "test_error" not in history or "round" not in meta:
+    raise ValueError(
+      f"{path} is a jaxuq checkpoint, but not one of the active-learning loop (its metadata "
+      f"holds {sorted(meta)}); read it with the function that wrote it"
+    )
+  runs = len(history["test_error"][0]) if history["test_error"] else 0
+  return stack_history(history, runs, int(options.get("acquisition_size", 0)))

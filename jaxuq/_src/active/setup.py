@@ -71,6 +71,7 @@ def prepare(
   if members == 1:
     raise ValueError("members must be at least 2 (an ensemble) or None (MC dropout), got 1")
   warm_start = checks.check_flag(o["warm_start"], "warm_start")
+  even_batches = checks.check_flag(o["even_batches"], "even_batches")
   hyperparams = o["hyperparams"]
   if hyperparams is not None and not callable(hyperparams):
     raise TypeError(f"hyperparams must be a callable count -> dict, got {hyperparams!r}")
@@ -95,7 +96,7 @@ def prepare(
     num_samples=o["num_samples"], eval_samples=eval_samples,
     eval_batch_size=o["eval_batch_size"], warm_start=warm_start,
     hyperparams=None if hyperparams is None else Static(hyperparams), members=members,
-    shared_mask=shared_mask,
+    shared_mask=shared_mask, even_batches=even_batches,
   )  # fmt: skip
   return cfg, shape
 
@@ -110,6 +111,8 @@ def fingerprint(key, model, optimizer, data, seeds, labels, options) -> dict[str
   o["hyperparams"] = None if o["hyperparams"] is None else digest(o["hyperparams"])
   if o.get("members") is None:  # MC dropout: the fingerprint of runs made before ensembles
     o.pop("members", None)
+  if not o.get("even_batches"):  # Keras-style batches: that of runs made before the option
+    o.pop("even_batches", None)
   return {
     "key": np.asarray(jax.random.key_data(key)).tolist(),
     "model": repr(model),
