@@ -22,6 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from jaxuq._src.conv import Conv
 from jaxuq._src.dropout import Dropout
 from jaxuq._src.keys import check_positive_int, check_rate
 
@@ -142,7 +143,7 @@ class BasicCNN(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """Maps images ``(batch, height, width, channels)`` to logits ``(batch, num_classes)``."""
-    x = nn.Conv(32, (3, 3), padding="VALID", kernel_init=glorot_uniform)(x)
+    x = Conv(32, (3, 3), padding="VALID", kernel_init=glorot_uniform)(x)
     x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(100, kernel_init=he_uniform)(x))
@@ -179,7 +180,7 @@ class DeepCNN(nn.Module):
     """Maps images ``(batch, 28, 28, channels)`` to logits ``(batch, num_classes)``."""
 
     def conv_bn(x: jax.Array, features: int, size: int, **kwargs: Any) -> jax.Array:
-      conv = nn.Conv(features, (size, size), kernel_init=glorot_uniform, **kwargs)
+      conv = Conv(features, (size, size), kernel_init=glorot_uniform, **kwargs)
       x = nn.relu(conv(x))
       return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3)(x)
 

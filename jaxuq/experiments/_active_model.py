@@ -19,6 +19,7 @@ import jax
 import optax
 
 from jaxuq import Dropout
+from jaxuq._src.conv import Conv
 
 glorot_uniform = nn.initializers.glorot_uniform()
 
@@ -38,7 +39,7 @@ class GalCNN(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """Maps images ``(batch, height, width, channels)`` to logits ``(batch, num_classes)``."""
     for _ in range(2):
-      x = nn.relu(nn.Conv(32, (4, 4), padding="VALID", kernel_init=glorot_uniform)(x))
+      x = nn.relu(Conv(32, (4, 4), padding="VALID", kernel_init=glorot_uniform)(x))
     x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = Dropout(self.rates[0], deterministic=not train)(x)
     x = x.reshape(x.shape[0], -1)
