@@ -83,3 +83,7 @@ def test_unbatched_inputs_and_bad_ranks():
   np.testing.assert_allclose(layer.apply(v, x), layer.apply(v, x[None])[0])
   with pytest.raises(ValueError, match=r"got shape \(5, 5\)"):
     layer.apply(v, jnp.ones((5, 5)))
+  with pytest.raises(ValueError, match="got 'CIRCULAR'; use flax.linen.Conv"):
+    Conv(2, (3, 3), padding="CIRCULAR").init(jax.random.key(0), x)
+  bare = Conv(2, (3, 3), use_bias=False)
+  assert set(bare.init(jax.random.key(0), x)["params"]) == {"kernel"}

@@ -130,6 +130,11 @@ class Conv(nn.Module):
         f"Conv takes inputs (batch, height, width, channels) or (height, width, channels), "
         f"got shape {x.shape}"
       )
+    if isinstance(self.padding, str) and self.padding not in ("VALID", "SAME"):
+      raise ValueError(
+        f"Conv takes padding 'VALID', 'SAME' or ((top, bottom), (left, right)), got "
+        f"{self.padding!r}; use flax.linen.Conv for other paddings"
+      )
     shape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param("kernel", self.kernel_init, shape)
     bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
