@@ -52,15 +52,14 @@ def shifted_conv(
   kh, kw = w.shape[:2]
   ho = (xp.shape[1] - kh) // strides[0] + 1
   wo = (xp.shape[2] - kw) // strides[1] + 1
-  out = None
+  terms = []
   for i in range(kh):
     for j in range(kw):
       end = (xp.shape[0], i + strides[0] * (ho - 1) + 1, j + strides[1] * (wo - 1) + 1, xp.shape[3])
       window = lax.slice(xp, (0, i, j, 0), end, (1, *strides, 1))
       # 2-D products: their transpose (the kernel gradient) is one plain matmul each
-      term = window.reshape(-1, xp.shape[3]) @ w[i, j]
-      out = term if out is None else out + term
-  return out.reshape(xp.shape[0], ho, wo, w.shape[3])
+      terms.append(window.reshape(-1, xp.shape[3]) @ w[i, j])
+  return functools.reduce(jnp.add, terms).reshape(xp.shape[0], ho, wo, w.shape[3])
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))

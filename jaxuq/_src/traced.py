@@ -45,7 +45,7 @@ def trace_once(fn: Callable[..., PyTree], key: Any, args: tuple) -> Traced:
 
   def call(k: Any, *a: Any) -> PyTree:
     leaves, tree = jax.tree.flatten((k, *a))
-    if tree != in_tree:
+    if tree != in_tree:  # type: ignore[operator]
       raise ValueError(
         f"a traced function was called with {tree}, but it was traced with {in_tree}"
       )
