@@ -19,7 +19,7 @@ import jax
 import optax
 
 from jaxuq import Dropout
-from jaxuq._src.conv import Conv
+from jaxuq.models import Conv
 
 glorot_uniform = nn.initializers.glorot_uniform()
 
