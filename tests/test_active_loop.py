@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,6 +55,22 @@ def _run(select=bald, key=0, **overrides):
   )  # fmt: skip
 
 
+@contextlib.contextmanager
+def _interrupted_after_saves(monkeypatch, saves: int):
+  """Within the block, the loop is interrupted right after its ``saves``-th checkpoint."""
+  real_save, done = runs_module.save_checkpoint, []
+
+  def save_then_maybe_interrupt(*args, **kwargs):
+    real_save(*args, **kwargs)
+    done.append(1)
+    if len(done) == saves:
+      raise KeyboardInterrupt
+
+  with monkeypatch.context() as m:
+    m.setattr(runs_module, "save_checkpoint", save_then_maybe_interrupt)
+    yield
+
+
 def test_history_shapes_and_labels_never_repeat():
   for select in (bald, random_select):
     _, h = _run(select, acquisitions=5, acquisition_size=5)
@@ -72,19 +90,8 @@ def test_pool_subset_none_offers_every_row_left_at_the_end():
 
 def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
   full_state, full = _run(checkpoint=tmp_path / "a.msgpack")
-  saves = []
-  real_save = runs_module.save_checkpoint
-
-  def crash_after_two(*args, **kwargs):
-    real_save(*args, **kwargs)
-    saves.append(1)
-    if len(saves) == 2:
-      raise KeyboardInterrupt
-
-  monkeypatch.setattr(runs_module, "save_checkpoint", crash_after_two)
-  with pytest.raises(KeyboardInterrupt):
+  with _interrupted_after_saves(monkeypatch, 2), pytest.raises(KeyboardInterrupt):
     _run(checkpoint=tmp_path / "b.msgpack")
-  monkeypatch.setattr(runs_module, "save_checkpoint", real_save)
   state, history = _run(checkpoint=tmp_path / "b.msgpack")
   assert history.keys() == full.keys()
   for name in full:
@@ -169,18 +176,8 @@ def test_one_by_one_history_stops_where_every_run_got_to(tmp_path, monkeypatch):
   seeds = np.stack([np.arange(6), np.arange(6, 12)])
   common = dict(selects=[bald], seed_indices=seeds, side_by_side=False, **SETTINGS)
   key, path = jax.random.key(3), tmp_path / "grid.msgpack"
-  saves, real_save = [], runs_module.save_checkpoint
-
-  def crash_after_three(*args, **kwargs):
-    real_save(*args, **kwargs)
-    saves.append(1)
-    if len(saves) == 3:
-      raise KeyboardInterrupt
-
-  monkeypatch.setattr(runs_module, "save_checkpoint", crash_after_three)
-  with pytest.raises(KeyboardInterrupt):
+  with _interrupted_after_saves(monkeypatch, 3), pytest.raises(KeyboardInterrupt):
     active_learning_runs(key, NET, optax.adam(1e-2), *DATA, checkpoint=path, stop_after=2, **common)
-  monkeypatch.setattr(runs_module, "save_checkpoint", real_save)
   _, h = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, checkpoint=path, stop_after=1,
                               **common)  # fmt: skip
   assert h["test_error"].shape == (1, 1, 2)
