@@ -87,3 +87,17 @@ def test_unbatched_inputs_and_bad_ranks():
     Conv(2, (3, 3), padding="CIRCULAR").init(jax.random.key(0), x)
   bare = Conv(2, (3, 3), use_bias=False)
   assert set(bare.init(jax.random.key(0), x)["params"]) == {"kernel"}
+
+
+@pytest.mark.parametrize("platform", ["cuda", "rocm", "tpu"])
+def test_accelerators_get_xlas_kernel_gradient(platform):
+  # Lowered for an accelerator (no device needed), the kernel derivative is XLA's convolution,
+  # not the CPU's matrix products; lowered for the CPU it is the products.
+  x = jnp.ones((2, 9, 9, 3))
+  layer = Conv(4, (3, 3), padding="VALID")
+  v = layer.init(jax.random.key(0), x)
+  grad = jax.jit(jax.grad(lambda v, x: jnp.sum(layer.apply(v, x) ** 2)))
+  there = jax.export.export(grad, platforms=[platform])(v, x).mlir_module()
+  here = jax.export.export(grad, platforms=["cpu"])(v, x).mlir_module()
+  assert there.count("stablehlo.convolution") == 2 and "stablehlo.dot_general" not in there
+  assert here.count("stablehlo.convolution") == 1 and here.count("stablehlo.dot_general") == 9
