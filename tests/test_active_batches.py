@@ -78,5 +78,5 @@ def test_only_even_batches_enter_the_checkpoint_fingerprint(even):
   x = np.zeros((4, 2), np.float32)
   y = np.zeros(4, np.int32)
   got = fingerprint(jax.random.key(0), MLP(3), optax.adam(1e-3), (x, y, x, y),
-                    np.arange(2)[None], ["bald"], options)  # fmt: skip
+                    np.arange(2)[None], ["bald"], options, jax.random.split(jax.random.key(0), 1))  # fmt: skip
   assert ("even_batches" in got["options"]) == even

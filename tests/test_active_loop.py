@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxuq._src.active import loop as loop_module
 from jaxuq._src.active import runs as runs_module
 from jaxuq._src.active.fit_labelled import fit_labelled, padded_size
 from jaxuq._src.active.labelled import balanced_seed, labelled_set
@@ -328,3 +329,38 @@ def test_named_acquisition_functions_run_in_the_loop(name):
 def test_an_acquisition_object_is_accepted():
   _, h = _run(acquisition("bald", stochastic="power"), acquisitions=1)
   assert h["acquired"].shape == (1, 4)
+
+
+def test_one_by_one_resume_refuses_another_run_key(tmp_path, monkeypatch):
+  # Repeat r's run key is split(key, repeats)[r]. With JAX's older, non-partitionable threefry
+  # that key depends on the repeat count, so a grid of 2 repeats resumed as 1 would continue
+  # repeat 0's checkpoint (same key, seed set and function) with another run key, silently.
+  # (With partitionable threefry, JAX's default, the keys agree and the resume is exact.)
+  legacy_split = getattr(jax, "threefry_partitionable", None)
+  if legacy_split is None:
+    pytest.skip("this JAX has only partitionable threefry: run keys cannot depend on repeats")
+  seeds = np.stack([np.arange(6), np.arange(6, 12)])
+  common = dict(selects=[bald], side_by_side=False, **SETTINGS)
+  key, path = jax.random.key(3), tmp_path / "grid.msgpack"
+  with legacy_split(False):
+    active_learning_runs(key, NET, optax.adam(1e-2), *DATA, seed_indices=seeds, checkpoint=path,
+                         stop_after=2, **common)  # fmt: skip
+    with pytest.raises(ValueError, match="differs in run_keys"):
+      active_learning_runs(key, NET, optax.adam(1e-2), *DATA, seed_indices=seeds[:1],
+                           checkpoint=path, **common)  # fmt: skip
+
+
+def test_checkpoints_without_run_keys_still_resume(tmp_path, monkeypatch):
+  # Checkpoints written before the run keys entered the fingerprint are checked on the rest.
+  seeds = np.stack([np.arange(6), np.arange(6, 12)])
+  common = dict(selects=[bald], side_by_side=False, seed_indices=seeds, **SETTINGS)
+  key, old = jax.random.key(3), tmp_path / "old.msgpack"
+  real = loop_module.fingerprint
+  monkeypatch.setattr(loop_module, "fingerprint",
+                      lambda *a: {n: v for n, v in real(*a).items() if n != "run_keys"})  # fmt: skip
+  active_learning_runs(key, NET, optax.adam(1e-2), *DATA, checkpoint=old, stop_after=2, **common)
+  monkeypatch.undo()
+  _, done = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, checkpoint=old, **common)
+  _, full = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, **common)
+  for name in full:
+    np.testing.assert_array_equal(done[name], full[name])

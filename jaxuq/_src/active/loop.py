@@ -62,7 +62,7 @@ def _run(key, model, optimizer, data, seeds, run_selects, options, *, selects, l
     description=f"active learning, {len(run_selects)} run(s)",
     fingerprint={}
     if path is None
-    else fingerprint(key, model, optimizer, data, seeds, labels, options),
+    else fingerprint(key, model, optimizer, data, seeds, labels, options, runs_keys),
     callback=options["callback"],
     stop_after=options["stop_after"],
   )

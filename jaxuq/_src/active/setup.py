@@ -101,7 +101,13 @@ def prepare(
   return cfg, shape
 
 
-def fingerprint(key, model, optimizer, data, seeds, labels, options) -> dict[str, Any]:
+def fingerprint(key, model, optimizer, data, seeds, labels, options, run_keys) -> dict[str, Any]:
+  """What a checkpoint must match to be resumed: data, keys, seed sets, functions and settings.
+
+  ``run_keys`` are the runs' own keys (``split(key, repeats)[r]``): without
+  them a grid of 3 repeats run one by one and resumed as 1 repeat would
+  continue repeat 0's checkpoint with another key.
+  """
   o = {
     k: v
     for k, v in options.items()
@@ -121,4 +127,5 @@ def fingerprint(key, model, optimizer, data, seeds, labels, options) -> dict[str
     "seeds": seeds.tolist(),
     "selects": labels,
     "options": o,
+    "run_keys": np.asarray(jax.random.key_data(run_keys)).tolist(),
   }
