@@ -97,3 +97,20 @@ def test_ood_and_exact_figures(tmp_path):
   net = {"rel_rmse_mean": [0.5, 0.3], "rel_rmse_variance": [0.9, 0.6], "variance_constant": 1.2}
   plot.mc_convergence({"T": [2, 4], "repeats": 3, "networks": {"n": net}}, path=tmp_path / "m.png")
   assert all(_png(tmp_path / f"{n}.png") for n in "hrpyvem")
+
+
+def test_active_learning_curves_of_different_lengths(tmp_path):
+  # A function stopped early has NaN in its later rounds: its curve ends at its last full round.
+  error = np.linspace(0.5, 0.05, 6)[:, None, None] * np.ones((1, 2, 3))
+  error[4:, 1] = np.nan
+  error[3, 1, 0] = np.nan  # one repeat short of round 3: the mean and range stop at round 2
+  fig = plot.active_learning_curves(
+    np.arange(0, 60, 10), error, ["a", "b"], path=tmp_path / "c.png"
+  )
+  lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label() in ("a", "b")]
+  assert [len(ln.get_xdata()) for ln in lines] == [6, 3]
+  np.testing.assert_allclose(lines[1].get_ydata(), 100 * error[:3, 1, 0])
+  assert _png(tmp_path / "c.png")
+  with pytest.raises(ValueError, match=r"no complete round for \['b'\]"):
+    error[:, 1, 2] = np.nan
+    plot.active_learning_curves(np.arange(0, 60, 10), error, ["a", "b"])

@@ -18,7 +18,10 @@ def active_learning_curves(acquired: Any, test_error: Any, names: Sequence[str],
 
   Args:
     acquired: ``(rounds,)`` images acquired before each evaluation.
-    test_error: ``(rounds, functions, repeats)`` test error rates in [0, 1].
+    test_error: ``(rounds, functions, repeats)`` test error rates in [0, 1];
+      NaN for the rounds a function has not run (its curve ends at its last
+      round run by every repeat), so grids stopped at different rounds share
+      one figure.
     names: one legend label per function.
     thresholds: error rates drawn as dashed lines (default 10 % and 5 %).
     path: where to save the figure, or None.
@@ -40,16 +43,23 @@ def active_learning_curves(acquired: Any, test_error: Any, names: Sequence[str],
       f"test_error must have shape (rounds, functions, repeats) = ({x.shape[0]}, {len(names)}, "
       f"repeats), got {error.shape}"
     )
+  done = ~np.isnan(error).any(axis=2)  # (rounds, functions): every repeat ran the round
+  if not done.any(axis=0).all():
+    missing = [names[f] for f in np.flatnonzero(~done.any(axis=0))]
+    raise ValueError(
+      f"test_error holds no complete round for {missing}: a function needs at least one round "
+      "that all its repeats ran (NaN marks rounds not run)"
+    )
   fig, ax = new_figure((6.4, 4.2), who="jaxuq.plot.active_learning_curves")
   for f, name in enumerate(names):
-    (line,) = ax.plot(x, error[:, f].mean(axis=1), label=name, lw=1.6)
+    e, xs = error[done[:, f], f], x[done[:, f]]
+    (line,) = ax.plot(xs, e.mean(axis=1), label=name, lw=1.6)
     if error.shape[2] > 1:
-      ax.fill_between(x, error[:, f].min(axis=1), error[:, f].max(axis=1), color=line.get_color(),
-                      alpha=0.15, lw=0)  # fmt: skip
+      ax.fill_between(xs, e.min(axis=1), e.max(axis=1), color=line.get_color(), alpha=0.15, lw=0)
   for threshold in thresholds:
     ax.axhline(100 * threshold, color="0.5", ls="--", lw=0.8)
   ax.set_xlabel("acquired images")
   ax.set_ylabel("test error (%)")
-  ax.set_ylim(0, min(100.0, float(error.max()) + 5))
+  ax.set_ylim(0, min(100.0, float(np.nanmax(error)) + 5))
   ax.grid(alpha=0.3)
   return finish(fig, path, dpi=120, legend=ax)

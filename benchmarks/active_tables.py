@@ -1,0 +1,188 @@
+"""Tables and figure of an active-learning grid run in parts, read from its checkpoints.
+
+``jaxuq active`` writes its own table and figure for the functions of one
+call. A grid finished in time-boxed parts, or split over output folders
+(``--functions bald,random --out A``, ``--functions variation_ratios,... --out
+B``), is read back here from every run's checkpoint (with
+``jaxuq.active.checkpoint_history``, nothing recomputed): each function's test
+error per round and repeat, its rounds run so far, the images it needed to
+reach each test error, and one figure of every function, each curve as far as
+all its repeats went.
+
+    python benchmarks/active_tables.py --grid out/active_cpu:bald,random \\
+      --grid out/active_cpu_more:variation_ratios,max_entropy,mean_std \\
+      --json benchmarks/results/active/mnist_cpu_grid.json \\
+      --figure docs/guide/img/active_mnist_five.png
+
+A folder's checkpoints are ``checkpoints/active.msgpack.runN`` (runs one by
+one, run ``N = f * repeats + r`` for the f-th function of that call) or one
+``checkpoints/active.msgpack`` (side by side, the same order). Runs of a
+repeat must share their seed set and key across folders (common random
+numbers), else the script stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+
+from jaxuq import plot
+from jaxuq.active import checkpoint_history
+
+PAPER = {  # Gal, Islam & Ghahramani (2017), Table 1: acquired images to 10 % and 5 % test error
+  "bald": (145, 335),
+  "variation_ratios": (120, 295),
+  "max_entropy": (165, 355),
+  "mean_std": (230, 695),
+  "random": (255, 835),
+}
+LABELS = {
+  "bald": "BALD",
+  "variation_ratios": "Var Ratios",
+  "max_entropy": "Max Entropy",
+  "mean_std": "Mean STD",
+  "random": "Random",
+  "batchbald": "BatchBALD",
+}
+THRESHOLDS = (0.20, 0.15, 0.12, 0.10, 0.05)
+
+
+def _fingerprint(path: pathlib.Path) -> dict:
+  return json.loads(pathlib.Path(f"{path}.json").read_text())["fingerprint"]
+
+
+def read_grid(folder: pathlib.Path, functions: list[str], repeats: int) -> list[dict]:
+  """Every run of one folder: function, repeat, its history and its fingerprint's seed set and key."""
+  ckpt = folder / "checkpoints" / "active.msgpack"
+  runs = []
+  if ckpt.exists():  # side by side: one file, run f * repeats + r
+    h, fp = checkpoint_history(ckpt), _fingerprint(ckpt)
+    for i in range(len(functions) * repeats):
+      f, r = divmod(i, repeats)
+      runs.append(_run(functions[f], r, {k: v[:, i] for k, v in h.items()}, fp["seeds"][r], fp))
+    return runs
+  for i in range(len(functions) * repeats):
+    f, r = divmod(i, repeats)
+    path = pathlib.Path(f"{ckpt}.run{i}")
+    if not path.exists():
+      raise SystemExit(f"{path} is missing: is {functions} x {repeats} repeats this folder's grid?")
+    fp = _fingerprint(path)
+    if fp["selects"] != [functions[f]]:
+      raise SystemExit(
+        f"{path} holds {fp['selects']}, not {functions[f]!r}: list --grid's functions in the order of the run"
+      )
+    h = checkpoint_history(path)
+    runs.append(_run(functions[f], r, {k: v[:, 0] for k, v in h.items()}, fp["seeds"][0], fp))
+  return runs
+
+
+def _run(function: str, repeat: int, h: dict, seeds: list, fp: dict) -> dict:
+  return {
+    "function": function, "repeat": repeat, "rounds": int(h["test_error"].shape[0]),
+    "test_error": h["test_error"].tolist(), "num_labelled": h["num_labelled"].tolist(),
+    "acquired": h["acquired"].tolist(), "seeds": seeds, "key": fp["key"],
+  }  # fmt: skip
+
+
+def check_common_numbers(runs: list[dict]) -> None:
+  """Stops unless every run of a repeat has the same seed set and key."""
+  for r in {run["repeat"] for run in runs}:
+    same = {
+      (json.dumps(run["seeds"]), json.dumps(run["key"])) for run in runs if run["repeat"] == r
+    }
+    if len(same) != 1:
+      raise SystemExit(f"repeat {r} has different seed sets or keys across the grids")
+
+
+def error_array(
+  runs: list[dict], functions: list[str], repeats: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """``(rounds, functions, repeats)`` test errors, NaN where a run has not got yet, and the labelled counts."""
+  rounds = max(run["rounds"] for run in runs)
+  error = np.full((rounds, len(functions), repeats), np.nan)
+  labelled = np.full(rounds, -1)
+  for run in runs:
+    n = run["rounds"]
+    error[:n, functions.index(run["function"]), run["repeat"]] = run["test_error"]
+    labelled[:n] = run["num_labelled"]
+  return error, labelled
+
+
+def thresholds(acquired: np.ndarray, error: np.ndarray) -> dict[str, str]:
+  """Per threshold, the acquired images at which the repeats' mean first reaches it."""
+  done = ~np.isnan(error).any(axis=1)
+  mean = error[done].mean(axis=1)
+  out = {}
+  for t in THRESHOLDS:
+    hit = np.flatnonzero(mean <= t)
+    out[f"{round(100 * t)}%"] = (
+      str(int(acquired[done][hit[0]])) if hit.size else f"not reached by {int(acquired[done][-1])}"
+    )
+  return out
+
+
+def markdown(functions, error, acquired, columns) -> str:
+  head = "| acquired images | " + " | ".join(str(c) for c in columns) + " |"
+  lines = [head, "|---" * (len(columns) + 1) + "|"]
+  for f, name in enumerate(functions):
+    cells = []
+    for c in columns:
+      k = np.flatnonzero(acquired == c)
+      e = 100 * error[k[0], f] if k.size else np.full(1, np.nan)
+      cells.append("" if np.isnan(e).any() else f"{e.mean():.1f} ({e.min():.1f}-{e.max():.1f})")
+    lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+  lines += ["", "| function | rounds | " + " | ".join(f"{round(100 * t)} %" for t in THRESHOLDS) + " | paper 10 % / 5 % |",
+            "|---" * (len(THRESHOLDS) + 3) + "|"]  # fmt: skip
+  for f, name in enumerate(functions):
+    reached = thresholds(acquired, error[:, f])
+    rounds = int((~np.isnan(error[:, f]).any(axis=1)).sum())
+    paper = PAPER.get(name, ("-", "-"))
+    lines.append(
+      f"| {LABELS.get(name, name)} | {rounds} | "
+      + " | ".join(reached.values())
+      + f" | {paper[0]} / {paper[1]} |"
+    )
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--grid", action="append", required=True, metavar="DIR:F1,F2,...",
+                      help="an output folder of `jaxuq active` and its --functions, in order")  # fmt: skip
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--seed-size", type=int, default=20, help="labelled images before acquiring")
+  parser.add_argument("--columns", default="0,50,100,150,200,250,300,350,400,450,500")
+  parser.add_argument("--json", type=pathlib.Path)
+  parser.add_argument("--figure", type=pathlib.Path)
+  parser.add_argument(
+    "--what", default="", help="a sentence on how the runs were made, for the JSON"
+  )
+  args = parser.parse_args()
+  runs, functions = [], []
+  for spec in args.grid:
+    folder, _, names = spec.rpartition(":")
+    fs = names.split(",")
+    runs += read_grid(pathlib.Path(folder), fs, args.repeats)
+    functions += fs
+  check_common_numbers(runs)
+  error, labelled = error_array(runs, functions, args.repeats)
+  acquired = labelled - args.seed_size
+  columns = [int(c) for c in args.columns.split(",")]
+  print(markdown(functions, error, acquired, columns))
+  if args.figure is not None:
+    names = [LABELS.get(f, f) for f in functions]
+    plot.active_learning_curves(acquired, error, names, path=args.figure)
+    print(f"wrote {args.figure}")
+  if args.json is not None:
+    table = {f: thresholds(acquired, error[:, i]) for i, f in enumerate(functions)}
+    out = {"what": args.what, "grids": args.grid, "repeats": args.repeats,
+           "thresholds": table, "runs": [{k: v for k, v in run.items() if k not in ("seeds", "key")} | {"seed_set": run["seeds"]} for run in runs]}  # fmt: skip
+    args.json.write_text(json.dumps(out, indent=0))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+  main()
