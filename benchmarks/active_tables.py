@@ -31,22 +31,9 @@ import numpy as np
 
 from jaxuq import plot
 from jaxuq.active import checkpoint_history
+from jaxuq.experiments._active_report import LABELS, PAPER_TABLE
 
-PAPER = {  # Gal, Islam & Ghahramani (2017), Table 1: acquired images to 10 % and 5 % test error
-  "bald": (145, 335),
-  "variation_ratios": (120, 295),
-  "max_entropy": (165, 355),
-  "mean_std": (230, 695),
-  "random": (255, 835),
-}
-LABELS = {
-  "bald": "BALD",
-  "variation_ratios": "Var Ratios",
-  "max_entropy": "Max Entropy",
-  "mean_std": "Mean STD",
-  "random": "Random",
-  "batchbald": "BatchBALD",
-}
+PAPER = PAPER_TABLE  # Gal, Islam & Ghahramani (2017), Table 1: images to 10 % and 5 % error
 THRESHOLDS = (0.20, 0.15, 0.12, 0.10, 0.05)
 
 

@@ -43,9 +43,9 @@ def active_learning_curves(acquired: Any, test_error: Any, names: Sequence[str],
       f"test_error must have shape (rounds, functions, repeats) = ({x.shape[0]}, {len(names)}, "
       f"repeats), got {error.shape}"
     )
-  done = ~np.isnan(error).any(axis=2)  # (rounds, functions): every repeat ran the round
+  done = np.asarray(~np.isnan(error).any(axis=2))  # (rounds, functions): all repeats ran it
   if not done.any(axis=0).all():
-    missing = [names[f] for f in np.flatnonzero(~done.any(axis=0))]
+    missing = [names[int(f)] for f in np.flatnonzero(~done.any(axis=0))]
     raise ValueError(
       f"test_error holds no complete round for {missing}: a function needs at least one round "
       "that all its repeats ran (NaN marks rounds not run)"
