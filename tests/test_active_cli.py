@@ -63,3 +63,19 @@ def test_images_to_reach_counts_the_first_round_at_or_below():
   assert report.images_to_reach(acquired, np.array([0.3, 0.1, 0.04, 0.02]), 0.10) == 10
   assert report.images_to_reach(acquired, np.array([0.3, 0.1, 0.04, 0.02]), 0.05) == 20
   assert report.images_to_reach(acquired, np.array([0.3, 0.2, 0.2, 0.2]), 0.05) is None
+
+
+@pytest.mark.slow
+def test_side_by_side_runs_the_cnn_as_one_by_one(tmp_path):
+  # Accelerators default to --runs side-by-side (vmapped convolutions over runs); the CPU to one
+  # by one. Both run the experiment's CNN to the same acquisitions and test errors.
+  histories = {}
+  for mode in ("side-by-side", "one-by-one"):
+    out = tmp_path / mode
+    args = ["active", "--quick", "--out", str(out), "--no-progress", "--no-compile-cache"]
+    assert main([*args, "--runs", mode, "--stop-after", "2"]) == 0
+    histories[mode] = json.loads((out / "summary.json").read_text())["history"]
+  together, apart = histories["side-by-side"], histories["one-by-one"]
+  np.testing.assert_array_equal(together["acquired"], apart["acquired"])
+  np.testing.assert_allclose(together["test_error"], apart["test_error"], atol=1e-6)
+  np.testing.assert_allclose(together["train_loss"], apart["train_loss"], rtol=1e-4)
