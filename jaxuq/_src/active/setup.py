@@ -104,7 +104,8 @@ def prepare(
 def fingerprint(key, model, optimizer, data, seeds, labels, options, run_keys) -> dict[str, Any]:
   """What a checkpoint must match to be resumed: data, keys, seed sets, functions and settings.
 
-  ``run_keys`` are the runs' own keys (``split(key, repeats)[r]``): without
+  ``run_keys`` are the runs' own keys (``split(key, repeats)[r]``). With
+  JAX's non-partitionable threefry that key depends on ``repeats``, so without
   them a grid of 3 repeats run one by one and resumed as 1 repeat would
   continue repeat 0's checkpoint with another key.
   """
