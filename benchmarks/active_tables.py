@@ -41,12 +41,23 @@ def _fingerprint(path: pathlib.Path) -> dict:
   return json.loads(pathlib.Path(f"{path}.json").read_text())["fingerprint"]
 
 
-def read_grid(folder: pathlib.Path, functions: list[str], repeats: int) -> list[dict]:
-  """Every run of one folder: function, repeat, its history and its fingerprint's seed set and key."""
+def read_grid(folder: pathlib.Path, entries: list[str], repeats: int) -> list[dict]:
+  """Every run of one folder: function, repeat, its history and its fingerprint's seed set and key.
+
+  ``entries`` are the folder's ``--functions`` in order, each ``name`` or
+  ``name=label`` (a label tells apart runs of one function from two folders,
+  e.g. ``bald=BALD (ensemble)``); a run's ``function`` is its label.
+  """
+  names = [e.partition("=")[0] for e in entries]
+  functions = [e.partition("=")[2] or e for e in entries]
   ckpt = folder / "checkpoints" / "active.msgpack"
   runs = []
   if ckpt.exists():  # side by side: one file, run f * repeats + r
     h, fp = checkpoint_history(ckpt), _fingerprint(ckpt)
+    if fp["selects"] != names:
+      raise SystemExit(
+        f"{ckpt} holds {fp['selects']}, not {names}: list --grid's functions in order"
+      )
     for i in range(len(functions) * repeats):
       f, r = divmod(i, repeats)
       runs.append(_run(functions[f], r, {k: v[:, i] for k, v in h.items()}, fp["seeds"][r], fp))
@@ -57,9 +68,9 @@ def read_grid(folder: pathlib.Path, functions: list[str], repeats: int) -> list[
     if not path.exists():
       raise SystemExit(f"{path} is missing: is {functions} x {repeats} repeats this folder's grid?")
     fp = _fingerprint(path)
-    if fp["selects"] != [functions[f]]:
+    if fp["selects"] != [names[f]]:
       raise SystemExit(
-        f"{path} holds {fp['selects']}, not {functions[f]!r}: list --grid's functions in the order of the run"
+        f"{path} holds {fp['selects']}, not {names[f]!r}: list --grid's functions in the order of the run"
       )
     h = checkpoint_history(path)
     runs.append(_run(functions[f], r, {k: v[:, 0] for k, v in h.items()}, fp["seeds"][0], fp))
@@ -119,7 +130,8 @@ def markdown(functions, error, acquired, columns) -> str:
     for c in columns:
       k = np.flatnonzero(acquired == c)
       e = 100 * error[k[0], f] if k.size else np.full(1, np.nan)
-      cells.append("" if np.isnan(e).any() else f"{e.mean():.1f} ({e.min():.1f}-{e.max():.1f})")
+      spread = f" ({e.min():.1f}-{e.max():.1f})" if e.size > 1 else ""
+      cells.append("" if np.isnan(e).any() else f"{e.mean():.1f}{spread}")
     lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
   lines += ["", "| function | rounds | " + " | ".join(f"{round(100 * t)} %" for t in THRESHOLDS) + " | paper 10 % / 5 % |",
             "|---" * (len(THRESHOLDS) + 3) + "|"]  # fmt: skip
@@ -138,7 +150,8 @@ def markdown(functions, error, acquired, columns) -> str:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--grid", action="append", required=True, metavar="DIR:F1,F2,...",
-                      help="an output folder of `jaxuq active` and its --functions, in order")  # fmt: skip
+                      help="an output folder of `jaxuq active` and its --functions, in order "
+                      "(name=label to tell apart two folders' runs of one function)")  # fmt: skip
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--seed-size", type=int, default=20, help="labelled images before acquiring")
   parser.add_argument("--columns", default="0,50,100,150,200,250,300,350,400,450,500")
@@ -151,9 +164,13 @@ def main() -> None:
   runs, functions = [], []
   for spec in args.grid:
     folder, _, names = spec.rpartition(":")
-    fs = names.split(",")
-    runs += read_grid(pathlib.Path(folder), fs, args.repeats)
-    functions += fs
+    entries = names.split(",")
+    runs += read_grid(pathlib.Path(folder), entries, args.repeats)
+    functions += [e.partition("=")[2] or e for e in entries]
+  if len(set(functions)) != len(functions):
+    raise SystemExit(
+      f"functions {functions} repeat a name: label one of them, e.g. bald=BALD-ensemble"
+    )
   check_common_numbers(runs)
   error, labelled = error_array(runs, functions, args.repeats)
   acquired = labelled - args.seed_size
