@@ -31,14 +31,10 @@ import numpy as np
 
 from jaxuq import plot
 from jaxuq.active import checkpoint_history
-from jaxuq.experiments._active_report import LABELS, PAPER_TABLE
+from jaxuq.experiments._active_report import LABELS, PAPER_TABLE, images_to_reach
 
 PAPER = PAPER_TABLE  # Gal, Islam & Ghahramani (2017), Table 1: images to 10 % and 5 % error
 THRESHOLDS = (0.20, 0.15, 0.12, 0.10, 0.05)
-
-
-def _fingerprint(path: pathlib.Path) -> dict:
-  return json.loads(pathlib.Path(f"{path}.json").read_text())["fingerprint"]
 
 
 def read_grid(folder: pathlib.Path, entries: list[str], repeats: int) -> list[dict]:
@@ -52,37 +48,24 @@ def read_grid(folder: pathlib.Path, entries: list[str], repeats: int) -> list[di
   functions = [e.partition("=")[2] or e for e in entries]
   ckpt = folder / "checkpoints" / "active.msgpack"
   runs = []
-  if ckpt.exists():  # side by side: one file, run f * repeats + r
-    h, fp = checkpoint_history(ckpt), _fingerprint(ckpt)
-    if fp["selects"] != names:
-      raise SystemExit(
-        f"{ckpt} holds {fp['selects']}, not {names}: list --grid's functions in order"
-      )
-    for i in range(len(functions) * repeats):
-      f, r = divmod(i, repeats)
-      runs.append(_run(functions[f], r, {k: v[:, i] for k, v in h.items()}, fp["seeds"][r], fp))
-    return runs
   for i in range(len(functions) * repeats):
     f, r = divmod(i, repeats)
-    path = pathlib.Path(f"{ckpt}.run{i}")
-    if not path.exists():
+    # side by side: one file, run i its column i; one by one: file runI, one column
+    path, column, selects = (ckpt, i, names) if ckpt.exists() else (f"{ckpt}.run{i}", 0, [names[f]])
+    if not pathlib.Path(path).exists():
       raise SystemExit(f"{path} is missing: is {functions} x {repeats} repeats this folder's grid?")
-    fp = _fingerprint(path)
-    if fp["selects"] != [names[f]]:
+    fp = json.loads(pathlib.Path(f"{path}.json").read_text())["fingerprint"]
+    if fp["selects"] != selects:
       raise SystemExit(
-        f"{path} holds {fp['selects']}, not {names[f]!r}: list --grid's functions in the order of the run"
+        f"{path} holds {fp['selects']}, not {selects}: list --grid's functions in order"
       )
-    h = checkpoint_history(path)
-    runs.append(_run(functions[f], r, {k: v[:, 0] for k, v in h.items()}, fp["seeds"][0], fp))
+    h = {k: v[:, column] for k, v in checkpoint_history(path).items()}
+    runs.append({
+      "function": functions[f], "repeat": r, "rounds": int(h["test_error"].shape[0]),
+      "test_error": h["test_error"].tolist(), "num_labelled": h["num_labelled"].tolist(),
+      "acquired": h["acquired"].tolist(), "seeds": fp["seeds"][column], "key": fp["key"],
+    })  # fmt: skip
   return runs
-
-
-def _run(function: str, repeat: int, h: dict, seeds: list, fp: dict) -> dict:
-  return {
-    "function": function, "repeat": repeat, "rounds": int(h["test_error"].shape[0]),
-    "test_error": h["test_error"].tolist(), "num_labelled": h["num_labelled"].tolist(),
-    "acquired": h["acquired"].tolist(), "seeds": seeds, "key": fp["key"],
-  }  # fmt: skip
 
 
 def check_common_numbers(runs: list[dict]) -> None:
@@ -105,24 +88,25 @@ def error_array(
   for run in runs:
     n = run["rounds"]
     error[:n, functions.index(run["function"]), run["repeat"]] = run["test_error"]
+    counts, known = np.asarray(run["num_labelled"]), labelled[:n] != -1
+    if np.any(counts[known] != labelled[:n][known]):
+      raise SystemExit(f"{run['function']} repeat {run['repeat']} labels other counts per round")
     labelled[:n] = run["num_labelled"]
   return error, labelled
 
 
 def thresholds(acquired: np.ndarray, error: np.ndarray) -> dict[str, str]:
-  """Per threshold, the acquired images at which the repeats' mean first reaches it."""
+  """Per threshold, the acquired images at which the mean over repeats first reaches it.
+
+  ``error`` is ``(rounds, repeats)``; only rounds every repeat ran count.
+  """
   done = ~np.isnan(error).any(axis=1)
-  mean = error[done].mean(axis=1)
-  out = {}
-  for t in THRESHOLDS:
-    hit = np.flatnonzero(mean <= t)
-    out[f"{round(100 * t)}%"] = (
-      str(int(acquired[done][hit[0]])) if hit.size else f"not reached by {int(acquired[done][-1])}"
-    )
-  return out
+  mean, seen = error[done].mean(axis=1), acquired[done]
+  reached = {f"{round(100 * t)}%": images_to_reach(seen, mean, t) for t in THRESHOLDS}
+  return {k: f"not reached by {int(seen[-1])}" if v is None else str(v) for k, v in reached.items()}
 
 
-def markdown(functions, error, acquired, columns) -> str:
+def markdown(functions, error, acquired, columns, table) -> str:
   head = "| acquired images | " + " | ".join(str(c) for c in columns) + " |"
   lines = [head, "|---" * (len(columns) + 1) + "|"]
   for f, name in enumerate(functions):
@@ -136,7 +120,7 @@ def markdown(functions, error, acquired, columns) -> str:
   lines += ["", "| function | rounds | " + " | ".join(f"{round(100 * t)} %" for t in THRESHOLDS) + " | paper 10 % / 5 % |",
             "|---" * (len(THRESHOLDS) + 3) + "|"]  # fmt: skip
   for f, name in enumerate(functions):
-    reached = thresholds(acquired, error[:, f])
+    reached = table[name]
     rounds = int((~np.isnan(error[:, f]).any(axis=1)).sum())
     paper = PAPER.get(name, ("-", "-"))
     lines.append(
@@ -175,13 +159,13 @@ def main() -> None:
   error, labelled = error_array(runs, functions, args.repeats)
   acquired = labelled - args.seed_size
   columns = [int(c) for c in args.columns.split(",")]
-  print(markdown(functions, error, acquired, columns))
+  table = {f: thresholds(acquired, error[:, i]) for i, f in enumerate(functions)}
+  print(markdown(functions, error, acquired, columns, table))
   if args.figure is not None:
     names = [LABELS.get(f, f) for f in functions]
     plot.active_learning_curves(acquired, error, names, path=args.figure)
     print(f"wrote {args.figure}")
   if args.json is not None:
-    table = {f: thresholds(acquired, error[:, i]) for i, f in enumerate(functions)}
     out = {"what": args.what, "grids": args.grid, "repeats": args.repeats,
            "thresholds": table, "runs": [{k: v for k, v in run.items() if k not in ("seeds", "key")} | {"seed_set": run["seeds"]} for run in runs]}  # fmt: skip
     args.json.write_text(json.dumps(out, indent=0))
