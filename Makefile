@@ -9,6 +9,10 @@ STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
 OUT ?= out
 JOBS ?= 2
+# glibc's malloc on transparent huge pages for everything make runs: XLA's CPU
+# backend then spends far less time in page faults (docs/benchmarks.md,
+# "Memory on the CPU"). A GLIBC_TUNABLES of your own wins.
+export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 # docs: its Python only (the pages' code is checked by running it: make docs).
 SRC := $(wildcard jaxuq tests examples benchmarks docs/conf.py docs/_ext)
 

@@ -185,6 +185,13 @@ def pivot_table(rows: list[dict], first_call: bool = False) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _malloc(env: dict) -> str:
+  """The malloc setting of a CPU run (huge pages or not), or nothing for older reports."""
+  if "glibc_tunables" not in env or env["platform"] != "cpu":
+    return ""
+  return f" GLIBC_TUNABLES: {env['glibc_tunables'] or 'unset'}."
+
+
 def _header(summary: dict) -> list[str]:
   env = summary["environment"]
   versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
@@ -194,7 +201,7 @@ def _header(summary: dict) -> list[str]:
     f"Device: {env['device_kind']} ({env['platform']}; {len(env['devices'])} device(s)); host "
     f"{env['host']}, {env['cpu_count']} cores.",
     f"Float32 matmul precision in force: {env['matmul_precision']} (JAX setting "
-    f"`{env['matmul_precision_setting']}`). Versions: {versions}.",
+    f"`{env['matmul_precision_setting']}`). Versions: {versions}.{_malloc(env)}",
     f"Matmul rate (GFLOP/s) at JAX's default precision, `highest` and bfloat16: {floor_text}.",
     f"Command: `{summary.get('command', 'jaxuq bench')}`. JAX's persistent compilation cache: "
     f"{summary.get('compilation_cache', 'off')}. First calls (compile + run): "

@@ -146,4 +146,5 @@ def environment() -> dict[str, Any]:
     "matmul_precision": matmul_precision(),
     "python_executable": sys.executable,
     "versions": versions,
+    "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
   }
