@@ -85,6 +85,19 @@ def test_rerun_execs_the_same_command_line(monkeypatch):
   assert len(calls) == 1
 
 
+def test_rerun_carries_on_when_exec_fails(monkeypatch):
+  def failing_execve(path, args, env):
+    raise PermissionError(13, "Permission denied", path)
+
+  monkeypatch.setattr(os, "execve", failing_execve)
+  monkeypatch.setattr(huge_pages, "is_glibc", lambda: True)
+  monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+  monkeypatch.delenv("JAXUQ_NO_HUGE_PAGES", raising=False)
+  assert huge_pages.rerun_with_huge_pages(["quickstart"]) is None
+  monkeypatch.setattr(sys, "orig_argv", [])
+  assert huge_pages.rerun_with_huge_pages(["quickstart"]) is None
+
+
 _PRINT_THEN_MAIN = (
   "import os, sys; print('tunables', os.environ.get('GLIBC_TUNABLES'), flush=True); "
   "from jaxuq.cli import main; sys.argv = ['jaxuq', *sys.argv[1:]]; raise SystemExit(main())"

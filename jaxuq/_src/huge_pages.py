@@ -63,15 +63,19 @@ def rerun_with_huge_pages(argv: Sequence[str]) -> None:
   Call it first thing in a program's entry point, before anything is printed
   or started: the command line is ``sys.orig_argv`` (the interpreter's own
   options included) and the process is replaced by ``os.execve``. Returns
-  without doing anything where :func:`huge_pages_environ` says so; ``argv``
-  (the program's arguments) is read only for ``--no-huge-pages``.
+  without doing anything where :func:`huge_pages_environ` says so, where the
+  interpreter's path or command line is unknown, or where the exec fails;
+  ``argv`` (the program's arguments) is read only for ``--no-huge-pages``.
   """
   env = huge_pages_environ(os.environ, argv, is_glibc())
-  if env is None:
+  if env is None or not sys.executable or not sys.orig_argv:  # embedded Pythons have neither
     return
   sys.stdout.flush()
   sys.stderr.flush()
-  os.execve(sys.executable, sys.orig_argv, env)
+  try:
+    os.execve(sys.executable, sys.orig_argv, env)
+  except OSError:  # e.g. the interpreter is gone or cannot be run again: carry on without
+    return
 
 
 def malloc_tunables() -> str | None:
