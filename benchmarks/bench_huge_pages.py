@@ -154,7 +154,7 @@ def _active_round() -> list[float]:
 
 def _spawn(tunables: str | None, steps: int, with_round: bool) -> dict:
   env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-  env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
   if tunables:
     env["GLIBC_TUNABLES"] = tunables
   args = [sys.executable, __file__, "--child", "--steps", str(steps)]

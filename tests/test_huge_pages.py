@@ -139,7 +139,9 @@ def test_huge_pages_change_no_number():
   for tunables in (None, TUNABLE):
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join([str(BENCH.parents[1]), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(
+      filter(None, [str(BENCH.parents[1]), env.get("PYTHONPATH")])
+    )
     if tunables:
       env["GLIBC_TUNABLES"] = tunables
     proc = subprocess.run(

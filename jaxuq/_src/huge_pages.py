@@ -8,8 +8,9 @@ brand-new memory and the kernel faults it in 4 KiB page by page: on the 2-core
 machine of ``docs/benchmarks.md`` nearly half of a CNN training step's CPU time
 was the kernel handling page faults. With the glibc tunable
 ``glibc.malloc.hugetlb=1`` (glibc 2.35 and newer) malloc asks for transparent
-huge pages (``madvise(MADV_HUGEPAGE)``), so the same memory takes 512 times
-fewer faults. The arithmetic is unchanged, bit for bit.
+huge pages (``madvise(MADV_HUGEPAGE)``): a 2 MiB page per fault instead of
+4 KiB (measured there: ~60x fewer faults per step, the step 1.9x faster). The
+arithmetic is unchanged, bit for bit.
 
 A tunable is read once, when the process starts, so a running Python cannot
 turn it on for itself: the ``jaxuq`` command re-runs itself with it set
@@ -77,7 +78,3 @@ def rerun_with_huge_pages(argv: Sequence[str]) -> None:
   except OSError:  # e.g. the interpreter is gone or cannot be run again: carry on without
     return
 
-
-def malloc_tunables() -> str | None:
-  """This process's ``GLIBC_TUNABLES`` (``None`` if unset), for reports of timings."""
-  return os.environ.get("GLIBC_TUNABLES")
