@@ -77,4 +77,3 @@ def rerun_with_huge_pages(argv: Sequence[str]) -> None:
     os.execve(sys.executable, sys.orig_argv, env)
   except OSError:  # e.g. the interpreter is gone or cannot be run again: carry on without
     return
-
