@@ -61,11 +61,30 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Options of every command that may also come before its name (`jaxuq COMMAND
+# --help` explains them): `jaxuq --no-huge-pages active` is `jaxuq active
+# --no-huge-pages`.
+GLOBAL_FLAGS = ("--no-compile-cache", "--no-huge-pages")
+
+
+def hoist_global_flags(argv: Sequence[str]) -> list[str]:
+  """``argv`` with the :data:`GLOBAL_FLAGS` given before the command moved after its name."""
+  argv = list(argv)
+  flags = []
+  while argv and argv[0] in GLOBAL_FLAGS:
+    flags.append(argv.pop(0))
+  return [*argv[:1], *flags, *argv[1:]]
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
     prog="jaxuq",
     description="Monte Carlo dropout uncertainty in JAX: experiments and benchmarks.",
   )
+  parser.add_argument(
+    "--no-compile-cache", action="store_true", help="keep no compiled programs on disk"
+  )
+  parser.add_argument("--no-huge-pages", action="store_true", help="leave glibc's malloc as it is")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   for name, (module, help_text) in SUBCOMMANDS.items():
     p = sub.add_parser(name, help=help_text, description=help_text)
@@ -87,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxuq._src.huge_pages import rerun_with_huge_pages
 
     rerun_with_huge_pages(sys.argv[1:])
-  argv = list(sys.argv[1:] if argv is None else argv)
+  argv = hoist_global_flags(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
   if not argv or argv[0] not in SUBCOMMANDS:
     args = parser.parse_args(argv)
@@ -99,13 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   sub = argparse.ArgumentParser(prog=f"jaxuq {name}", description=SUBCOMMANDS[name][1])
   module.add_arguments(sub)
   uses_cache = getattr(module, "COMPILE_CACHE", True)
-  if uses_cache:
-    sub.add_argument(
-      "--no-compile-cache",
-      action="store_true",
-      help="do not keep compiled programs in JAX's persistent cache "
-      "(default folder ~/.cache/jaxuq/jax, or $JAXUQ_CACHE_DIR; also $JAXUQ_NO_COMPILE_CACHE=1)",
-    )
+  sub.add_argument(
+    "--no-compile-cache",
+    action="store_true",
+    help="do not keep compiled programs in JAX's persistent cache "
+    "(default folder ~/.cache/jaxuq/jax, or $JAXUQ_CACHE_DIR; also $JAXUQ_NO_COMPILE_CACHE=1)"
+    if uses_cache
+    else "accepted for symmetry: this command never uses the compilation cache",
+  )
   sub.add_argument(
     "--no-huge-pages",
     action="store_true",

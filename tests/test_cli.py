@@ -159,3 +159,16 @@ def test_make_data_runs_the_public_command():
   recipe = makefile[makefile.index("\ndata:") :].splitlines()[2]
   assert recipe.strip() == "$(VENV)/bin/jaxuq data --data-dir $(DATA_DIR) $(if $(TFDS),--tfds)"
   assert "_src" not in makefile
+
+
+def test_global_flags_may_come_before_the_command(tmp_path, monkeypatch):
+  assert cli.hoist_global_flags(["--no-huge-pages", "--no-compile-cache", "data", "-x"]) == [
+    "data", "--no-huge-pages", "--no-compile-cache", "-x",
+  ]  # fmt: skip
+  assert cli.hoist_global_flags(["active", "--no-huge-pages"]) == ["active", "--no-huge-pages"]
+  monkeypatch.setattr(jaxuq.data, "fetch_all", lambda data_dir, *, tfds: {"mnist": "fetched"})
+  # Before this, argparse refused a flag placed before the command's name.
+  assert (
+    cli.main(["--no-huge-pages", "--no-compile-cache", "data", "--data-dir", str(tmp_path)]) == 0
+  )
+  assert cli.main(["--no-huge-pages"]) == 0  # no command: the help, as with no arguments

@@ -371,3 +371,50 @@ def test_train_and_train_ensemble_share_their_defaults():
   many = inspect.signature(jaxuq.train.train_ensemble).parameters
   for name, p in one.items():
     assert many[name].default == p.default, name
+
+
+class _ListWidths(nn.Module):
+  """A model as users write them, with a list field: unhashable as a Flax module."""
+
+  widths: list
+
+  @nn.compact
+  def __call__(self, x, deterministic=True):
+    for w in self.widths:
+      x = nn.Dropout(0.1, deterministic=deterministic)(nn.relu(nn.Dense(w)(x)))
+    return nn.Dense(1)(x)
+
+
+def _leaves(state):
+  return jax.tree.leaves((state.params, state.opt_state, state.batch_stats, state.step))
+
+
+def test_init_state_is_one_program_with_the_bits_of_eager_init():
+  x = jnp.ones((1, 3))
+  for model in (_NormalisedNet(), _ListWidths([5, 4])):
+    jitted = init_state(jax.random.key(3), model, optax.adam(1e-3), x)
+    # The function jit wraps, called as it is: every initializer its own
+    # operation, as before the jit (jax.random's own jitted pieces included).
+    eager = training_module._init_state_jit.__wrapped__(
+      jax.random.key(3), Static(model), Static(optax.adam(1e-3)), x
+    )
+    for a, b in zip(_leaves(jitted), _leaves(eager), strict=True):
+      np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(jax.random.key_data(jitted.key), jax.random.key_data(eager.key))
+  compiled = training_module._init_state_jit._cache_size()
+  equal_model, fresh_adam = MLP(depth=1, width=11, rate=0.1), optax.adam(1e-3)
+  state = init_state(jax.random.key(0), equal_model, fresh_adam, jnp.ones((1, 1)))
+  again = init_state(
+    jax.random.key(1), MLP(depth=1, width=11, rate=0.1), optax.adam(1e-3), x[:, :1]
+  )
+  assert training_module._init_state_jit._cache_size() == compiled + 1  # equal settings: one
+  assert state.model is equal_model and state.tx.value is fresh_adam  # the caller's own objects
+  assert again.model is not equal_model
+
+
+def test_a_model_with_unhashable_fields_trains():
+  x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+  state, history = train(
+    jax.random.key(0), _ListWidths([8]), ADAM, x, x**2, epochs=2, batch_size=8, progress=False
+  )
+  assert len(history["loss"]) == 2 and state.model.widths == [8]
