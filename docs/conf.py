@@ -34,6 +34,7 @@ extensions = [
   "sphinx.ext.autosummary",
   "sphinx.ext.napoleon",
   "jaxuq_api",
+  "spread_notebooks",
 ]
 templates_path = ["_templates"]
 # The guide's toctree includes ``guide/*`` so that new guide pages appear once they

@@ -22,6 +22,7 @@ DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))
 
 import jaxuq_api  # noqa: E402
+import spread_notebooks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -130,3 +131,14 @@ def test_the_built_site(tmp_path):
   check_every_public_name_has_a_page(site)
   check_no_page_links_to_a_missing_target(site)
   check_signatures_show_no_sphinx_internals(site)
+
+
+def test_pages_that_run_code_are_spread_over_the_reading_chunks():
+  names = [f"api/{i:03d}" for i in range(12)] + ["guide/a", "guide/b", "guide/c"]
+  out = spread_notebooks.spread(names, {"guide/a", "guide/b", "guide/c"})
+  assert sorted(out) == sorted(names)
+  assert [out.index(n) for n in ("guide/a", "guide/b", "guide/c")] == [0, 5, 10]
+  assert [n for n in out if n.startswith("api")] == names[:12]  # the others keep their order
+  assert spread_notebooks.spread(names[:3], set()) == names[:3]
+  assert spread_notebooks.runs_code(DOCS / "guide" / "sampling.md")
+  assert not spread_notebooks.runs_code(DOCS / "changelog.md")
