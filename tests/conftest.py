@@ -26,3 +26,13 @@ os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 @pytest.fixture
 def key():
   return jax.random.key(0)
+
+
+def pytest_collection_modifyitems(config, items):
+  """Tests marked slow run first (a stable sort keeps the others' order).
+
+  With two xdist workers, a 40-70 s test that happened to start near the end
+  ran alone while the other worker idled; started first, the long tests share
+  the workers and the run ends on short ones.
+  """
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -14,6 +14,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 
+@pytest.mark.slow
 def test_quick_run_writes_its_outputs_and_resumes(tmp_path, capsys):
   out = tmp_path / "active"
   first = ["active", "--quick", "--out", str(out), "--no-progress", "--no-compile-cache"]

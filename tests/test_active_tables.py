@@ -42,6 +42,7 @@ def _grid(folder, selects, side_by_side, stop_after=None):
   return history
 
 
+@pytest.mark.slow
 def test_grids_in_parts_and_folders_read_back_as_run(tmp_path):
   # BALD side by side and stopped after 2 of 4 rounds; random one by one, all rounds.
   bald = _grid(tmp_path / "a", ["bald"], True, stop_after=2)

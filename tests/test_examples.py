@@ -17,6 +17,7 @@ def test_quickstart_is_quick():
   assert ROOT / "examples" / "quickstart.py" in QUICK
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", QUICK, ids=[p.name for p in QUICK])
 def test_example_runs(path, tmp_path):
   env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")

@@ -96,6 +96,7 @@ def test_basic_cnn_returns_logits():
   assert not np.allclose(jnp.sum(out, axis=-1), 1.0)  # logits, no softmax inside
 
 
+@pytest.mark.slow
 def test_deep_cnn_mc_prediction_uses_running_averages():
   """from_linen(model, variables, train=False): dropout on, BatchNorm on its running averages."""
   x = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1))

@@ -27,6 +27,7 @@ def _f64(tree):
   return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(n=st.integers(1, 40), chunk=st.integers(1, 12))
 def test_moments_equal_those_of_the_stored_samples(n, chunk):
@@ -229,5 +230,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_eight_devices_reduce_the_same_samples():
   run_on_cpu_devices(SCRIPT)

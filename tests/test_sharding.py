@@ -2,6 +2,8 @@
 
 import textwrap
 
+import pytest
+
 from tests.helpers import run_on_cpu_devices
 
 SCRIPT = textwrap.dedent(
@@ -39,6 +41,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_device_and_the_loop():
   run_on_cpu_devices(SCRIPT)
 
@@ -86,5 +89,6 @@ MESH_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_samples_by_data_meshes_give_the_masks_of_one_device():
   run_on_cpu_devices(MESH_SCRIPT)
