@@ -7,7 +7,8 @@ fields, replaces any cache of closures. The optimizer is wrapped in
 :class:`~jaxuq._src.static.Static`, which compares by a structural fingerprint,
 so a fresh ``optax.adam(1e-3)`` reuses the compilation of an earlier one while
 ``optax.adam(1e-2)`` gets its own. The loss is static too
-(:class:`~jaxuq._src.losses.Objective`).
+(:class:`~jaxuq._src.losses.Objective`). :func:`init_state` is one jitted
+program as well: run eagerly, every initializer compiled on its own.
 
 The epoch runs its minibatches in a ``lax.scan`` (one jitted call per epoch;
 see ``benchmarks/bench_ensemble.py`` for the measurement against a Python loop
@@ -94,7 +95,7 @@ def _init_state_jit(key: jax.Array, model: Static, tx: Static, x: jax.Array) -> 
   # One compiled program. Run eagerly, every initializer and optimizer buffer
   # is an operation compiled on its own: a CNN's init took 3.2 s eagerly and
   # 2.1 s jitted, a BatchNorm CNN's 10.1 s and 4.8 s, with the same bits
-  # (tests/test_training.py). Inside an outer jit or vmap it is inlined. The
+  # (tests/test_train.py). Inside an outer jit or vmap it is inlined. The
   # model is wrapped in a Static so that one with unhashable fields (a list)
   # compares by identity instead of failing as a static argument.
   init_key, key = jax.random.split(key)
