@@ -24,6 +24,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from jaxuq._src.huge_pages import OPT_OUT_FLAG
+
 # name -> (module, one-line help). Keep the help here so --help imports nothing.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
   "quickstart": (
@@ -64,7 +66,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 # Options of every command that may also come before its name (`jaxuq COMMAND
 # --help` explains them): `jaxuq --no-huge-pages active` is `jaxuq active
 # --no-huge-pages`.
-GLOBAL_FLAGS = ("--no-compile-cache", "--no-huge-pages")
+GLOBAL_FLAGS = ("--no-compile-cache", OPT_OUT_FLAG)
 
 
 def hoist_global_flags(argv: Sequence[str]) -> list[str]:
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument(
     "--no-compile-cache", action="store_true", help="keep no compiled programs on disk"
   )
-  parser.add_argument("--no-huge-pages", action="store_true", help="leave glibc's malloc as it is")
+  parser.add_argument(OPT_OUT_FLAG, action="store_true", help="leave glibc's malloc as it is")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   for name, (module, help_text) in SUBCOMMANDS.items():
     p = sub.add_parser(name, help=help_text, description=help_text)
@@ -127,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else "accepted for symmetry: this command never uses the compilation cache",
   )
   sub.add_argument(
-    "--no-huge-pages",
+    OPT_OUT_FLAG,
     action="store_true",
     help="run without glibc's malloc on transparent huge pages (by default the command "
     "re-runs itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; also $JAXUQ_NO_HUGE_PAGES=1)",
