@@ -194,3 +194,31 @@ def test_example_runs_small(tmp_path):
                         env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert "mean predictive std: inside" in proc.stdout
+
+
+@pytest.mark.parametrize("budget", [None, 3 * 40 * 30 * 4])
+def test_split_coverage_counts_match_one_split_at_a_time(monkeypatch, budget):
+  # The random splits run in one program (in batches when a budget is small: here 3 splits
+  # per batch, 7 splits, so a short last batch); each count must be what scoring that split
+  # alone gives.
+  if budget is not None:
+    monkeypatch.setattr(ce, "SPLIT_BYTES", budget)
+  rng = np.random.default_rng(3)
+  n, samples, splits = 30, 40, 7
+  y = rng.normal(size=n).astype(np.float32)
+  draws = (rng.normal(size=(samples, n)) * rng.uniform(0.5, 2, n)).astype(np.float32)
+  perms = np.stack([rng.permutation(n) for _ in range(splits)])
+  cal, test = perms[:, :12], perms[:, 12:]
+  counts = ce.split_coverage_counts(draws, y, cal, test)
+  assert list(counts) == list(ce.METHODS)
+  for i in range(splits):
+    found = ce.intervals(draws[:, cal[i]], y[cal[i]], draws[:, test[i]])
+    for name, (lo, hi) in found.items():
+      want = int(((lo <= y[test[i]]) & (y[test[i]] <= hi)).sum())
+      assert counts[name][i] == want, (name, i)
+
+
+def test_regression_intervals_refuses_no_splits():
+  y = np.zeros(4, np.float32)
+  with pytest.raises(ValueError, match="splits must be a positive int, got 0"):
+    ce.regression_intervals(0, np.zeros((3, 4), np.float32), y, np.zeros((3, 4)), y, {}, splits=0)
