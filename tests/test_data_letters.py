@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jaxuq._src.data import fonts
 from jaxuq._src.data.fonts import matplotlib_font_dir
 from jaxuq._src.data.letters import stroke_thickness
 from jaxuq.data import center_of_mass, find_fonts, load_dataset, render_letters, to_mnist_like
@@ -107,6 +108,19 @@ def test_font_letters_dataset_is_labelled_synthetic(tmp_path):
 
 def test_matplotlib_fonts_found_without_importing_matplotlib():
   assert matplotlib_font_dir() is not None
+
+
+def test_covers_letters_remembers_a_font_until_the_file_changes(tmp_path):
+  font = tmp_path / "f.ttf"
+  font.write_bytes((matplotlib_font_dir() / "DejaVuSans.ttf").read_bytes())
+  before = fonts._covers_letters.cache_info()
+  assert fonts.covers_letters(font) and fonts.covers_letters(font)
+  after = fonts._covers_letters.cache_info()
+  assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+  font.write_bytes(b"not a font")  # another size: read again, now refused
+  assert not fonts.covers_letters(font)
+  font.unlink()
+  assert not fonts.covers_letters(font)
 
 
 @settings(max_examples=40, deadline=None)

@@ -10,6 +10,7 @@ once (the first found).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shutil
 import string
@@ -63,11 +64,27 @@ def system_font_files(timeout: float = 10.0) -> list[Path]:
 
 
 def covers_letters(path: Path, letters: str = LETTERS) -> bool:
-  """Whether the font's character map has every one of ``letters`` (read with fontTools)."""
+  """Whether the font's character map has every one of ``letters`` (read with fontTools).
+
+  Remembered per file (path, size and modification time) for the process: a font
+  takes ~14 ms to read, and an experiment loads its fonts more than once.
+  """
+  try:
+    stat = Path(path).stat()
+  except OSError:
+    return False
+  return _covers_letters(str(path), stat.st_size, stat.st_mtime_ns, letters)
+
+
+@functools.lru_cache(maxsize=4096)
+def _covers_letters(path: str, size: int, mtime_ns: int, letters: str) -> bool:
+  """:func:`covers_letters` for one version of a file (``size`` and ``mtime_ns`` key the cache)."""
+  del size, mtime_ns
   from fontTools.ttLib import TTFont, TTLibError
 
   try:
-    with TTFont(path, lazy=True, fontNumber=0) as font:
+    # Opened here, not by fontTools, so that a file it cannot parse is closed too.
+    with open(path, "rb") as file, TTFont(file, lazy=True, fontNumber=0) as font:
       cmap = font.getBestCmap() or {}
   except (TTLibError, OSError, ValueError, KeyError, AssertionError):
     return False
