@@ -18,3 +18,12 @@ def normal_nll(mean: jax.Array, variance: jax.Array, y: jax.Array) -> jax.Array:
     The negative log-likelihoods in nats, of the broadcast shape.
   """
   return 0.5 * (jnp.log(2 * jnp.pi) + jnp.log(variance) + jnp.square(y - mean) / variance)
+
+
+def normal_nll_std(mean: jax.Array, std: jax.Array, y: jax.Array) -> jax.Array:
+  """:func:`normal_nll` from standard deviations: ``log σ + ½ log 2π + ½ ((y - μ) / σ)²``.
+
+  Never forms ``σ²``, which under- or overflows in float32 for ``σ`` below
+  ~1e-19 or above ~1e19 (``log`` of it is then ``-inf`` or ``inf``).
+  """
+  return jnp.log(std) + 0.5 * (jnp.log(2 * jnp.pi) + jnp.square((y - mean) / std))

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from jaxuq._src.checkpoint import restore_checkpoint, save_checkpoint
 from jaxuq._src.keys import check_key, check_positive_int
+from jaxuq._src.metrics._checks import as_jax
 from jaxuq._src.training import select_members
 
 History = dict[str, np.ndarray]
@@ -72,7 +73,7 @@ def check_common(
   check_positive_int(checkpoint_every, "checkpoint_every")
   if patience is not None:
     check_positive_int(patience, "patience")
-  x, y = jnp.asarray(x), jnp.asarray(y)
+  x, y = as_jax(x, "x"), as_jax(y, "y")  # int64 labels beyond int32 refused, not wrapped
   if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
     raise ValueError(
       f"x and y must have the same number of rows, got x of shape {x.shape} and y of shape {y.shape}"

@@ -129,8 +129,12 @@ def _check_features(features: ArrayLike, num_features: int | None = None) -> jax
 
 
 def _check_nonnegative(value: object, name: str) -> float:
-  if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) >= 0:
-    raise ValueError(f"{name} must be a non-negative float, got {value!r}")
+  if (
+    isinstance(value, bool)
+    or not isinstance(value, numbers.Real)
+    or not 0 <= float(value) < float("inf")
+  ):
+    raise ValueError(f"{name} must be a finite non-negative float, got {value!r}")
   return float(value)
 
 

@@ -153,8 +153,8 @@ def summarize(samples: Any, levels: Sequence[float] = (0.05, 0.5, 0.95), ddof: i
   arrays, treedef = _leaves(samples)
   ddof = _check_ddof(ddof, arrays[0].shape[0])
   levels_np = np.asarray(levels, dtype=np.float64)
-  if levels_np.ndim != 1 or not np.all((levels_np >= 0) & (levels_np <= 1)):
-    raise ValueError(f"levels must be a sequence of floats in [0, 1], got {levels!r}")
+  if levels_np.ndim != 1 or levels_np.size == 0 or not np.all((levels_np >= 0) & (levels_np <= 1)):
+    raise ValueError(f"levels must be a non-empty sequence of floats in [0, 1], got {levels!r}")
   wide = _checks.compute_dtype(jnp.result_type(*arrays))
   levels_wide = jnp.asarray(levels_np, dtype=wide)
 

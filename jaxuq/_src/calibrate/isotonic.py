@@ -62,7 +62,7 @@ def isotonic_regression(x: ArrayLike, y: ArrayLike, weights: ArrayLike | None = 
   for name, v in arrays.items():
     _checks.check_finite(v, name)
   if weights is not None:
-    validate.check_positive(w, "weights")
+    validate.check_positive(w, "weights", "drop the examples of weight zero or less")
   wide = _checks.compute_dtype(jnp.result_type(a, b, w))
   fitted = pav(a.astype(wide), b.astype(wide), w.astype(wide))
   return fitted.astype(_checks.result_dtype(b.dtype))

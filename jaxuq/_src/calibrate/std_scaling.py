@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxuq._src.calibrate import validate
-from jaxuq._src.gaussian import normal_nll
+from jaxuq._src.gaussian import normal_nll_std
 from jaxuq._src.metrics import _checks
 
 
@@ -80,7 +80,7 @@ def fit_std_scaling(mean: ArrayLike, std: ArrayLike, y: ArrayLike) -> StdScaling
 @jax.jit
 def _fit(mu: jax.Array, sigma: jax.Array, t: jax.Array):
   scale = jnp.sqrt(jnp.square((t - mu) / sigma).mean())
-  return scale, normal_nll(mu, jnp.square(scale * sigma), t).mean()
+  return scale, normal_nll_std(mu, scale * sigma, t).mean()
 
 
 def _scale(fit: StdScaling) -> jax.Array:

@@ -49,7 +49,7 @@ def check_logits(logits: ArrayLike, name: str = "logits") -> jax.Array:
 
 def check_labels(labels: ArrayLike, logits: jax.Array) -> jax.Array:
   """Integer labels, one per example of ``logits``, in ``[0, classes)`` (values when concrete)."""
-  y = jnp.asarray(labels)
+  y = _checks.as_jax(labels, "labels")
   if not jnp.issubdtype(y.dtype, jnp.integer):
     raise TypeError(f"labels must be integer class indices, got dtype {y.dtype}")
   batch = logits.shape[-2]
@@ -69,16 +69,17 @@ def check_labels(labels: ArrayLike, logits: jax.Array) -> jax.Array:
   return y
 
 
-def check_positive(x: jax.Array, name: str) -> None:
-  """Raises when the values of ``x`` are known and one is not positive (or not finite)."""
+def check_positive(x: jax.Array, name: str, fix: str | None = None) -> None:
+  """Raises when the values of ``x`` are known and one is not positive (or not finite).
+
+  ``fix`` ends the message; by default it speaks of a standard deviation.
+  """
   _checks.check_finite(x, name)
   if _checks.is_concrete(x) and x.size:
     lo = float(_checks.range_of(x)[0])
     if not lo > 0:
-      raise ValueError(
-        f"{name} must be positive everywhere, got a minimum of {lo}; drop or floor the "
-        "examples with zero spread before calibrating"
-      )
+      fix = fix or "drop or floor the examples with zero spread before calibrating"
+      raise ValueError(f"{name} must be positive everywhere, got a minimum of {lo}; {fix}")
 
 
 def check_same_shape(arrays: dict[str, jax.Array]) -> tuple[int, ...]:

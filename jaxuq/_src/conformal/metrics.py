@@ -186,6 +186,8 @@ def _check_bounds(lower: ArrayLike, upper: ArrayLike) -> tuple[jax.Array, jax.Ar
   _checks.check_nonempty(lo, "lower", "(n,)")
   if hi.shape != lo.shape:
     raise ValueError(f"upper must have the shape of lower {lo.shape}, got {hi.shape}")
+  _checks.check_not_nan(lo, "lower")
+  _checks.check_not_nan(hi, "upper")
   return lo, hi
 
 
@@ -217,6 +219,7 @@ def regression_coverage(lower: ArrayLike, upper: ArrayLike, y: ArrayLike) -> jax
   t = _checks.as_float(y, "y")
   if t.shape != lo.shape:
     raise ValueError(f"y must have the shape of lower {lo.shape}, got {t.shape}")
+  _checks.check_finite(t, "y")
   return _mean((lo <= t) & (t <= hi))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -46,7 +47,7 @@ def quantile_rank(num_scores: int, alpha: float) -> int:
     ``k``; it exceeds ``n`` when the calibration set is too small for ``alpha``.
 
   Raises:
-    ValueError: ``alpha`` outside ``(0, 1)``.
+    ValueError: ``alpha`` outside ``(0, 1)``, or ``num_scores`` not a non-negative int.
     TypeError: ``alpha`` not a real number.
 
   Examples:
@@ -54,8 +55,10 @@ def quantile_rank(num_scores: int, alpha: float) -> int:
     >>> quantile_rank(99, 0.1), quantile_rank(100, 0.1), quantile_rank(9, 0.3)
     (90, 91, 7)
   """
+  if isinstance(num_scores, bool) or not isinstance(num_scores, numbers.Integral) or num_scores < 0:
+    raise ValueError(f"num_scores must be a non-negative int, got {num_scores!r}")
   alpha = _checks.check_level(alpha, "alpha")
-  return math.ceil((num_scores + 1) * (1 - _exact(alpha)))
+  return math.ceil((int(num_scores) + 1) * (1 - _exact(alpha)))
 
 
 def min_calibration_size(alpha: float) -> int:
@@ -154,4 +157,5 @@ def threshold_value(threshold: ThresholdLike) -> jax.Array:
     raise ValueError(
       f"threshold must be a ConformalThreshold from calibrate or a scalar, got shape {t.shape}"
     )
+  _checks.check_not_nan(t, "threshold")  # +inf is a valid threshold (every set full)
   return t

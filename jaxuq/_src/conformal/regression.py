@@ -90,11 +90,22 @@ def absolute_residual() -> ConformalRegressor:
     return jnp.abs(_vector(y, "y", mu.shape[0]) - mu)
 
   def predict_interval(threshold: ThresholdLike, prediction: ArrayLike):
-    t = threshold_value(threshold)
+    t = _residual_threshold(threshold)
     mu = _vector(prediction, "prediction")
     return mu - t, mu + t
 
   return ConformalRegressor(score, predict_interval)
+
+
+def _residual_threshold(threshold: ThresholdLike) -> jax.Array:
+  """A residual method's threshold: residual scores are >= 0, so a negative one is refused."""
+  t = threshold_value(threshold)
+  if _checks.is_concrete(t) and float(t) < 0:
+    raise ValueError(
+      f"threshold must be >= 0 for a residual score (|y - prediction|, scaled), got {float(t)}: "
+      "an interval with lower > upper; pass the ConformalThreshold from calibrate(scores, alpha)"
+    )
+  return t
 
 
 def normalized_residual(*, beta: float = 0.0) -> ConformalRegressor:
@@ -144,7 +155,7 @@ def normalized_residual(*, beta: float = 0.0) -> ConformalRegressor:
     return jnp.abs(_vector(y, "y", mu.shape[0]) - mu) / (s + beta)
 
   def predict_interval(threshold: ThresholdLike, mean: ArrayLike, std: ArrayLike):
-    t = threshold_value(threshold)
+    t = _residual_threshold(threshold)
     mu = _vector(mean, "mean")
     half = t * (_check_std(std, mu.shape[0], beta) + beta)
     return mu - half, mu + half

@@ -22,6 +22,33 @@ def is_concrete(x: object) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
+def as_jax(x: ArrayLike, name: str) -> jax.Array:
+  """``jnp.asarray(x)``, refusing host integers that JAX's integer type would wrap around.
+
+  Without ``jax_enable_x64`` JAX stores NumPy's int64 (and uint64) as 32 bits,
+  silently: ``2**32 + 1`` becomes 1, an out-of-range label a valid one. Host
+  arrays (NumPy, lists, scalars) are checked here, before the conversion.
+
+  Raises:
+    ValueError: an integer value that JAX's dtype for it cannot hold.
+  """
+  if isinstance(x, jax.Array):  # tracers too: nothing on the host to check
+    return jnp.asarray(x)
+  host = np.asarray(x)
+  if host.dtype.kind in "iu" and host.size:
+    target = np.dtype(jax.dtypes.canonicalize_dtype(host.dtype))
+    info = np.iinfo(target)
+    lo, hi = host.min(), host.max()
+    if target != host.dtype and (lo < info.min or hi > info.max):
+      raise ValueError(
+        f"{name} holds {host.dtype} values in [{lo}, {hi}], which JAX stores as {target} "
+        f"(range [{info.min}, {info.max}]) without jax_enable_x64: they would wrap around "
+        f"to other values. Pass {name} with values in that range (class indices or 0/1 "
+        "outcomes are small), or enable x64 first"
+      )
+  return jnp.asarray(host)
+
+
 def as_float(x: ArrayLike, name: str) -> jax.Array:
   """``x`` as a floating JAX array (integers and booleans become float32)."""
   dtype = getattr(x, "dtype", None)
@@ -31,7 +58,7 @@ def as_float(x: ArrayLike, name: str) -> jax.Array:
     raise TypeError(f"{name} must be a real array, got dtype {dtype}")
   if dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating):
     raise TypeError(f"{name} must be real, got dtype {dtype}")
-  x = jnp.asarray(x)
+  x = as_jax(x, name)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(jnp.float32)
   return x
@@ -84,13 +111,14 @@ def check_simplex(probs: jax.Array, name: str) -> None:
   """Raises unless every row (last axis) is a probability vector.
 
   Entries must lie in ``[0, 1]`` and each row must sum to 1 within
-  ``sqrt(eps)`` of the dtype (3.5e-4 in float32). Nothing is renormalised.
+  ``sqrt(eps)`` of the dtype, at least float32's (3.5e-4): float32 softmax
+  outputs cast to float64 pass. Nothing is renormalised.
   The reductions run on the array's device; only four scalars come back.
   """
   if not is_concrete(probs) or probs.size == 0:
     return
   finite, lo, hi, worst = jax.device_get(_simplex_stats(probs))
-  tol = float(np.sqrt(float(jnp.finfo(probs.dtype).eps)))
+  tol = float(np.sqrt(max(float(jnp.finfo(probs.dtype).eps), float(jnp.finfo(np.float32).eps))))
   if not finite:
     raise ValueError(f"{name} must be finite, got nan or inf")
   if lo < 0 or hi > 1 + tol:
@@ -98,7 +126,8 @@ def check_simplex(probs: jax.Array, name: str) -> None:
   if abs(float(worst) - 1.0) > tol:
     raise ValueError(
       f"{name} must sum to 1 over its last (class) axis within {tol:.2g}, but a row "
-      f"sums to {float(worst):.6g}; pass softmax outputs (jax.nn.softmax(logits)), not "
+      f"sums to {float(worst):.9g} (off by {abs(float(worst) - 1.0):.3g}); pass softmax "
+      "outputs (jax.nn.softmax(logits)), not "
       "logits or unnormalised scores"
     )
 
@@ -110,7 +139,7 @@ def range_of(x: jax.Array):
 
 def check_labels(labels: ArrayLike, batch_shape: tuple[int, ...], num_classes: int) -> jax.Array:
   """Integer class labels of shape ``batch_shape`` with values in ``[0, num_classes)``."""
-  labels = jnp.asarray(labels)
+  labels = as_jax(labels, "labels")
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
   if labels.shape != batch_shape:
@@ -128,7 +157,7 @@ def check_labels(labels: ArrayLike, batch_shape: tuple[int, ...], num_classes: i
 
 def check_binary_labels(labels: ArrayLike, length: int | None = None) -> jax.Array:
   """1-D labels, 1 = out of distribution (positive), 0 = in distribution, both present."""
-  labels = jnp.asarray(labels)
+  labels = as_jax(labels, "labels")
   if labels.ndim != 1 or (length is not None and labels.shape[0] != length):
     want = "(n,)" if length is None else f"({length},)"
     raise ValueError(f"labels must have shape {want}, got {labels.shape}")
@@ -137,8 +166,7 @@ def check_binary_labels(labels: ArrayLike, length: int | None = None) -> jax.Arr
       f"labels must be integers or booleans (1 = out of distribution), got dtype {labels.dtype}; "
       "the arguments are (scores, labels), scores first"
     )
-  labels = labels.astype(jnp.int32)
-  if is_concrete(labels):
+  if is_concrete(labels):  # the range of the labels as given, before the cast can wrap them
     lo, hi = (int(v) for v in jax.device_get(range_of(labels))) if labels.size else (0, 0)
     if lo < 0 or hi > 1:
       raise ValueError(
@@ -149,12 +177,23 @@ def check_binary_labels(labels: ArrayLike, length: int | None = None) -> jax.Arr
         "labels must contain both classes (0 = in distribution, 1 = out of distribution); "
         f"got {labels.size} labels, all {lo if labels.size else '-'}: the metric is undefined"
       )
-  return labels
+  return labels.astype(jnp.int32)
 
 
 @jax.jit
 def _all_finite(x: jax.Array) -> jax.Array:
   return jnp.isfinite(x).all()
+
+
+@jax.jit
+def _any_nan(x: jax.Array) -> jax.Array:
+  return jnp.isnan(x).any()
+
+
+def check_not_nan(x: jax.Array, name: str) -> None:
+  """Raises if ``x`` is concrete and holds a nan (infinities pass: an unbounded interval end)."""
+  if is_concrete(x) and x.size and bool(_any_nan(x)):
+    raise ValueError(f"{name} must not be nan, got nan")
 
 
 def check_finite(x: jax.Array, name: str) -> None:

@@ -134,16 +134,23 @@ def _binned(probs: ArrayLike, labels: ArrayLike, num_bins: object):
   """Bin edges, per-bin sums of (confidence, correct) and counts, summed in the wide dtype."""
   num_bins = _check_num_bins(num_bins)
   p, y = _check(probs, labels)
-  return p.dtype, _bin_sums(_checks.widen(p), y, num_bins=num_bins)
+  return p.dtype, _bin_sums(p, y, num_bins=num_bins)
 
 
 @functools.partial(jax.jit, static_argnames="num_bins")
 def _bin_sums(p: jax.Array, y: jax.Array, *, num_bins: int):
-  conf = p.max(axis=1)
-  correct = (p.argmax(axis=1) == y).astype(p.dtype)
-  edges = jnp.arange(num_bins + 1, dtype=p.dtype) / num_bins
+  # Bins are found in float32 (float64 for float64 input), with edges b / B rounded to
+  # nearest there, whether or not x64 is on: float32's 0.6 sits on the edge 3/5 and goes
+  # to the lower bin, as a user who wrote 0.6 means. (Widened to float64 first, it would
+  # be 0.6000000238 > 0.6, one bin up.) bfloat16 and float16 values are float32 values.
+  by = p.astype(jnp.float64 if p.dtype == jnp.float64 else jnp.float32)
+  lower = jnp.arange(num_bins + 1, dtype=by.dtype) / jnp.asarray(num_bins, by.dtype)
   # Bin b holds edges[b] < conf <= edges[b + 1]; conf >= 1/classes > 0.
-  index = jnp.clip(jnp.searchsorted(edges, conf, side="left") - 1, 0, num_bins - 1)
+  index = jnp.clip(jnp.searchsorted(lower, by.max(axis=1), side="left") - 1, 0, num_bins - 1)
+  wide = _checks.widen(p)
+  conf = wide.max(axis=1)
+  correct = (p.argmax(axis=1) == y).astype(wide.dtype)
+  edges = jnp.arange(num_bins + 1, dtype=wide.dtype) / num_bins
   sums = jax.ops.segment_sum(jnp.stack([conf, correct], axis=1), index, num_bins)
   count = jax.ops.segment_sum(jnp.ones(index.shape, jnp.int32), index, num_bins)
   return edges, sums, count
@@ -158,7 +165,9 @@ def expected_calibration_error(
   whose top probability ``max_c p_ic`` lies in ``(b/B, (b+1)/B]``, ``acc_b`` is
   the fraction of them whose ``argmax`` is the label (ties to the lowest class)
   and ``conf_b`` their mean top probability. The usual definition of Guo et
-  al. (2017), 15 bins by default.
+  al. (2017), 15 bins by default. The edges ``b/B`` are rounded to the nearest
+  float32 (float64 for float64 probabilities), with or without x64: a
+  confidence written as 0.6 lies on the edge 3/5 and counts in the lower bin.
 
   Args:
     probs: shape ``(batch, classes)``.

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxuq._src.gaussian import normal_nll
+from jaxuq._src.gaussian import normal_nll_std
 from jaxuq._src.metrics import _checks
 from jaxuq._src.summaries import summarize
 
@@ -70,7 +70,9 @@ def central_interval(samples: ArrayLike, level: float = 0.9) -> tuple[jax.Array,
     Advances. IEEE Trans. Neural Networks 22(9), 1341-1356.
   """
   level = _checks.check_level(level)
-  q = summarize(samples, levels=((1 - level) / 2, (1 + level) / 2)).quantiles
+  s = _checks.as_float(samples, "samples")
+  _checks.check_finite(s, "samples")  # a nan sample would give a nan (or shifted) end
+  q = summarize(s, levels=((1 - level) / 2, (1 + level) / 2)).quantiles
   return q[0], q[1]
 
 
@@ -125,7 +127,7 @@ def gaussian_nll(
 
 @jax.jit
 def _gaussian_nll(mu: jax.Array, sigma: jax.Array, t: jax.Array) -> jax.Array:
-  return normal_nll(mu, jnp.square(sigma), t)
+  return normal_nll_std(mu, sigma, t)
 
 
 def crps(samples: ArrayLike, y: ArrayLike, *, reduction: str = "mean") -> jax.Array:
@@ -170,7 +172,10 @@ def _crps(s: jax.Array, t: jax.Array) -> jax.Array:
   m = s.shape[0]
   spread = jnp.abs(s - t[None]).mean(axis=0)
   weights = (2 * jnp.arange(1, m + 1) - m - 1).astype(s.dtype)
-  pair = jnp.tensordot(weights, jnp.sort(s, axis=0), axes=1) / (m * m)  # ½ mean |x_i - x_j|
+  # The weights sum to 0, so the pair term is unchanged by a shift; centring each column on
+  # its middle sample keeps samples far from 0 (1e5 +- 1) from cancelling away in float32.
+  x = jnp.sort(s, axis=0)
+  pair = jnp.tensordot(weights, x - x[m // 2][None], axes=1) / (m * m)  # ½ mean |x_i - x_j|
   return spread - pair
 
 
