@@ -158,3 +158,30 @@ def test_bad_pool_arguments(model):
     active.acquire(key, "bald", f, x, 2, num_samples=2)
   with pytest.raises(ValueError, match="k must be at most the number of candidates n = 23"):
     active.acquire(key, active.acquisition("bald"), f, x, 24, num_samples=2)
+
+
+def test_pool_scoring_refuses_outputs_that_are_not_probabilities():
+  # Sigmoids gave finite, meaningless scores (and acquire picked from them); logits without
+  # from_logits=True gave nan; a tuple output gave scores of the wrong shape.
+  key = jax.random.key(0)
+  w = jax.random.normal(jax.random.key(1), (3, 3))
+
+  def logits(k, x):
+    return (x * jaxuq.keep_mask(k, x.shape, 0.5) * 2) @ w
+
+  pool = jax.random.normal(jax.random.key(3), (6, 3))
+  sigmoid = lambda k, x: jax.nn.sigmoid(logits(k, x))  # noqa: E731
+  probs = lambda k, x: jax.nn.softmax(logits(k, x))  # noqa: E731
+  for fn in (sigmoid, logits):
+    with pytest.raises(ValueError, match="pass from_logits=True for logits"):
+      active.score_pool(key, fn, pool, num_samples=4, score="bald")
+  with pytest.raises(ValueError, match="pass from_logits=True for logits"):
+    active.acquire(key, active.acquisition("batchbald"), sigmoid, pool, 2, num_samples=4)
+  assert active.score_pool(
+    key, logits, pool, num_samples=4, score="bald", from_logits=True
+  ).shape == (6,)
+  pair = lambda k, x: (probs(k, x), probs(k, x))  # noqa: E731
+  with pytest.raises(TypeError, match="must return one array of class probabilities"):
+    active.score_pool(key, pair, pool, num_samples=4, score="bald")
+  with pytest.raises(TypeError, match="got dict"):
+    active.sample_pool(key, lambda k, x: {"p": probs(k, x)}, pool, num_samples=4)

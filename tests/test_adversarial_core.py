@@ -244,3 +244,140 @@ def test_apply_arguments_the_adapter_sets_are_refused(name):
   variables = model.init(jax.random.key(0), jnp.ones((1, 1)))
   with pytest.raises(TypeError, match=f"does not take {name}="):
     jaxuq.from_linen(model, variables, **{name: {"dropout": jax.random.key(0)}})
+
+
+# --- an adversarial review of session 10: each case gave a silently wrong answer before ---
+
+
+class _ScaledDense(nn.Dense):
+  """A Dense subclass that computes something else from its kernel."""
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
+    return 3.0 * (x @ k)
+
+
+def test_closed_form_refuses_a_dense_subclass():
+  # The variance came out 9x too small: the subclass's scale was ignored.
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      h = nn.Dropout(0.5, deterministic=not train)(nn.relu(nn.Dense(4)(x)))
+      return _ScaledDense(1)(h)
+
+  x = jnp.array([[1.0], [2.0]])
+  f = jaxuq.from_linen(Net(), Net().init(jax.random.key(1), x))
+  with pytest.raises(ValueError, match="_ScaledDense, a subclass of nn.Dense"):
+    jaxuq.exact.closed_form_moments(f, x)
+
+
+@pytest.mark.parametrize("batch, steps", [(3, 3), (2, 3)])
+def test_enumeration_refuses_a_time_major_dropout_input(batch, steps):
+  # (T, B, D) with T == B was taken for (B, ...): one mask shared over time steps.
+  class TimeMajor(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      h = jnp.swapaxes(nn.Dense(2)(x), 0, 1)
+      h = nn.Dropout(0.5, deterministic=not train)(h)
+      return nn.Dense(1)(jnp.swapaxes(h, 0, 1).reshape(x.shape[0], -1))
+
+  x = jax.random.normal(jax.random.key(1), (batch, steps, 1))
+  f = jaxuq.from_linen(TimeMajor(), TimeMajor().init(jax.random.key(2), x))
+  with pytest.raises(ValueError, match="leading axis is not the batch axis"):
+    jaxuq.exact.mask_layout(f, x)
+
+
+def test_enumeration_accepts_batch_first_and_shared_layers():
+  f, x = mlp_predictive(jax.random.key(0), batch=3, width=4, depth=1)
+  assert jaxuq.exact.mask_layout(f, x).shapes == ((1, 4),)
+  f1, x1 = mlp_predictive(jax.random.key(0), batch=1, width=4, depth=1)
+  assert jaxuq.exact.mask_layout(f1, x1).shapes == ((1, 4),)
+
+
+def test_enumeration_of_a_cast_function_names_the_way_out():
+  f, x = mlp_predictive(jax.random.key(0), batch=2, width=4, depth=1)
+  with pytest.raises(TypeError, match="cast the weights instead"):
+    jaxuq.exact.exact_moments(jaxuq.with_dtype(f, jnp.bfloat16), x)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan")])
+def test_keep_mask_checks_its_rate(rate):
+  # -0.1 kept every unit, 1.0 dropped all, 1.5 and nan crashed without naming the rate.
+  with pytest.raises(ValueError, match="rate must be in \\[0, 1\\)"):
+    jaxuq.keep_mask(jax.random.key(0), (4,), rate)
+
+
+@pytest.mark.parametrize("value", [jnp.ones(2), [1.0, 2.0]])
+def test_from_linen_refuses_unhashable_keywords(value):
+  # An array keyword worked once, then broke every later call of the same module.
+  class Scaled(nn.Module):
+    @nn.compact
+    def __call__(self, x, scale=None):
+      return nn.Dropout(0.5, deterministic=True)(nn.Dense(2)(x))
+
+  x = jnp.ones((3, 2))
+  v = Scaled().init(jax.random.key(0), x)
+  with pytest.raises(TypeError, match="scale= must be a static, hashable value"):
+    jaxuq.from_linen(Scaled(), v, scale=value)
+  assert jaxuq.from_linen(Scaled(), v, scale=(1.0, 2.0)) is not None
+
+
+def test_linen_attention_dropout_left_off_is_refused():
+  class Attend(nn.Module):
+    rate: float
+
+    @nn.compact
+    def __call__(self, x, train=False):
+      h = nn.MultiHeadDotProductAttention(2, dropout_rate=self.rate, deterministic=not train)(x)
+      return nn.Dropout(0.5, deterministic=not train)(h)
+
+  x = jnp.ones((2, 3, 4))
+  v = Attend(0.5).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="dropout_rate=0.5 on its attention weights"):
+    jaxuq.mc_sample(jaxuq.from_linen(Attend(0.5), v), jax.random.key(1), x, num_samples=2)
+  s = jaxuq.mc_sample(jaxuq.from_linen(Attend(0.0), v), jax.random.key(1), x, num_samples=2)
+  assert s.shape == (2, 2, 3, 4)
+  on = jaxuq.from_linen(Attend(0.5), v, train=True)  # attention dropout on: sampled too
+  t = jaxuq.mc_sample(on, jax.random.key(1), x, num_samples=3)
+  want = jaxuq.sequential_sample(on, jax.random.key(1), x, num_samples=3)
+  np.testing.assert_allclose(t, want, rtol=1e-6, atol=1e-6)
+
+
+def test_nnx_attention_dropout_left_off_is_refused():
+  class Attend(nnx.Module):
+    def __init__(self, rngs):
+      self.att = nnx.MultiHeadAttention(2, 4, dropout_rate=0.5, decode=False, rngs=rngs)
+      self.drop = nnx.Dropout(0.5)
+
+    def __call__(self, x):
+      return self.drop(self.att(x))
+
+  model = Attend(nnx.Rngs(0))
+  model.eval()
+  with pytest.raises(ValueError, match="nnx.MultiHeadAttention 'att' has dropout_rate=0.5"):
+    jaxuq.from_nnx(model)
+
+
+class _OwnNoise(nnx.Module):
+  """Draws its own noise from an nnx.Rngs it keeps (also shared as a bare stream)."""
+
+  def __init__(self, rngs):
+    self.rngs = rngs
+    self.noise = rngs.noise
+    self.dense = nnx.Linear(4, 4, rngs=rngs)
+    self.drop = nnx.Dropout(1e-6)
+
+  def __call__(self, x):
+    e = jax.random.normal(self.noise(), x.shape) + jax.random.normal(self.rngs.noise(), x.shape)
+    return self.drop(self.dense(x) + e)
+
+
+def test_nnx_models_drawing_their_own_noise_vary_per_sample():
+  # mc_sample crashed (nnx trace-level error); sequential_sample gave every sample one draw.
+  model = _OwnNoise(nnx.Rngs(0, noise=1))
+  f, key, x = jaxuq.from_nnx(model), jax.random.key(2), jnp.ones((2, 4))
+  s = jaxuq.mc_sample(f, key, x, num_samples=4)
+  assert float(jnp.abs(s[0] - s[1]).min()) > 0  # every entry differs between samples
+  np.testing.assert_allclose(s, jaxuq.sequential_sample(f, key, x, num_samples=4), rtol=1e-6)
+  assert int(model.rngs.noise.count[...]) == 0  # the caller's model is not advanced

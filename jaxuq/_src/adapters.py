@@ -87,6 +87,9 @@ class LinenPredictive:
       if isinstance(module, nn.BatchNorm):
         _check_running_average(module, fargs, fkwargs)
         return call(*fargs, **fkwargs)
+      if isinstance(module, nn.MultiHeadDotProductAttention):
+        _check_attention_dropout(module, fkwargs)
+        return call(*fargs, **fkwargs)
       rates.append(float(module.rate))
       self._check_collection(module)
       inputs = first_input(fargs, fkwargs)
@@ -94,7 +97,7 @@ class LinenPredictive:
         return module.stochastic(inputs)
       return forced_flax_dropout(module, inputs)
 
-    with intercept_calls((*DROPOUT_LAYERS, nn.BatchNorm), force):
+    with intercept_calls((*DROPOUT_LAYERS, nn.BatchNorm, nn.MultiHeadDotProductAttention), force):
       out = self.module.apply(
         self.variables, *args, rngs={self.rng_collection: key}, **dict(self.apply_kwargs)
       )
@@ -128,6 +131,26 @@ def _check_running_average(module: nn.BatchNorm, fargs: tuple, fkwargs: dict) ->
       "model's inference setting to from_linen (e.g. train=False); dropout is switched "
       "on whatever its flags say."
     )
+
+
+def _check_attention_dropout(module: nn.MultiHeadDotProductAttention, fkwargs: dict) -> None:
+  """Raises if an attention layer with a dropout rate runs with its dropout off."""
+  rate = float(module.dropout_rate)
+  flag = fkwargs.get("deterministic")
+  if flag is None:
+    flag = module.deterministic
+  if rate > 0.0 and flag is not False:
+    raise ValueError(_attention_message(layer_name(module), rate))
+
+
+def _attention_message(layer: str, rate: float) -> str:
+  return (
+    f"{layer} has dropout_rate={rate} on its attention weights but runs deterministically: "
+    "jaxuq switches on dropout layers, not an attention layer's own dropout, so the MC "
+    "samples would leave that dropout out. Build the model for sampling with the "
+    "attention's dropout_rate=0 (the parameters are the same) to sample the other dropout "
+    "layers only."
+  )
 
 
 def _check_dropout_ran(model: str, layers: str, rates: list[float]) -> None:
@@ -171,7 +194,10 @@ def from_linen(
     variables: its variables, a mapping with at least ``'params'``.
     shared_mask: if true, one mask is shared by every example in the batch
       (each sample is one coherent network: smooth curves, joint metrics); by
-      default each example gets its own mask, as in Keras and PyTorch.
+      default each example gets its own mask, as in Keras and PyTorch. The
+      model then runs on one example at a time (vmapped, the same key for
+      each), so it must not mix the examples of a batch (batch statistics,
+      attention across the leading axis).
     rng_collection: the rng stream the dropout layers draw from.
     check_dropout: raise ``ValueError`` when a call runs no dropout layer with
       a positive rate (every sample would be the same).
@@ -187,7 +213,8 @@ def from_linen(
 
   Raises:
     TypeError: ``module`` is not a linen module, ``variables`` not a mapping, or
-      ``apply_kwargs`` holds ``rngs`` or ``mutable``.
+      ``apply_kwargs`` holds ``rngs`` or ``mutable`` or an unhashable value (an
+      array, a list).
     ValueError: ``variables`` has no ``'params'``.
 
   Examples:
@@ -211,6 +238,14 @@ def from_linen(
   for name, why in _RESERVED.items():
     if name in apply_kwargs:
       raise TypeError(f"from_linen does not take {name}=: {why}.")
+  for name, value in apply_kwargs.items():
+    if not _hashable(value):
+      raise TypeError(
+        f"from_linen's keyword {name}= must be a static, hashable value (it is part of the "
+        f"compiled program's identity), got {type(value).__name__}; pass arrays "
+        "as positional inputs instead (mc_sample(f, key, x, value) calls module.apply(variables, "
+        "x, value)), or a tuple for a few numbers"
+      )
   return LinenPredictive(
     module=module,
     variables=dict(variables),
@@ -219,6 +254,14 @@ def from_linen(
     rng_collection=rng_collection,
     check_dropout=bool(check_dropout),
   )
+
+
+def _hashable(value: object) -> bool:
+  try:
+    hash(value)
+  except TypeError:
+    return False
+  return True
 
 
 @functools.cache
@@ -274,6 +317,7 @@ class NnxPredictive:
 
   def _apply(self, key: jax.Array, *args: Any) -> Any:
     model = nnx.merge(self.graphdef, self.state)  # a copy: switching it leaves the model
+    _reseed_own_streams(model, key)
     layer = 0
     for _, sub in nnx.iter_modules(model):
       if isinstance(sub, nnx.Dropout):
@@ -296,6 +340,43 @@ class NnxPredictive:
     return out
 
 
+# The model's own rng streams draw from fold_in(key, OWN_STREAMS + i); the dropout layers
+# use fold_in(key, j) for small j, so the two never share a key.
+OWN_STREAMS = 2**31
+
+
+def _reseed_own_streams(model: nnx.Module, key: jax.Array) -> None:
+  """Gives every ``nnx.RngStream`` the model keeps a fresh stream seeded from the sample's key.
+
+  A model that draws its own noise (``self.rngs.noise()``) would otherwise
+  advance a counter created outside the sampler's trace (an nnx trace error
+  under ``vmap``), or give every sample the same draw. Stream ``i`` (in
+  ``nnx.iter_graph`` order) starts from ``fold_in(key, OWN_STREAMS + i)`` with
+  its counter at 0; the caller's model keeps its own streams, unadvanced.
+  """
+  nodes = [node for _, node in nnx.iter_graph(model)]
+  fresh: dict[int, nnx.RngStream] = {}
+  for node in nodes:
+    if isinstance(node, nnx.RngStream):
+      base = jax.random.fold_in(key, OWN_STREAMS + len(fresh))
+      shape = tuple(node.key[...].shape)
+      seed = base if not shape else jax.random.split(base, shape)
+      fresh[id(node)] = nnx.RngStream(seed, tag=node.tag)
+  if not fresh:
+    return
+  for node in nodes:  # every reference to a stream, shared ones included
+    if isinstance(node, nnx.RngStream):
+      continue
+    if isinstance(node, list):
+      for i, value in enumerate(node):
+        if id(value) in fresh:
+          node[i] = fresh[id(value)]
+    elif hasattr(node, "__dict__"):
+      for name, value in list(vars(node).items()):
+        if id(value) in fresh and isinstance(value, nnx.RngStream):
+          setattr(node, name, fresh[id(value)])
+
+
 def from_nnx(
   model: nnx.Module, *, shared_mask: bool = False, check_dropout: bool = True
 ) -> NnxPredictive:
@@ -308,7 +389,12 @@ def from_nnx(
   ``j``-th dropout layer (in ``nnx.iter_modules`` order) draws its masks as
   ``nnx.Dropout`` does when called with ``rngs=nnx.Rngs(dropout=
   jax.random.fold_in(key, j))`` (its own ``rng_collection`` in place of
-  ``dropout``); the model's rng counters are neither used nor advanced.
+  ``dropout``). Any other ``nnx.RngStream`` the model keeps (its own noise,
+  ``self.rngs.noise()``) draws from a fresh stream seeded with
+  ``fold_in(key, 2**31 + i)`` (``i``: its place in ``nnx.iter_graph``), so
+  that randomness too varies from sample to sample, the same in
+  :func:`jaxuq.mc_sample` and :func:`jaxuq.sequential_sample`. The model's
+  own rng counters are neither used nor advanced.
   ``model`` itself is not changed. Inputs that are nested Python lists of
   numbers are converted with ``jnp.asarray``.
 
@@ -323,7 +409,9 @@ def from_nnx(
 
   Raises:
     TypeError: ``model`` is not an nnx module.
-    ValueError: an ``nnx.Dropout`` rate is outside ``[0, 1)``.
+    ValueError: an ``nnx.Dropout`` rate is outside ``[0, 1)``, or an
+      ``nnx.MultiHeadAttention`` with a dropout rate is deterministic (its
+      attention dropout would be left out of the samples).
 
   Examples:
     >>> import jax, jax.numpy as jnp, jaxuq
@@ -342,9 +430,12 @@ def from_nnx(
   if not isinstance(model, nnx.Module):
     raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
   for path, sub in nnx.iter_modules(model):
+    where = "/".join(map(str, path)) or type(sub).__name__
     if isinstance(sub, nnx.Dropout):
-      where = "/".join(map(str, path)) or type(sub).__name__
       check_rate(sub.rate, f"the rate of nnx.Dropout {where!r}")
+    if isinstance(sub, nnx.MultiHeadAttention) and float(sub.dropout_rate or 0.0) > 0.0:
+      if sub.deterministic is not False:  # eval() mode: its dropout would not be sampled
+        raise ValueError(_attention_message(f"nnx.MultiHeadAttention {where!r}", sub.dropout_rate))
   graphdef, state = nnx.split(model)
   return NnxPredictive(
     graphdef=graphdef, state=state, shared_mask=bool(shared_mask), check_dropout=bool(check_dropout)

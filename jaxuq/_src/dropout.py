@@ -60,12 +60,17 @@ def keep_mask(key: jax.Array, shape: Sequence[int], rate: float) -> jax.Array:
   Args:
     key: a typed PRNG key.
     shape: the mask's shape.
-    rate: probability to drop, in ``[0, 1)``.
+    rate: probability to drop, a Python float in ``[0, 1)`` (fixed while tracing).
 
   Returns:
     A ``bool`` array of ``shape``.
+
+  Raises:
+    TypeError: ``key`` is not a typed key, or ``rate`` not a real number.
+    ValueError: ``rate`` outside ``[0, 1)``.
   """
   check_key_type(key)
+  rate = check_rate(rate, "rate")
   shape = tuple(int(d) for d in shape)
   return unpack_keep(draw_words(key, word_count(shape, rate)), shape, rate)
 

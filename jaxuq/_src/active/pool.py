@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from jaxuq._src.active.scores import POINTWISE
 from jaxuq._src.active.select import Acquisition, check_k
 from jaxuq._src.keys import check_key, check_positive_int
+from jaxuq._src.metrics import _checks
 from jaxuq._src.reduce import mc_reduce
 from jaxuq._src.reducers import classification_reducer
 from jaxuq._src.sampling import mc_sample
@@ -39,7 +40,15 @@ class _PoolExamples:
   def __call__(self, key: jax.Array, index: jax.Array, x: jax.Array) -> jax.Array:
     def one(i, example):
       k = key if self.consistent else jax.random.fold_in(key, i)
-      return self.fn(k, example[None])[0]
+      out = self.fn(k, example[None])
+      if not isinstance(out, jax.Array) or out.ndim < 2:  # checked while tracing
+        what = type(out).__name__ if not isinstance(out, jax.Array) else f"shape {out.shape}"
+        raise TypeError(
+          "predictive_fn must return one array of class probabilities (or logits), shape "
+          f"(batch, classes), got {what} for a batch of one; select the probabilities "
+          "first, e.g. lambda key, x: f(key, x)['probs']"
+        )
+      return out[0]
 
     out = jax.vmap(one)(index, x)
     return jax.nn.softmax(out, axis=-1) if self.from_logits else out
@@ -79,9 +88,14 @@ def _over_pool(
   num_samples = check_positive_int(num_samples, "num_samples")
   chunk_size = check_positive_int(chunk_size, "chunk_size")
   fn = _PoolExamples(predictive_fn, bool(consistent), bool(from_logits))
-  pieces = []
+  pieces: list[jax.Array] = []
   for rows, index, x in _chunks(pool_x, chunk_size, progress):
-    out = run(fn, index, x, num_samples)
+    out, mean_probs = run(fn, index, x, num_samples)
+    if not pieces:  # the first chunk's values: logits or sigmoids would give finite garbage
+      _checks.check_simplex(
+        mean_probs[:rows],
+        "predictive_fn's outputs (averaged over the samples; pass from_logits=True for logits)",
+      )
     pieces.append(jax.lax.slice_in_dim(out, 0, rows, axis=axis))
   return jnp.concatenate(pieces, axis=axis)
 
@@ -138,8 +152,11 @@ def score_pool(
     Scores ``(n,)``, higher = acquire first.
 
   Raises:
-    TypeError: ``key`` not a typed key, or ``predictive_fn`` not callable.
-    ValueError: an unknown ``score``, an empty pool, or a bad int setting.
+    TypeError: ``key`` not a typed key, ``predictive_fn`` not callable or not
+      returning one ``(batch, classes)`` array.
+    ValueError: an unknown ``score``, an empty pool, a bad int setting, or
+      outputs that are not probabilities (checked on the first chunk; logits
+      need ``from_logits=True``).
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -164,7 +181,7 @@ def score_pool(
       reducer=classification_reducer(),
       chunk_size=sample_chunk_size,
     )
-    return read(summary)
+    return read(summary), summary["mean_probs"]
 
   settings = (num_samples, chunk_size, consistent, from_logits, progress)
   return _over_pool(run, 0, key, predictive_fn, pool_x, *settings)
@@ -206,7 +223,8 @@ def sample_pool(
   """
 
   def run(fn, index, x, num_samples):
-    return mc_sample(fn, key, index, x, num_samples=num_samples, chunk_size=sample_chunk_size)
+    probs = mc_sample(fn, key, index, x, num_samples=num_samples, chunk_size=sample_chunk_size)
+    return probs, probs.mean(axis=0)
 
   settings = (num_samples, chunk_size, consistent, from_logits, progress)
   return _over_pool(run, 1, key, predictive_fn, pool_x, *settings)

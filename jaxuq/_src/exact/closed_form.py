@@ -64,7 +64,12 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> Moments:
   fed = [x for x in denses if x[1] is d]
   if len(fed) != 1:
     raise _refuse("the dropout's output does not go straight into one nn.Dense layer")
-  _, _, kernel, out = fed[0]
+  dense, _, kernel, out = fed[0]
+  if type(dense) is not nn.Dense:  # a subclass may compute anything from its kernel
+    raise _refuse(
+      f"the layer it feeds is {type(dense).__name__}, a subclass of nn.Dense, whose output "
+      "need not be inputs @ kernel + bias"
+    )
   if out is not y:
     raise _refuse(
       "the Dense layer it feeds is not the last: the model does not return its output as it is"

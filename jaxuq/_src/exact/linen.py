@@ -19,6 +19,7 @@ import jax
 from flax import struct, traverse_util
 
 from jaxuq._src.adapters import LinenPredictive, NnxPredictive
+from jaxuq._src.cast import CastPredictive
 from jaxuq._src.dropout import MASK_COLLECTION
 from jaxuq._src.exact.engine import MaskLayout
 from jaxuq._src.interception import DROPOUT_LAYERS, first_input, intercept_calls
@@ -29,6 +30,12 @@ def check_linen(fn: object) -> LinenPredictive:
     raise TypeError(
       "exact enumeration needs explicit masks, which nnx.Dropout cannot take; build the "
       "model with flax.linen and pass jaxuq.from_linen(module, variables)"
+    )
+  if isinstance(fn, CastPredictive):
+    raise TypeError(
+      "exact enumeration takes the function from jaxuq.from_linen itself, got a "
+      f"with_dtype(..., {fn.dtype}) function; to enumerate in {fn.dtype}, cast the weights instead: "
+      "jaxuq.from_linen(module, jax.tree.map(lambda a: a.astype(dtype), variables))"
     )
   if not isinstance(fn, LinenPredictive):
     raise TypeError(
@@ -50,42 +57,24 @@ def _batch_size(args: tuple) -> int:
   return int(leaves[0].shape[0])
 
 
-def discover(fn: LinenPredictive, args: tuple) -> tuple[MaskLayout, tuple[tuple[str, ...], ...]]:
-  """The dropout layers ``fn(key, *args)`` runs, traced once with ``jax.eval_shape``.
-
-  Returns the mask layout and each layer's module path.
-
-  Each layer's mask covers one example (batch axis of size 1, shared over the
-  batch; each input's own distribution is unchanged) and is shared along the
-  layer's ``broadcast_dims``. Layers with rate 0 are the identity and skipped.
+def _dropout_inputs(fn: LinenPredictive, args: Any) -> dict[tuple[str, ...], tuple[Any, ...]]:
+  """Each dropout layer's (input shape, rate, broadcast_dims), traced under ``eval_shape``.
 
   Raises:
-    ValueError: a dropout layer runs more than once per pass (one mask per
-      layer could not stand for its several draws), or its input does not have
-      the batch axis first.
+    ValueError: a dropout layer runs more than once per pass.
   """
-  found: dict[tuple[str, ...], tuple[tuple[int, ...], float]] = {}
-  batch = _batch_size(args)
+  found: dict[tuple[str, ...], tuple[Any, ...]] = {}
 
   def record(module, call, fargs, fkwargs):
     path = _path(module)
-    inputs = first_input(fargs, fkwargs)
-    name = "/".join(path) or type(module).__name__
     if path in found:
       raise ValueError(
-        f"dropout layer {name!r} runs more than once per forward pass; exact "
-        "enumeration gives each layer one mask, so it cannot model several draws. "
-        "Use a separate dropout layer for each call."
+        f"dropout layer {'/'.join(path) or type(module).__name__!r} runs more than once per "
+        "forward pass; exact enumeration gives each layer one mask, so it cannot model "
+        "several draws. Use a separate dropout layer for each call."
       )
-    shape = tuple(int(d) for d in inputs.shape)
-    if not shape or shape[0] not in (batch, 1):
-      raise ValueError(
-        f"dropout layer {name!r} gets an input of shape {shape} whose leading axis is "
-        f"not the batch axis (batch size {batch}); enumeration needs the batch axis first"
-      )
-    broadcast = {d % len(shape) for d in module.broadcast_dims}
-    mask = tuple(1 if (d == 0 or d in broadcast) else n for d, n in enumerate(shape))
-    found[path] = (mask, float(module.rate))
+    shape = tuple(int(d) for d in first_input(fargs, fkwargs).shape)
+    found[path] = (shape, float(module.rate), tuple(module.broadcast_dims))
     return call(*fargs, **fkwargs)
 
   def trace(f, a):
@@ -93,7 +82,70 @@ def discover(fn: LinenPredictive, args: tuple) -> tuple[MaskLayout, tuple[tuple[
       return f(jax.random.key(0), *a)
 
   jax.eval_shape(trace, fn, args)  # abstract weights and inputs work too
-  layers = [(p, s, r) for p, (s, r) in found.items() if r > 0.0 and math.prod(s) > 0]
+  return found
+
+
+def _with_batch(args: tuple, batch: int, other: int) -> Any:
+  """``args`` as abstract arrays, each leading axis of size ``batch`` made ``other``."""
+
+  def resize(x: Any) -> Any:
+    shape = tuple(getattr(x, "shape", ()))
+    if shape and shape[0] == batch:
+      shape = (other, *shape[1:])
+    return jax.ShapeDtypeStruct(shape, jax.numpy.result_type(x))
+
+  return jax.tree.map(resize, args)
+
+
+def discover(fn: LinenPredictive, args: tuple) -> tuple[MaskLayout, tuple[tuple[str, ...], ...]]:
+  """The dropout layers ``fn(key, *args)`` runs, traced with ``jax.eval_shape``.
+
+  Returns the mask layout and each layer's module path.
+
+  Each layer's mask covers one example (batch axis of size 1, shared over the
+  batch; each input's own distribution is unchanged) and is shared along the
+  layer's ``broadcast_dims``. Layers with rate 0 are the identity and skipped.
+  The model is traced at the batch size of ``args`` and at one more, so that
+  an input whose leading axis only happens to equal the batch size (a
+  time-major ``(T, B, D)`` with ``T == B``) is told from the batch axis.
+
+  Raises:
+    ValueError: a dropout layer runs more than once per pass (one mask per
+      layer could not stand for its several draws), or its input does not have
+      the batch axis first.
+  """
+  batch = _batch_size(args)
+  found = _dropout_inputs(fn, args)
+  try:
+    grown = _dropout_inputs(fn, _with_batch(args, batch, batch + 1))
+  except Exception:  # noqa: BLE001 - a model fixed to one batch size: judge by sizes alone
+    grown = None
+  for path, (shape, _, _) in found.items():
+    name = "/".join(path) or "dropout"
+    other = None if grown is None or path not in grown else grown[path][0]
+    batch_first = bool(shape) and shape[0] in (batch, 1)
+    if batch_first and other is not None:
+      follows = (batch + 1, *shape[1:])  # the leading axis is the batch's
+      fixed = shape  # no batch axis at all (a mask shared over the batch anyway)
+      if shape[0] == batch and batch != 1:
+        batch_first = other == follows  # the same size at batch + 1: not the batch axis
+      elif batch != 1:
+        batch_first = other == fixed
+      else:
+        batch_first = other in (follows, fixed)
+    if not batch_first:
+      raise ValueError(
+        f"dropout layer {name!r} gets an input of shape {shape} whose leading axis is "
+        f"not the batch axis (batch size {batch}"
+        + ("" if other is None else f"; with a batch of {batch + 1} its shape is {other}")
+        + "); enumeration needs the batch axis first"
+      )
+  layers = []
+  for path, (shape, rate, dims) in found.items():
+    broadcast = {d % len(shape) for d in dims}
+    mask = tuple(1 if (d == 0 or d in broadcast) else n for d, n in enumerate(shape))
+    if rate > 0.0 and math.prod(mask) > 0:
+      layers.append((path, mask, rate))
   layout = MaskLayout(
     shapes=tuple(s for _, s, _ in layers),
     keep_probs=tuple(1.0 - r for _, _, r in layers),
