@@ -381,3 +381,22 @@ def test_nnx_models_drawing_their_own_noise_vary_per_sample():
   assert float(jnp.abs(s[0] - s[1]).min()) > 0  # every entry differs between samples
   np.testing.assert_allclose(s, jaxuq.sequential_sample(f, key, x, num_samples=4), rtol=1e-6)
   assert int(model.rngs.noise.count[...]) == 0  # the caller's model is not advanced
+
+
+@pytest.mark.parametrize("extra", [2.0, jnp.ones(5)])
+def test_shared_mask_names_arguments_without_the_batch_axis(extra):
+  # Raw vmap errors ("inconsistent sizes", "rank 0") that never said shared_mask.
+  class Scaled(nn.Module):
+    @nn.compact
+    def __call__(self, x, c):
+      return nn.Dropout(0.5, deterministic=True)(nn.Dense(2)(x) * jnp.mean(c))
+
+  x = jnp.ones((3, 2))
+  f = jaxuq.from_linen(Scaled(), Scaled().init(jax.random.key(0), x, 1.0), shared_mask=True)
+  with pytest.raises(ValueError, match="shared_mask=True runs the model on one example"):
+    jaxuq.mc_sample(f, jax.random.key(1), x, extra, num_samples=2)
+  assert jaxuq.mc_sample(f, jax.random.key(1), x, jnp.ones((3, 1)), num_samples=2).shape == (
+    2,
+    3,
+    2,
+  )

@@ -128,3 +128,38 @@ def test_small_argument_errors_name_the_fix():
   for bad in (-5, 2.5, True):
     with pytest.raises(ValueError, match="num_scores must be a non-negative int"):
       conformal.quantile_rank(bad, 0.1)
+
+
+def _raises(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_malformed_calibration_fits_are_refused():
+  # Fits built by hand or loaded from a file were applied as they came: a negative
+  # temperature inverted the ranking, a (2,) temperature acted per class, a (1,) bias was
+  # broadcast, a negative std scale mirrored the samples, knots of two lengths gave a value.
+  z, s = np.array([[2.0, 0.0]]), np.linspace(0.0, 10.0, 11)[:, None]
+  ts = calibrate.TemperatureScaling
+  _raises(lambda: calibrate.calibrated_probs(ts(jnp.array(-1.0), 0.0), z), "must be positive")
+  _raises(lambda: calibrate.calibrated_probs(ts(jnp.array(0.0), 0.0), z), "must be positive")
+  _raises(lambda: calibrate.calibrated_probs(ts(jnp.array([1.0, 0.1]), 0.0), z), "a scalar")
+  _raises(lambda: calibrate.calibrated_probs(ts(jnp.array(jnp.nan), 0.0), z), "finite")
+  vs = calibrate.VectorScaling(jnp.ones(2), jnp.zeros(1), jnp.zeros(()))
+  _raises(lambda: calibrate.calibrated_probs(vs, z), "shape \\(classes,\\)")
+  ss = calibrate.StdScaling(jnp.array(-3.0), jnp.array(0.0))
+  _raises(lambda: calibrate.scale_samples(ss, s), "must be >= 0")
+  qr = calibrate.QuantileRecalibration
+  bad = [
+    (qr(jnp.array([0, 0.5, 1.0]), jnp.array([0, 1.0])), "one shape"),
+    (qr(jnp.array([0, 0.5, 1.0]), jnp.array([0, 0.9, 0.8])), "non-decreasing"),
+    (qr(jnp.array([0, 0.5, 1.0]), jnp.array([0, jnp.nan, 1.0])), "finite"),
+  ]
+  for fit, match in bad:
+    _raises(lambda fit=fit: calibrate.recalibrated_quantile(fit, s, 0.5), match)
+  good = calibrate.recalibrated_quantile(
+    qr(jnp.array([0, 0.5, 1.0]), jnp.array([0, 0.8, 1.0])), s, 0.8
+  )
+  assert good.tolist() == [5.0]
+  p = calibrate.calibrated_probs(ts(jnp.array(2.0), 0.0), z)
+  np.testing.assert_allclose(p, [[0.7310586, 0.2689414]], rtol=1e-6)

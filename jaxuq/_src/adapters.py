@@ -14,6 +14,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 from flax import nnx, struct
 
 from jaxuq._src.dropout import (
@@ -41,6 +42,16 @@ def _shared_over_batch(one: Any, key: jax.Array, args: tuple) -> Any:
   Every example sees the same random draws, so each sample is one coherent
   network (one function draw); the mask is drawn once, not per example.
   """
+
+  shapes = [tuple(jnp.shape(a)) for a in jax.tree.leaves(args)]
+  sizes = {s[0] for s in shapes if s}
+  if not args or any(not s for s in shapes) or len(sizes) > 1:
+    raise ValueError(
+      "shared_mask=True runs the model on one example at a time, along the leading (batch) "
+      f"axis of every argument, so each needs one of the same size; got shapes {shapes}. "
+      "Pass values without a batch axis inside the model (or a lambda closing over them), "
+      "or use shared_mask=False"
+    )
 
   def per_example(*example):
     out = one(key, *(a[None] for a in example))

@@ -100,7 +100,23 @@ def _knots(fit: QuantileRecalibration) -> tuple[jax.Array, jax.Array]:
       "fit must be a QuantileRecalibration (from fit_quantile_recalibration), got "
       f"{type(fit).__name__}"
     )
-  return jnp.asarray(fit.levels), jnp.asarray(fit.frequencies)
+  a = _checks.as_float(fit.levels, "fit.levels")
+  b = _checks.as_float(fit.frequencies, "fit.frequencies")
+  if a.ndim != 1 or a.shape != b.shape or a.shape[0] < 2:
+    raise ValueError(
+      "fit.levels and fit.frequencies must be knots of one shape (n,), n >= 2, got shapes "
+      f"{a.shape} and {b.shape}"
+    )
+  for x, name in ((a, "fit.levels"), (b, "fit.frequencies")):
+    _checks.check_finite(x, name)
+    if _checks.is_concrete(x) and not bool(_monotone_unit(x)):
+      raise ValueError(f"{name} must be non-decreasing values in [0, 1], got {x}")
+  return a, b
+
+
+@jax.jit
+def _monotone_unit(x: jax.Array) -> jax.Array:
+  return (x[0] >= 0) & (x[-1] <= 1) & (jnp.diff(x) >= 0).all()
 
 
 def _forward(a: jax.Array, b: jax.Array, p: jax.Array) -> jax.Array:

@@ -76,11 +76,27 @@ def scaled_nll(z: jax.Array, y: jax.Array, scale: jax.Array, bias: jax.Array) ->
 
 
 def scale_and_bias(fit: TemperatureScaling | VectorScaling) -> tuple[jax.Array, jax.Array]:
+  """The fit's ``(scale, bias)``, checked: a fit built by hand or loaded may be malformed."""
   if isinstance(fit, TemperatureScaling):
-    t = jnp.asarray(fit.temperature)
+    t = _checks.as_float(fit.temperature, "fit.temperature")
+    if t.ndim != 0:
+      raise ValueError(
+        f"fit.temperature must be a scalar, got shape {t.shape}; per-class scales are a "
+        "VectorScaling"
+      )
+    validate.check_positive(t, "fit.temperature", "a temperature is a positive number")
     return 1 / t, jnp.zeros((), t.dtype)
   if isinstance(fit, VectorScaling):
-    return jnp.asarray(fit.scale), jnp.asarray(fit.bias)
+    scale = _checks.as_float(fit.scale, "fit.scale")
+    bias = _checks.as_float(fit.bias, "fit.bias")
+    if scale.ndim != 1 or bias.shape != scale.shape:
+      raise ValueError(
+        f"fit.scale and fit.bias must both have shape (classes,), got {scale.shape} and "
+        f"{bias.shape}"
+      )
+    _checks.check_finite(scale, "fit.scale")
+    _checks.check_finite(bias, "fit.bias")
+    return scale, bias
   raise TypeError(
     f"fit must be a TemperatureScaling or a VectorScaling (from fit_temperature or "
     f"fit_vector_scaling), got {type(fit).__name__}"

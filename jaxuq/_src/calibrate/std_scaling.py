@@ -86,7 +86,16 @@ def _fit(mu: jax.Array, sigma: jax.Array, t: jax.Array):
 def _scale(fit: StdScaling) -> jax.Array:
   if not isinstance(fit, StdScaling):
     raise TypeError(f"fit must be a StdScaling (from fit_std_scaling), got {type(fit).__name__}")
-  return jnp.asarray(fit.scale)
+  scale = _checks.as_float(fit.scale, "fit.scale")
+  if scale.ndim != 0:
+    raise ValueError(f"fit.scale must be a scalar, got shape {scale.shape}")
+  _checks.check_finite(scale, "fit.scale")
+  if _checks.is_concrete(scale) and float(scale) < 0:
+    raise ValueError(
+      f"fit.scale must be >= 0 (a factor on standard deviations), got {float(scale)}: a "
+      "negative one would mirror the samples about their mean"
+    )
+  return scale
 
 
 def scale_std(fit: StdScaling, std: ArrayLike) -> jax.Array:
