@@ -400,3 +400,12 @@ def test_shared_mask_names_arguments_without_the_batch_axis(extra):
     3,
     2,
   )
+
+
+def test_a_predictive_function_can_be_jitted_directly():
+  # jax.jit(f) raised "unhashable type: 'dict'" (the generated hash hashed the weights).
+  f, x = mlp_predictive(jax.random.key(0), batch=4, width=4, depth=1)
+  key = jax.random.key(1)
+  np.testing.assert_array_equal(jax.jit(f)(key, x), f(key, x))
+  g = jaxuq.from_nnx(CallFlagNet(nnx.Rngs(0)))
+  assert jax.jit(g)(key, jnp.ones((3, 1))).shape == (3, 64)

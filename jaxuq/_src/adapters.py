@@ -87,6 +87,10 @@ class LinenPredictive:
   rng_collection: str = struct.field(pytree_node=False, default="dropout")
   check_dropout: bool = struct.field(pytree_node=False, default=True)
 
+  # By identity: the generated hash would hash the weights (a dict: unhashable), and
+  # jax.jit(f) needs a hashable f. Equal-weight copies are different functions to jit.
+  __hash__ = object.__hash__
+
   def __call__(self, key: jax.Array, *args: Any) -> Any:
     check_key_type(key)
     return _call(self._apply, self.shared_mask, key, as_arrays(args))
@@ -321,6 +325,10 @@ class NnxPredictive:
   state: Any
   shared_mask: bool = struct.field(pytree_node=False, default=False)
   check_dropout: bool = struct.field(pytree_node=False, default=True)
+
+  # By identity: the generated hash would hash the weights (a dict: unhashable), and
+  # jax.jit(f) needs a hashable f. Equal-weight copies are different functions to jit.
+  __hash__ = object.__hash__
 
   def __call__(self, key: jax.Array, *args: Any) -> Any:
     check_key_type(key)
