@@ -163,3 +163,18 @@ def test_malformed_calibration_fits_are_refused():
   assert good.tolist() == [5.0]
   p = calibrate.calibrated_probs(ts(jnp.array(2.0), 0.0), z)
   np.testing.assert_allclose(p, [[0.7310586, 0.2689414]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("row, dtype", [([0.58, 0.5], jnp.bfloat16), ([0.53, 0.5], jnp.float16)])
+def test_low_precision_rows_far_from_one_are_refused(row, dtype):
+  # sqrt(eps) let a bfloat16 row summing to 1.08 (and a float16 one at 1.03) through.
+  with pytest.raises(ValueError, match="must sum to 1"):
+    metrics.nll(jnp.asarray([row], dtype), [0])
+
+
+def test_rounded_low_precision_probabilities_still_pass():
+  # Rounding a correct row to bfloat16 moves its sum by at most eps / 2 (0.0039).
+  z = np.random.default_rng(0).normal(size=(256, 10)) * 3
+  for dtype in (jnp.bfloat16, jnp.float16):
+    p = jnp.asarray(jax.nn.softmax(jnp.asarray(z, jnp.float32)), dtype)
+    assert np.isfinite(float(metrics.nll(p, np.zeros(256, np.int32))))
