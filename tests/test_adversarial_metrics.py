@@ -178,3 +178,12 @@ def test_rounded_low_precision_probabilities_still_pass():
   for dtype in (jnp.bfloat16, jnp.float16):
     p = jnp.asarray(jax.nn.softmax(jnp.asarray(z, jnp.float32)), dtype)
     assert np.isfinite(float(metrics.nll(p, np.zeros(256, np.int32))))
+
+
+def test_predictive_std_of_samples_far_from_zero():
+  # The mean of 1e7 + (0, 1, 2, 3) rounds in float32 (1e7 + 2): the std came out 1.2247.
+  import jaxuq
+
+  x = np.float32(1e7) + np.arange(4, dtype=np.float32)
+  np.testing.assert_allclose(float(jaxuq.predictive_std(x)), np.sqrt(1.25), rtol=1e-6)
+  np.testing.assert_allclose(float(jaxuq.summarize(x).std), np.sqrt(1.25), rtol=1e-6)

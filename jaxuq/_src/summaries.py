@@ -67,7 +67,10 @@ def _mean(x: jax.Array) -> jax.Array:
 
 
 def _std(x: jax.Array, ddof: int) -> jax.Array:
-  return _checks.narrow(_checks.widen(x).std(axis=0, ddof=ddof), x.dtype)
+  # Shifted by the first sample (the std does not change): samples far from 0 compared with
+  # their spread (1e7 + 0..3 in float32) no longer lose it to the rounding of their mean.
+  w = _checks.widen(x)
+  return _checks.narrow((w - w[:1]).std(axis=0, ddof=ddof), x.dtype)
 
 
 def _check_ddof(ddof: object, num_samples: int) -> int:
