@@ -210,3 +210,59 @@ def test_resumed_ensemble_refuses_another_validation_split(tmp_path):
   train_ensemble(jax.random.key(0), tiny, ADAM, x, y, epochs=1, val_split="random", **common)
   with pytest.raises(ValueError, match="differs in val_split"):
     train_ensemble(jax.random.key(0), tiny, ADAM, x, y, epochs=2, val_split="last", **common)
+
+
+class _Weighted:
+  """A loss object whose setting lives in an attribute."""
+
+  def __init__(self, w):
+    self.w = w
+
+  def __call__(self, out, y):
+    return self.w * jnp.square(out[:, 0] - y[:, 0])
+
+
+def test_resume_is_refused_for_other_lambdas_and_loss_objects(tmp_path):
+  # The portable digest named functions by qualified name and objects by type: a schedule
+  # `lambda s: 1e-2` resumed as `lambda s: 10.0` (and _Weighted(1.0) as _Weighted(1000.0))
+  # was accepted.
+  x, y = _data()
+  settings = {"batch_size": 16, "progress": False}
+  path = tmp_path / "run.msgpack"
+  train(jax.random.key(3), SMALL, optax.adam(lambda s: 1e-2), x, y, epochs=1, checkpoint=path,
+        loss=_Weighted(1.0), **settings)  # fmt: skip
+  with pytest.raises(ValueError, match="differs in optimizer_deep"):
+    train(jax.random.key(3), SMALL, optax.adam(lambda s: 10.0), x, y, epochs=2,
+          checkpoint=path, loss=_Weighted(1.0), **settings)  # fmt: skip
+  with pytest.raises(ValueError, match="differs in loss_deep"):
+    train(jax.random.key(3), SMALL, optax.adam(lambda s: 1e-2), x, y, epochs=2,
+          checkpoint=path, loss=_Weighted(1000.0), **settings)  # fmt: skip
+  state, history = train(jax.random.key(3), SMALL, optax.adam(lambda s: 1e-2), x, y, epochs=2,
+                         checkpoint=path, loss=_Weighted(1.0), **settings)  # fmt: skip
+  assert len(history["loss"]) == 2
+
+
+def test_checkpoints_without_the_deep_digests_still_resume(tmp_path):
+  # Written by an earlier jaxuq: no optimizer_deep / loss_deep / model_callables entries.
+  x, y = _data()
+  settings = {"batch_size": 16, "progress": False}
+  path = tmp_path / "run.msgpack"
+  done, _ = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=1, checkpoint=path, **settings)
+  state, meta = restore_checkpoint(path, {"state": done})
+  for key in ("optimizer_deep", "loss_deep", "model_callables"):
+    del meta["fingerprint"][key]
+  save_checkpoint(path, state, meta)
+  _, history = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=2, checkpoint=path, **settings)
+  assert len(history["loss"]) == 2
+
+
+def test_model_entries_leave_out_addresses_and_read_function_fields():
+  import functools
+
+  from jaxuq._src.static import model_entries
+
+  leaky = MLP(depth=1, width=4, activation=functools.partial(jax.nn.leaky_relu, negative_slope=0.2))
+  entry = model_entries(leaky)
+  assert " at 0x" not in entry["model"]  # the same in every process
+  other = MLP(depth=1, width=4, activation=functools.partial(jax.nn.leaky_relu, negative_slope=0.3))
+  assert model_entries(other)["model_callables"] != entry["model_callables"]

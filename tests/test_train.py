@@ -418,3 +418,21 @@ def test_a_model_with_unhashable_fields_trains():
     jax.random.key(0), _ListWidths([8]), ADAM, x, x**2, epochs=2, batch_size=8, progress=False
   )
   assert len(history["loss"]) == 2 and state.model.widths == [8]
+
+
+LOSS_WEIGHT = 1.0  # read by _weighted_mse as a module-level name, as notebook code does
+
+
+def _weighted_mse(out, y):
+  return LOSS_WEIGHT * mse(out, y)
+
+
+def test_a_loss_reading_a_changed_global_is_not_served_a_stale_program(monkeypatch):
+  # Static compared functions by code, cells and the globals dict's identity, never by the
+  # values they read: a loop over a global loss weight trained every run with the first one.
+  x, y = _regression(32)
+  first = _train(x=x, y=y, loss=_weighted_mse, epochs=1)[1]["loss"][0]
+  monkeypatch.setitem(_weighted_mse.__globals__, "LOSS_WEIGHT", 100.0)
+  second = _train(x=x, y=y, loss=_weighted_mse, epochs=1)[1]["loss"][0]
+  np.testing.assert_allclose(second, 100 * first, rtol=1e-4)
+  assert Static(_weighted_mse) == Static(_weighted_mse)  # still one program per value

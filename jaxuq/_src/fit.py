@@ -32,7 +32,7 @@ from jaxuq._src.loop import (
 )
 from jaxuq._src.losses import LossFn, Objective, check_labels, resolve_loss
 from jaxuq._src.model_call import check_linen, mode_flag, mode_kwargs
-from jaxuq._src.static import digest
+from jaxuq._src.static import digest, model_entries
 from jaxuq._src.subsets import SUBSETS, member_subsets
 from jaxuq._src.training import EPOCHS, MEMBER_LOOPS, TrainState, evaluate, init_state
 
@@ -123,12 +123,14 @@ def resume_fingerprint(
   ``member_loop``, ``eval_batch_size``) or only what is shown or returned
   (``progress``, ``restore_best``, ``checkpoint_every``).
   """
-  loss = settings.loss if isinstance(settings.loss, str) else digest(settings.loss)
+  named = isinstance(settings.loss, str)
   return {
     "key": [str(jax.random.key_impl(key)), np.asarray(jax.random.key_data(key)).tolist()],
-    "model": repr(state.model),
+    **model_entries(state.model),
     "optimizer": digest(state.tx.value),
-    "loss": loss,
+    "optimizer_deep": digest(state.tx.value, deep=True),
+    "loss": settings.loss if named else digest(settings.loss),
+    "loss_deep": settings.loss if named else digest(settings.loss, deep=True),
     "x": _array_fingerprint(x),
     "y": _array_fingerprint(y),
     "validation_data": None

@@ -27,6 +27,7 @@ from jaxuq._src.active.labelled import labelled_set
 from jaxuq._src.active.round import Carry, RoundConfig, fresh_state, run_round
 from jaxuq._src.checkpoint import read_metadata, restore_checkpoint, save_checkpoint
 from jaxuq._src.loop import show_progress
+from jaxuq._src.static import without_later_keys
 
 History = dict[str, np.ndarray]
 INTEGER_RECORDS = ("acquired", "num_labelled")
@@ -40,11 +41,10 @@ def jsonable(value: Any) -> Any:
 def check_fingerprint(path: pathlib.Path, found: Any, expected: dict[str, Any]) -> None:
   """Raises unless a checkpoint was written by this configuration, naming what differs.
 
-  A checkpoint written before the runs' keys entered the fingerprint (no
-  ``run_keys``) is checked on the rest.
+  A checkpoint written before an entry of ``static.LATER_KEYS`` entered the
+  fingerprint (the runs' keys, the deep digests) is checked on the rest.
   """
-  if isinstance(found, dict) and "run_keys" not in found:
-    expected = {k: v for k, v in expected.items() if k != "run_keys"}
+  expected = without_later_keys(found, expected)
   if found == expected:
     return
   differ = sorted(k for k in expected if not isinstance(found, dict) or found.get(k) != expected[k])
