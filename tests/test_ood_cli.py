@@ -41,7 +41,8 @@ def test_drawing_light_ink_on_dark_is_not_inverted():
   "command, message",
   [
     (["ood", "--ensemble", "1"], "argument --ensemble: must be 0 (no ensemble) or at least 2"),
-    (["ood", "--samples", "0"], "argument --samples: must be a positive int, got 0"),
+    (["ood", "--samples", "0"], "argument --samples: must be an int >= 2"),
+    (["ood", "--samples", "1"], "class std need two passes), got 1"),
     (["ood", "--eval-size", "-5"], "argument --eval-size: must be a positive int, got -5"),
     (["ood", "--epochs", "0"], "argument --epochs: must be a positive int, got 0"),
     (["classify", "x.png", "--checkpoint", ".", "--samples", "0"], "argument --samples: must"),

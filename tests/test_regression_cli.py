@@ -120,6 +120,7 @@ def test_resume_reuses_the_checkpoint(quick_run, tmp_path, capsys):
     (["--noise", "-0.1"], "argument --noise: must be a number >= 0"),
     (["--lr", "nan"], "argument --lr: must be a finite number"),
     (["--seed", "-1"], "argument --seed: must be a non-negative int, got -1"),
+    (["--seed", "99999999999999999999"], r"argument --seed: must be an int in \[0, 2\*\*63\)"),
   ],
 )
 def test_bad_options_fail_clearly(flags, message, tmp_path, capsys):
@@ -222,3 +223,19 @@ def test_regression_intervals_refuses_no_splits():
   y = np.zeros(4, np.float32)
   with pytest.raises(ValueError, match="splits must be a positive int, got 0"):
     ce.regression_intervals(0, np.zeros((3, 4), np.float32), y, np.zeros((3, 4)), y, {}, splits=0)
+
+
+def test_a_too_large_batch_is_refused_before_the_folder_changes(tmp_path):
+  # It raised a traceback after writing train_config.json and deleting the checkpoint.
+  with pytest.raises(SystemExit, match="--batch-size: 100000 is more than the 1620 training rows"):
+    cli.main(["regression", *SMALL, "--batch-size", "100000", "--out", str(tmp_path)])
+  assert not any(tmp_path.iterdir())
+
+
+def test_a_fresh_run_over_an_old_one_counts_its_own_epochs(quick_run, tmp_path):
+  # The old checkpoint's metadata file stayed behind: the retrained run said 0 epochs.
+  out = tmp_path / "again"
+  for _ in range(2):
+    assert cli.main(["regression", *SMALL, "--epochs", "2", "--no-gif", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["main"]["epochs_trained_this_run"] == 2

@@ -436,3 +436,79 @@ def test_a_loss_reading_a_changed_global_is_not_served_a_stale_program(monkeypat
   second = _train(x=x, y=y, loss=_weighted_mse, epochs=1)[1]["loss"][0]
   np.testing.assert_allclose(second, 100 * first, rtol=1e-4)
   assert Static(_weighted_mse) == Static(_weighted_mse)  # still one program per value
+
+
+def test_validation_data_rows_must_match():
+  # x_val and y_val of different lengths were accepted: labels clamped or ignored.
+  x, y = _regression(64)
+  for val in ((x[:10], y[:12]), (x[:12], y[:10])):
+    with pytest.raises(ValueError, match="validation_data must be .* the same number of rows"):
+      _train(x=x, y=y, validation_data=val)
+
+
+@pytest.mark.parametrize(
+  "loss, what",
+  [
+    (lambda o, t: jnp.square(o - t), "\\(32, 1\\)"),  # (batch, 1): broadcast in evaluation
+    (lambda o, t: jnp.square(o - t).mean(), "\\(\\)"),  # a scalar: padding rows weighed in
+  ],
+)
+def test_a_loss_must_return_one_value_per_example(loss, what):
+  x, y = _regression(64)
+  with pytest.raises(ValueError, match=f"one value per example, shape \\(32,\\).*got {what}"):
+    _train(x=x, y=y, loss=loss)
+
+
+def test_a_broadcasting_loss_is_caught():
+  x, y = _regression(64)
+  # (b, 1) - (b,) -> (b, b) under NumPy broadcasting (conftest refuses rank promotion, so
+  # written out here): the right shape after .mean(-1), every example's loss mixing all rows.
+  loss = lambda o, t: jnp.square(o[:, 0][None, :] - t[:, 0][:, None]).mean(-1)  # noqa: E731
+  with pytest.raises(ValueError, match="the loss mixes examples"):
+    _train(x=x, y=y, loss=loss)
+
+
+@pytest.mark.parametrize("min_delta", [float("nan"), float("inf"), -0.1, "0.1"])
+def test_min_delta_is_checked(min_delta):
+  with pytest.raises(ValueError, match="min_delta must be a finite float >= 0"):
+    _train(val_fraction=0.25, patience=2, min_delta=min_delta)
+
+
+def test_restore_best_without_a_finite_validation_loss_returns_the_last_state():
+  # Bootstrap members of 2 points whose out-of-bag set is empty have a nan validation loss in
+  # every epoch, which never improved on the initial inf: they came back untrained.
+  x = jnp.linspace(-1.0, 1.0, 2)[:, None]
+  with pytest.warns(UserWarning, match="members \\[2, 3\\] was never finite"):
+    states, history = jaxuq.train.train_ensemble(
+      jax.random.key(1), MLP(depth=1, width=4), ADAM, x, x, num_members=4, epochs=3,
+      batch_size=1, patience=1, progress=False,
+    )  # fmt: skip
+  assert np.isnan(history["val_loss"][:, 2:]).all()
+  assert (np.asarray(states.step) > 0).all()
+
+
+def test_non_finite_training_data_is_refused():
+  x, y = _regression(64)
+  with pytest.raises(ValueError, match="y must be finite, got nan or inf in 1 of its 64 rows"):
+    _train(x=x, y=y.at[5].set(jnp.nan))
+  with pytest.raises(ValueError, match="validation_data's y_val must be finite"):
+    _train(x=x, y=y, validation_data=(x[:8], jnp.full((8, 1), jnp.inf)))
+
+
+def test_member_refuses_an_index_out_of_range():
+  states, _ = jaxuq.train.train_ensemble(
+    jax.random.key(0), SMALL, ADAM, *_regression(32), num_members=3, epochs=1, batch_size=16,
+    progress=False,
+  )  # fmt: skip
+  with pytest.raises(IndexError, match="k=3 is not a member of an ensemble of 3"):
+    jaxuq.train.member(states, 3)
+  last = jaxuq.train.member(states, -1)
+  np.testing.assert_array_equal(
+    jax.tree.leaves(last.params)[0], jax.tree.leaves(jaxuq.train.member(states, 2).params)[0]
+  )
+
+
+def test_gaussian_nll_needs_two_outputs_per_target():
+  x, y = _regression(64)
+  with pytest.raises(ValueError, match="last axis holds \\(mean, raw variance\\): size 2"):
+    _train(model=MLP(depth=1, width=8, out_features=3), x=x, y=y, loss="gaussian_nll")

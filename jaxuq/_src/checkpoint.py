@@ -119,8 +119,17 @@ def restore_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict[
   """
   path = pathlib.Path(path)
   raw, metadata = _read(path)
+  template = _keys_to_data(target)
+  extra = _paths(raw["tree"]) - _paths(serialization.to_state_dict(template))
+  if extra:  # from_state_dict would drop them without a word
+    shown = ", ".join("/".join(map(str, k)) for k in sorted(extra, key=str)[:5])
+    raise CheckpointError(
+      f"checkpoint {path} does not match the target's structure: it holds entries the target "
+      f"does not have ({shown}{', ...' if len(extra) > 5 else ''}); it was written for "
+      "another model or optimizer"
+    )
   try:
-    restored = serialization.from_state_dict(_keys_to_data(target), raw["tree"])
+    restored = serialization.from_state_dict(template, raw["tree"])
   except (ValueError, KeyError, TypeError) as e:
     raise CheckpointError(f"checkpoint {path} does not match the target's structure: {e}") from e
 
@@ -133,10 +142,25 @@ def restore_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict[
       )
     if _is_key(template):
       return jax.random.wrap_key_data(jnp.asarray(value), impl=jax.random.key_impl(template))
+    want = jnp.result_type(template)
+    if jnp.result_type(value) != want:
+      raise CheckpointError(
+        f"checkpoint {path} does not match the target: an array of dtype "
+        f"{jnp.result_type(value)} where the target has {want}"
+      )
     return jnp.asarray(value)
 
   tree = jax.tree.map(rewrap, target, restored)
   return tree, metadata
+
+
+def _paths(tree: Any) -> set[tuple]:
+  """The key paths of a state dict's leaves (and of its empty dicts)."""
+  if not isinstance(tree, dict):
+    return {()}
+  if not tree:
+    return {()}
+  return {(k, *rest) for k, v in tree.items() for rest in _paths(v)}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,8 +23,21 @@ def _member(tree: Any, k: int) -> Any:
 
 
 def member(states: Any, k: int) -> Any:
-  """Member ``k`` of stacked ensemble states (or variables), as a single model's."""
-  return _member(states, k)
+  """Member ``k`` of stacked ensemble states (or variables), as a single model's.
+
+  ``k`` counts from 0; negative ``k`` counts from the end, as in Python.
+
+  Raises:
+    IndexError: ``k`` is not a member's index (JAX would clamp it to the last member).
+    TypeError: ``k`` is not an int.
+  """
+  leaves = [a for a in jax.tree.leaves(states) if getattr(a, "ndim", 0) > 0]
+  if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+    raise TypeError(f"k must be an int (a member's index), got {k!r}")
+  count = leaves[0].shape[0] if leaves else 0
+  if not -count <= int(k) < count:
+    raise IndexError(f"k={k} is not a member of an ensemble of {count} (indices 0..{count - 1})")
+  return _member(states, int(k))
 
 
 def _stacked_variables(

@@ -27,6 +27,7 @@ from jaxuq._src.loop import (
   LoopConfig,
   check_batch_size,
   check_common,
+  check_min_delta,
   run_loop,
   split_validation,
 )
@@ -82,15 +83,44 @@ def check_loss_shapes(
   try:
     flag = mode_kwargs(model, False)
     out = jax.eval_shape(lambda v, a: model.apply(v, a, **flag), state.variables, xb)
-    jax.eval_shape(lambda o, t: objective(o, t), out, yb)
+    per_example = jax.eval_shape(lambda o, t: objective(o, t), out, yb)
   except (TypeError, ValueError) as e:
     shape = getattr(out, "shape", "?")
     raise ValueError(
       f"the loss cannot compare the model's outputs (shape {shape} for a batch of x "
       f"{xb.shape}) with {labels} of shape {yb.shape}: {e}"
     ) from e
+  if getattr(per_example, "shape", None) != (xb.shape[0],):
+    raise ValueError(
+      f"the loss must return one value per example, shape ({xb.shape[0]},) for a batch of "
+      f"{xb.shape[0]}, got {getattr(per_example, 'shape', type(per_example).__name__)} (outputs "
+      f"{out.shape}, {labels} {yb.shape}): reduce every axis but the first, e.g. "
+      "jnp.square(out - y).reshape(len(out), -1).mean(-1); a scalar mean would weigh a short "
+      "last batch wrongly, and a (batch, batch) result means out and y broadcast"
+    )
+  if xb.shape[0] >= 2:
+    _check_loss_per_example(objective, out, yb[:2], labels)
   if objective.classifier:
     check_labels(y, out.shape[-1], labels)
+
+
+def _check_loss_per_example(objective: Objective, out: Any, y2: Any, labels: str) -> None:
+  """Raises if example 0's loss changes with example 1's output (a loss that broadcasts).
+
+  ``(out - y) ** 2`` with outputs ``(b, 1)`` and ``y`` of shape ``(b,)`` is
+  ``(b, b)``: its mean over the last axis has the right shape and the wrong value.
+  """
+  size = 2 * int(np.prod(out.shape[1:], dtype=np.int64))
+  o = jnp.linspace(0.2, 0.8, size, dtype=out.dtype).reshape((2, *out.shape[1:]))
+  first = objective(o, y2)[0]
+  moved = objective(o.at[1].add(jnp.asarray(0.5, out.dtype)), y2)[0]
+  if bool(first != moved) and bool(jnp.isfinite(first)):
+    raise ValueError(
+      f"the loss mixes examples: example 0's value changed when only example 1's output did "
+      f"(outputs {out.shape}, {labels} rows {y2.shape[1:]}); "
+      f"outputs and {labels} likely broadcast against each other, e.g. (b, 1) - (b,) is "
+      "(b, b). Give them the same shape (y[:, None], or out[:, 0])"
+    )
 
 
 def _array_fingerprint(a: Any) -> list[Any] | None:
@@ -160,6 +190,7 @@ def _check(model: Any, optimizer: Any, x: Any, y: Any, key: Any, s: Settings, m:
     checkpoint_every=s.checkpoint_every,
   )  # fmt: skip
   check_positive_int(s.eval_batch_size, "eval_batch_size")
+  check_min_delta(s.min_delta)
   if s.loop not in LOOPS:
     raise ValueError(f"loop must be one of {LOOPS}, got {s.loop!r}")
   if s.progress is not None and not isinstance(s.progress, bool):

@@ -14,6 +14,7 @@ import json
 import numbers
 import pathlib
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -79,6 +80,8 @@ def check_common(
     raise ValueError(
       f"x and y must have the same number of rows, got x of shape {x.shape} and y of shape {y.shape}"
     )
+  _check_finite_rows(x, "x")
+  _check_finite_rows(y, "y")
   if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real):
     raise TypeError(f"val_fraction must be a float in [0, 1), got {val_fraction!r}")
   if not 0.0 <= float(val_fraction) < 1.0:
@@ -90,7 +93,39 @@ def check_common(
       raise ValueError("give either validation_data or val_fraction, not both")
     if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
       raise TypeError("validation_data must be a pair (x_val, y_val)")
+    for a, name in zip(validation_data, ("x_val", "y_val"), strict=True):
+      _check_finite_rows(as_jax(a, name), f"validation_data's {name}")
+    rows = [np.shape(a)[0] if np.ndim(a) else None for a in validation_data]
+    if None in rows or rows[0] != rows[1] or rows[0] == 0:
+      raise ValueError(
+        "validation_data must be (x_val, y_val) with the same number of rows, at least one, "
+        f"got shapes {np.shape(validation_data[0])} and {np.shape(validation_data[1])}"
+      )
   return x, y
+
+
+def _check_finite_rows(a: jax.Array, name: str) -> None:
+  """Raises if a floating array holds nan or inf (a nan target gives nan losses, silently)."""
+  if jnp.issubdtype(a.dtype, jnp.inexact) and a.size and not bool(jnp.isfinite(a).all()):
+    bad = int(np.asarray(~jnp.isfinite(a)).reshape(a.shape[0], -1).any(axis=1).sum())
+    raise ValueError(
+      f"{name} must be finite, got nan or inf in {bad} of its {a.shape[0]} rows; drop or "
+      "impute those rows first"
+    )
+
+
+def check_min_delta(min_delta: Any) -> float:
+  """``min_delta`` as a float, or raises unless it is finite and >= 0."""
+  if (
+    isinstance(min_delta, bool)
+    or not isinstance(min_delta, numbers.Real)
+    or not 0.0 <= float(min_delta) < float("inf")
+  ):
+    raise ValueError(
+      f"min_delta must be a finite float >= 0 (how much the validation loss must fall to "
+      f"count as better), got {min_delta!r}"
+    )
+  return float(min_delta)
 
 
 def split_validation(
@@ -194,7 +229,7 @@ def run_loop(
           best = select_members(jnp.asarray(improved), state, best)
         active = active & (wait < cfg.patience)
       bar.update(1)
-      bar.set_postfix({k: f"{np.nanmean(v):.4g}" for k, v in record.items()})
+      bar.set_postfix({k: f"{_finite_mean(v):.4g}" for k, v in record.items()})
       last = epoch == cfg.epochs or not active.any()
       if cfg.checkpoint is not None and (epoch % cfg.checkpoint_every == 0 or last):
         tree = {"state": state, "best": best} if best is not None else {"state": state}
@@ -208,8 +243,36 @@ def run_loop(
         }
         save_checkpoint(cfg.checkpoint, tree, meta)
   if best is not None and cfg.restore_best:
-    state = best
+    state = _restored(state, best, best_val, num_members)
   return state, {k: np.stack(v) for k, v in history.items()}
+
+
+def _restored(state: Any, best: Any, best_val: np.ndarray, num_members: int | None) -> Any:
+  """The best state, except where the validation loss never was finite: the last state there.
+
+  ``best`` starts as the initial state; a run whose validation loss is nan in
+  every epoch (an empty out-of-bag set, a diverged model) would otherwise come
+  back untrained.
+  """
+  never = ~np.isfinite(best_val)
+  if not never.any():
+    return best
+  which = "the run" if num_members is None else f"members {np.flatnonzero(never).tolist()}"
+  warnings.warn(
+    f"restore_best: the validation loss of {which} was never finite (nan or inf in every "
+    "epoch: an empty or non-finite validation set, or a diverged model), so there is no best "
+    "epoch; returning the last state there instead of the untrained one",
+    stacklevel=4,
+  )
+  if num_members is None:
+    return state
+  return select_members(jnp.asarray(~never), best, state)
+
+
+def _finite_mean(values: np.ndarray) -> float:
+  """The mean of the finite entries (nan if none), without NumPy's empty-slice warning."""
+  finite = np.asarray(values)[np.isfinite(values)]
+  return float(finite.mean()) if finite.size else float("nan")
 
 
 def show_progress(progress: bool | None) -> bool:

@@ -57,6 +57,11 @@ def gaussian_nll(outputs: jax.Array, targets: jax.Array, min_variance: float = 1
     distribution", ICNN 1994; Lakshminarayanan et al., "Simple and scalable
     predictive uncertainty estimation using deep ensembles", NeurIPS 2017.
   """
+  if outputs.shape[-1:] != (2,):
+    raise ValueError(
+      f"gaussian_nll needs outputs whose last axis holds (mean, raw variance): size 2, got "
+      f"outputs of shape {outputs.shape}; give the model 2 outputs per target"
+    )
   mean, raw = outputs[..., 0], outputs[..., 1]
   targets = jnp.reshape(targets, mean.shape).astype(outputs.dtype)
   variance = jax.nn.softplus(raw) + min_variance

@@ -47,6 +47,14 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
+def seed(text: str) -> int:
+  """An argparse type: an integer seed, ``0 <= seed < 2**63`` (what ``jax.random.key`` takes)."""
+  value = non_negative_int(text)
+  if value >= 2**63:
+    raise argparse.ArgumentTypeError(f"must be an int in [0, 2**63), got {value}")
+  return value
+
+
 def rate(text: str) -> float:
   """An argparse type: a dropout rate in [0, 1)."""
   value = _float(text)

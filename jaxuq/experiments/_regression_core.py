@@ -165,8 +165,9 @@ def run_setting(
   model = MLP(
     depth=cfg.depth, width=cfg.width, activation=activation, rate=rate, placement=placement
   )
-  if not resume:
+  if not resume:  # a fresh run: its metadata goes too, or it would count old epochs
     checkpoint.unlink(missing_ok=True)
+    checkpoint.with_name(checkpoint.name + ".json").unlink(missing_ok=True)
   before = checkpoint_epochs(checkpoint)
   start = time.perf_counter()
   state, history = train(

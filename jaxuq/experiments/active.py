@@ -58,7 +58,13 @@ import pathlib
 import time
 from typing import Any
 
-from jaxuq.experiments._args import non_negative_int, positive_float, positive_int
+from jaxuq.experiments._args import (
+  positive_float,
+  positive_int,
+)
+from jaxuq.experiments._args import (
+  seed as seed_type,
+)
 
 HELP = "active learning on MNIST: BALD, Var Ratios, Max Entropy, Mean STD vs random (Gal 2017)"
 PAPER_FUNCTIONS = "bald,variation_ratios,max_entropy,mean_std,random"
@@ -100,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     help="advance all runs in one vmapped program, or one run after another; auto: one by one "
     "on a CPU (where a vmapped convolution is slow), side by side on an accelerator",
   )
-  parser.add_argument("--seed", type=non_negative_int, default=0, help="integer seed (default 0)")
+  parser.add_argument("--seed", type=seed_type, default=0, help="integer seed (default 0)")
   parser.add_argument("--quick", action="store_true", help="smoke run on scikit-learn's digits")
   parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
   parser.add_argument(

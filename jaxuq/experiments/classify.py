@@ -14,7 +14,8 @@ import argparse
 import json
 import pathlib
 
-from jaxuq.experiments._args import non_negative_int, positive_int
+from jaxuq.experiments._args import positive_int
+from jaxuq.experiments._args import seed as seed_type
 
 HELP = "your drawings (PNG): accept/reject, the digit and its uncertainty"
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   )
   parser.add_argument("--model", choices=("basic", "deep"), help="default: deep if saved")
   parser.add_argument("--samples", type=positive_int, help="MC passes (default: as when fitted)")
-  parser.add_argument("--seed", type=non_negative_int, default=0, help="integer seed (default 0)")
+  parser.add_argument("--seed", type=seed_type, default=0, help="integer seed (default 0)")
   parser.add_argument(
     "--strict",
     action="store_true",

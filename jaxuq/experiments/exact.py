@@ -18,6 +18,7 @@ import pathlib
 from typing import Any
 
 from jaxuq.experiments._args import non_negative_int
+from jaxuq.experiments._args import seed as seed_type
 
 HELP = "the tiny network's exact output distribution by mask enumeration, and MC against it"
 
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     help="MC passes to compare with (default 0: exact only)",
   )
   parser.add_argument(
-    "--key", type=non_negative_int, default=0, help="integer seed of the MC key (default 0)"
+    "--key", type=seed_type, default=0, help="integer seed of the MC key (default 0)"
   )
   parser.add_argument("--out", type=pathlib.Path, help="folder for summary.json and figures")
   parser.add_argument("--json", action="store_true", help="print the table as JSON")

@@ -30,7 +30,8 @@ import pathlib
 import time
 from typing import Any
 
-from jaxuq.experiments._args import non_negative_int, positive_int
+from jaxuq.experiments._args import int_at_least, non_negative_int, positive_int
+from jaxuq.experiments._args import seed as seed_type
 
 HELP = "digits in, letters out: MC dropout CNNs on MNIST reject letters (the second seed)"
 QUICK = {"epochs": 3, "samples": 20, "eval_size": 200, "holdout": 300}
@@ -46,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   )
   parser.add_argument("--epochs", type=positive_int, help="training epochs (default 3)")
   parser.add_argument(
-    "--samples", type=positive_int, help="MC dropout passes (default 100; 20 with --quick)"
+    "--samples",
+    type=int_at_least(2, " (mutual information and the class std need two passes)"),
+    help="MC dropout passes (default 100; 20 with --quick)",
   )
   parser.add_argument(
     "--eval-size",
@@ -54,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     help="images per test set given MC passes (default 2000; 200 with --quick); "
     "deterministic digit accuracy always uses the whole test set",
   )
-  parser.add_argument("--seed", type=non_negative_int, default=0, help="integer seed (default 0)")
+  parser.add_argument("--seed", type=seed_type, default=0, help="integer seed (default 0)")
   parser.add_argument(
     "--quick",
     action="store_true",

@@ -14,7 +14,8 @@ import pathlib
 import statistics
 import time
 
-from jaxuq.experiments._args import non_negative_int, positive_int, rate
+from jaxuq.experiments._args import positive_int, rate
+from jaxuq.experiments._args import seed as seed_type
 
 HELP = "MC dropout on the seed MLP (untrained): mc_sample vs sequential_sample"
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   a("--width", type=positive_int, default=1024, help="hidden width (default 1024)")
   a("--depth", type=positive_int, default=4, help="hidden layers (default 4)")
   a("--rate", type=rate, default=0.5, help="dropout rate (default 0.5)")
-  a("--seed", type=non_negative_int, default=0, help="integer seed (default 0)")
+  a("--seed", type=seed_type, default=0, help="integer seed (default 0)")
   a("--repeats", type=positive_int, default=3, help="timed repeats (default 3)")
   parser.add_argument("--out", type=pathlib.Path, help="folder for summary.json")
 

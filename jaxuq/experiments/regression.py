@@ -36,11 +36,11 @@ from typing import Any
 from jaxuq.experiments._args import (
   int_at_least,
   non_negative_float,
-  non_negative_int,
   positive_float,
   positive_int,
   rate,
 )
+from jaxuq.experiments._args import seed as seed_type
 
 HELP = "reference experiment 1: MC dropout regression with a gap (figures, GIF, summary.json)"
 
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   a("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
   a("--samples", type=int_at_least(2, " (a std needs two samples)"), default=100,
     help="MC dropout samples (default 100)")  # fmt: skip
-  a("--seed", type=non_negative_int, default=0, help="integer seed of every key (default 0)")
+  a("--seed", type=seed_type, default=0, help="integer seed of every key (default 0)")
   a("--noise", type=non_negative_float, default=0.0,
     help="half-width of uniform noise on y (default 0)")  # fmt: skip
   a("--rate", type=rate, default=0.5, help="dropout rate of the main run (default 0.5)")
@@ -145,13 +145,18 @@ def run(args: argparse.Namespace) -> int:
   if args.resume:
     check_resume(out, cfg, names)
   t0 = time.perf_counter()
+  key = jax.random.key(cfg.seed)
+  keys = dict(zip(("data", "holdout", "train", "sample"), jax.random.split(key, 4), strict=True))
+  data = core.make_data(keys["data"], keys["holdout"], cfg)
+  n_train = len(data.x_train) - max(1, round(len(data.x_train) * cfg.val_fraction))
+  if cfg.batch_size > n_train:  # before any checkpoint is replaced
+    raise _fail(
+      f"argument --batch-size: {cfg.batch_size} is more than the {n_train} training rows; lower it"
+    )
   (out / "checkpoints").mkdir(parents=True, exist_ok=True)
   (out / "train_config.json").write_text(
     json.dumps({k: getattr(cfg, k) for k in TRAINING_FIELDS}, indent=2)
   )
-  key = jax.random.key(cfg.seed)
-  keys = dict(zip(("data", "holdout", "train", "sample"), jax.random.split(key, 4), strict=True))
-  data = core.make_data(keys["data"], keys["holdout"], cfg)
   results = []
   for i, setting in enumerate(settings):
     if not args.no_progress:
