@@ -512,3 +512,22 @@ def test_gaussian_nll_needs_two_outputs_per_target():
   x, y = _regression(64)
   with pytest.raises(ValueError, match="last axis holds \\(mean, raw variance\\): size 2"):
     _train(model=MLP(depth=1, width=8, out_features=3), x=x, y=y, loss="gaussian_nll")
+
+
+@pytest.mark.parametrize(
+  "labels, error",
+  [
+    (np.array([0, 1, 5, 2]), ValueError),  # beyond 3 classes: nan loss before
+    (np.array([0, -1, 1, 2]), ValueError),  # -1 wrapped to the last class
+    (np.array([0.0, 1.0, 2.0, 1.0]), TypeError),
+  ],
+)
+def test_train_step_checks_cross_entropy_labels(labels, error):
+  model = MLP(depth=1, width=8, out_features=3)
+  state = init_state(jax.random.key(0), model, ADAM, jnp.ones((4, 2)))
+  with pytest.raises(error, match="class labels"):
+    jaxuq.train.train_step(state, jnp.ones((4, 2)), labels, loss="cross_entropy")
+  new, metrics = jaxuq.train.train_step(
+    state, jnp.ones((4, 2)), np.array([0, 1, 2, 1]), loss="cross_entropy"
+  )
+  assert np.isfinite(float(metrics["loss"]))

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxuq._src.losses import LossFn, Objective, accuracy, resolve_loss
+from jaxuq._src.losses import LossFn, Objective, accuracy, check_labels, resolve_loss
+from jaxuq._src.metrics._checks import as_jax, is_concrete
 from jaxuq._src.model_call import check_linen, mode_kwargs
 from jaxuq._src.static import Static
 
@@ -169,8 +170,39 @@ def train_step(
   Returns:
     The state after the step and the batch's mean loss (and accuracy for
     ``'cross_entropy'``).
+
+  Raises:
+    TypeError, ValueError: for ``'cross_entropy'``, labels that are not integer
+      classes in ``[0, classes)`` (checked when ``y`` is concrete: optax would
+      wrap -1 to the last class and give nan for too large a label).
   """
-  return _jitted_step(state, jnp.asarray(x), jnp.asarray(y), resolve_loss(loss))
+  objective = resolve_loss(loss)
+  x, y = as_jax(x, "x"), as_jax(y, "y")
+  if objective.classifier and is_concrete(y):
+    check_labels(y, _num_outputs(state, x))
+  return _jitted_step(state, x, y, objective)
+
+
+_OUTPUTS: dict[Any, int] = {}  # (model, shapes) -> outputs per example: a memo, as jit's cache
+
+
+def _num_outputs(state: TrainState, x: jax.Array) -> int:
+  """The model's outputs per example (its last axis), traced once per model and shapes."""
+  leaves, tree = jax.tree.flatten(state.variables)
+  try:
+    key: Any = (state.model, tree, tuple(a.shape for a in leaves), x.shape, str(x.dtype))
+    hash(key)
+  except TypeError:  # a model with unhashable fields: traced every time
+    key = None
+  if key is not None and key in _OUTPUTS:
+    return _OUTPUTS[key]
+  flag = mode_kwargs(state.model, False)
+  out = jax.eval_shape(lambda v, a: state.model.apply(v, a, **flag), state.variables, x)
+  if key is not None:
+    if len(_OUTPUTS) > 64:
+      _OUTPUTS.clear()
+    _OUTPUTS[key] = int(out.shape[-1])
+  return int(out.shape[-1])
 
 
 def shuffled_batches(
