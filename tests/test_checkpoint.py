@@ -266,3 +266,17 @@ def test_model_entries_leave_out_addresses_and_read_function_fields():
   assert " at 0x" not in entry["model"]  # the same in every process
   other = MLP(depth=1, width=4, activation=functools.partial(jax.nn.leaky_relu, negative_slope=0.3))
   assert model_entries(other)["model_callables"] != entry["model_callables"]
+
+
+def test_resume_with_another_optimizer_names_the_optimizer(tmp_path):
+  # The restore ran first and failed on adam's state tree vs sgd's, naming field names.
+  x, y = _data()
+  path = tmp_path / "run.msgpack"
+  train(jax.random.key(3), SMALL, ADAM, x, y, epochs=1, checkpoint=path, batch_size=16,
+        progress=False)  # fmt: skip
+  with pytest.raises(ValueError, match="different configuration .*differs in .*optimizer"):
+    train(jax.random.key(3), SMALL, optax.sgd(1e-2), x, y, epochs=2, checkpoint=path,
+          batch_size=16, progress=False)  # fmt: skip
+  with pytest.raises(ValueError, match="checkpoint must be a file path"):
+    train(jax.random.key(3), SMALL, ADAM, x, y, epochs=1, checkpoint=tmp_path, batch_size=16,
+          progress=False)  # fmt: skip

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jaxuq._src.checkpoint import restore_checkpoint, save_checkpoint
+from jaxuq._src.checkpoint import read_metadata, restore_checkpoint, save_checkpoint
 from jaxuq._src.keys import check_key, check_positive_int
 from jaxuq._src.metrics._checks import as_jax
 from jaxuq._src.static import without_later_keys
@@ -184,10 +184,18 @@ def run_loop(
   active = np.ones(batch_shape, bool)
   best = state if cfg.patience is not None else None
   start = 0
+  if cfg.checkpoint is not None and cfg.checkpoint.is_dir():
+    raise ValueError(
+      f"checkpoint must be a file path (e.g. {cfg.checkpoint / 'run.msgpack'}), got the folder "
+      f"{cfg.checkpoint}"
+    )
   if cfg.checkpoint is not None and cfg.checkpoint.exists():
     target = {"state": state, "best": state} if best is not None else {"state": state}
+    # The fingerprint first: another optimizer's state would fail the restore with a
+    # tree-structure error instead of naming what differs.
+    found = read_metadata(cfg.checkpoint).get("fingerprint")
+    _check_fingerprint(cfg.checkpoint, found, _jsonable(cfg.fingerprint))
     tree, meta = restore_checkpoint(cfg.checkpoint, target)
-    _check_fingerprint(cfg.checkpoint, meta.get("fingerprint"), _jsonable(cfg.fingerprint))
     state, best = tree["state"], tree.get("best")
     start = int(meta["epoch"])
     if start > cfg.epochs:
