@@ -8,7 +8,7 @@ mean is large compared with the spread, unlike sums of squares.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,25 @@ def _acc_dtype(dtype: Any) -> Any:
   )
 
 
+class _Moments(NamedTuple):
+  """One output leaf's running moments (a class of its own: a user's dict may hold 'm2').
+
+  The mean is kept as ``shift + offset``: ``shift`` one sample of the first
+  chunk, ``offset`` the mean's distance from it. Outputs far from 0 (1e6 + 0.1
+  noise in float32) then merge through small numbers, and the rounding of
+  1e6-sized means never enters the spread.
+  """
+
+  shift: jax.Array
+  offset: jax.Array
+  m2: jax.Array
+  c2: jax.Array | None  # the co-moment across the last axis, with covariance=True
+
+
+def _is_moments(t: Any) -> bool:
+  return isinstance(t, _Moments)
+
+
 def _chan(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
   """Merges (count, mean, M2) of two disjoint sets (Chan et al. 1979)."""
   n = n_a + n_b
@@ -34,10 +53,17 @@ def _chan(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
   return mean, m2, delta, frac
 
 
-def _chunk_moments(x: jax.Array, dtype: Any) -> tuple[jax.Array, jax.Array]:
+def _chunk_deviations(x: jax.Array, dtype: Any) -> tuple[jax.Array, jax.Array]:
+  """A chunk's mean and its samples' deviations from it, both in ``dtype``.
+
+  Shifted by the chunk's first sample first (``x - x[0]`` is exact for samples
+  close together), so that outputs far from 0 (1e6 + 0.1 noise in float32) do
+  not lose their spread to the rounding of the chunk's sum.
+  """
   x = x.astype(dtype)
-  mean = x.mean(axis=0)
-  return mean, jnp.square(x - mean[None]).sum(axis=0)
+  shifted = x - x[:1]
+  offset = shifted.mean(axis=0)
+  return x[0] + offset, shifted - offset[None]
 
 
 @functools.cache
@@ -64,16 +90,22 @@ def moments_reducer(covariance: bool = False) -> Reducer:
 
   def init(example):
     def leaf(a):
+      if jnp.issubdtype(a.dtype, jnp.complexfloating):
+        raise TypeError(
+          f"moments_reducer takes real outputs, got a leaf of dtype {a.dtype}; reduce the "
+          "real and imaginary parts as two outputs (jnp.real(y), jnp.imag(y))"
+        )
       dtype = _acc_dtype(a.dtype)
-      zeros = {"mean": jnp.zeros(a.shape, dtype), "m2": jnp.zeros(a.shape, dtype)}
+      c2 = None
       if covariance:
         if len(a.shape) < 1:
           raise ValueError(
             "moments_reducer(covariance=True) needs outputs with a last axis to take the "
             f"covariance across; got a leaf of shape {tuple(a.shape)}"
           )
-        zeros["c2"] = jnp.zeros((*a.shape, a.shape[-1]), dtype)
-      return zeros
+        c2 = jnp.zeros((*a.shape, a.shape[-1]), dtype)
+      zeros = jnp.zeros(a.shape, dtype)
+      return _Moments(zeros, zeros, zeros, c2)
 
     return {"count": jnp.zeros((), jnp.int32), "leaves": jax.tree.map(leaf, example)}
 
@@ -81,44 +113,43 @@ def moments_reducer(covariance: bool = False) -> Reducer:
     n_a, n_b = a["count"], b["count"]
 
     def leaf(la, lb):
-      mean, m2, delta, frac = _chan(n_a, la["mean"], la["m2"], n_b, lb["mean"], lb["m2"])
-      out = {"mean": mean, "m2": m2}
+      # b's offset in a's frame: the shifts are samples close together, so their difference
+      # is exact; an empty a takes b as it is.
+      b_offset = (lb.shift - la.shift) + lb.offset
+      offset, m2, delta, frac = _chan(n_a, la.offset, la.m2, n_b, b_offset, lb.m2)
+      c2 = None
       if covariance:
         outer = delta[..., :, None] * delta[..., None, :]
-        out["c2"] = la["c2"] + lb["c2"] + outer * (n_a * frac).astype(mean.dtype)
-      return out
+        c2 = la.c2 + lb.c2 + outer * (n_a * frac).astype(offset.dtype)
+      merged = _Moments(la.shift, offset, m2, c2)
+      return jax.tree.map(lambda x, y: jnp.where(n_a > 0, x, y), merged, lb)
 
-    is_leaf = lambda t: isinstance(t, dict) and "m2" in t  # noqa: E731
-    leaves = jax.tree.map(leaf, a["leaves"], b["leaves"], is_leaf=is_leaf)
+    leaves = jax.tree.map(leaf, a["leaves"], b["leaves"], is_leaf=_is_moments)
     return {"count": n_a + n_b, "leaves": leaves}
 
   def update(state, chunk):
     def leaf(st, x):
-      mean, m2 = _chunk_moments(x, st["mean"].dtype)
-      out = {"mean": mean, "m2": m2}
-      if covariance:
-        d = x.astype(mean.dtype) - mean[None]
-        out["c2"] = jnp.einsum("s...i,s...j->...ij", d, d)
-      return out
+      x = x.astype(st.offset.dtype)
+      shifted = x - x[:1]
+      offset = shifted.mean(axis=0)
+      d = shifted - offset[None]
+      c2 = jnp.einsum("s...i,s...j->...ij", d, d) if covariance else None
+      return _Moments(x[0], offset, jnp.square(d).sum(axis=0), c2)
 
-    is_leaf = lambda t: isinstance(t, dict) and "m2" in t  # noqa: E731
     n = jax.tree.leaves(chunk)[0].shape[0]
-    part = jax.tree.map(leaf, state["leaves"], chunk, is_leaf=is_leaf)
+    part = jax.tree.map(leaf, state["leaves"], chunk, is_leaf=_is_moments)
     return merge(state, {"count": jnp.asarray(n, jnp.int32), "leaves": part})
 
   def finalize(state):
     n = jnp.maximum(state["count"], 1)
-    is_leaf = lambda t: isinstance(t, dict) and "m2" in t  # noqa: E731
     leaves = state["leaves"]
     out = {
       "count": state["count"],
-      "mean": jax.tree.map(lambda t: t["mean"], leaves, is_leaf=is_leaf),
-      "var": jax.tree.map(lambda t: t["m2"] / n.astype(t["m2"].dtype), leaves, is_leaf=is_leaf),
+      "mean": jax.tree.map(lambda t: t.shift + t.offset, leaves, is_leaf=_is_moments),
+      "var": jax.tree.map(lambda t: t.m2 / n.astype(t.m2.dtype), leaves, is_leaf=_is_moments),
     }
     if covariance:
-      out["cov"] = jax.tree.map(
-        lambda t: t["c2"] / n.astype(t["c2"].dtype), leaves, is_leaf=is_leaf
-      )
+      out["cov"] = jax.tree.map(lambda t: t.c2 / n.astype(t.c2.dtype), leaves, is_leaf=_is_moments)
     return out
 
   return Reducer(init, update, merge, finalize)
@@ -189,11 +220,11 @@ def classification_reducer(from_logits: bool = False) -> Reducer:
   def update(state, chunk):
     x = jax.tree.leaves(chunk)[0].astype(state["mean"].dtype)
     p = jax.nn.softmax(x, axis=-1) if from_logits else x
-    mean, m2 = _chunk_moments(p, p.dtype)
+    mean, d = _chunk_deviations(p, p.dtype)
     part = {
       "count": jnp.asarray(p.shape[0], jnp.int32),
       "mean": mean,
-      "m2": m2,
+      "m2": jnp.square(d).sum(axis=0),
       "entropy_sum": entr(p).sum(axis=-1).sum(axis=0),
       "votes": jax.nn.one_hot(p.argmax(axis=-1), p.shape[-1], dtype=jnp.int32).sum(axis=0),
     }
@@ -211,8 +242,9 @@ def classification_reducer(from_logits: bool = False) -> Reducer:
       "expected_entropy": ee,
       "mutual_information": jnp.maximum(pe - ee, 0.0),
       "votes": state["votes"],
-      "variation_ratio": 1.0
-      - state["votes"].max(axis=-1).astype(mean.dtype) / n.astype(mean.dtype),
+      # (n - most votes) / n: exactly 0 when every pass agrees (1 - votes / n rounded below 0)
+      "variation_ratio": (n - state["votes"].max(axis=-1)).astype(mean.dtype)
+      / n.astype(mean.dtype),
       "class_std": jnp.sqrt(state["m2"] / n.astype(mean.dtype)),
     }
 
