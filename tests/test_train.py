@@ -531,3 +531,14 @@ def test_train_step_checks_cross_entropy_labels(labels, error):
     state, jnp.ones((4, 2)), np.array([0, 1, 2, 1]), loss="cross_entropy"
   )
   assert np.isfinite(float(metrics["loss"]))
+
+
+def test_optax_integer_cross_entropy_counts_as_a_classifier():
+  # Labels out of range gave a nan loss without a word, and no accuracy was tracked.
+  xent = optax.softmax_cross_entropy_with_integer_labels
+  model = MLP(depth=1, width=8, out_features=3)
+  x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+  with pytest.raises(ValueError, match="class labels in \\[0, 3\\)"):
+    _train(model=model, x=x, y=jnp.arange(32) % 5, loss=xent, epochs=1)
+  _, history = _train(model=model, x=x, y=jnp.arange(32) % 3, loss=xent, epochs=1)
+  assert "accuracy" in history and np.isfinite(history["loss"]).all()

@@ -121,14 +121,16 @@ class Objective(NamedTuple):
 def resolve_loss(loss: str | LossFn) -> Objective:
   """The :class:`Objective` of a loss name or callable.
 
-  A callable loss counts as a classifier loss (accuracy is tracked) only if it
-  is :func:`cross_entropy`.
+  A callable loss counts as a classifier loss (accuracy is tracked, labels are
+  checked) if it is :func:`cross_entropy` or optax's
+  ``softmax_cross_entropy_with_integer_labels``, which it wraps.
 
   Raises:
     ValueError: an unknown loss name.
   """
   if callable(loss):
-    return Objective(Static(loss), loss is cross_entropy)
+    classifier = loss is cross_entropy or loss is optax.softmax_cross_entropy_with_integer_labels
+    return Objective(Static(loss), classifier)
   if loss not in LOSSES:
     raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
   return Objective(Static(LOSSES[loss]), loss == "cross_entropy")
