@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from jaxuq._src.checkpoint import read_metadata, restore_checkpoint, save_checkpoint
 from jaxuq._src.keys import check_key, check_positive_int
-from jaxuq._src.metrics._checks import as_jax
+from jaxuq._src.metrics._checks import _all_finite, as_jax
 from jaxuq._src.static import without_later_keys
 from jaxuq._src.training import select_members
 
@@ -106,7 +106,7 @@ def check_common(
 
 def _check_finite_rows(a: jax.Array, name: str) -> None:
   """Raises if a floating array holds nan or inf (a nan target gives nan losses, silently)."""
-  if jnp.issubdtype(a.dtype, jnp.inexact) and a.size and not bool(jnp.isfinite(a).all()):
+  if jnp.issubdtype(a.dtype, jnp.inexact) and a.size and not bool(_all_finite(a)):
     bad = int(np.asarray(~jnp.isfinite(a)).reshape(a.shape[0], -1).any(axis=1).sum())
     raise ValueError(
       f"{name} must be finite, got nan or inf in {bad} of its {a.shape[0]} rows; drop or "
