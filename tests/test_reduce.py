@@ -271,3 +271,34 @@ def test_variation_ratio_is_zero_when_every_pass_agrees(n):
   out = jaxuq.mc_reduce(c, jax.random.key(0), jnp.ones(1), num_samples=n,
                         reducer=jaxuq.classification_reducer())  # fmt: skip
   assert float(out["variation_ratio"][0]) == 0.0  # was -2.98e-08 at n = 3
+
+
+def test_classification_reducer_refuses_samples_that_are_not_probabilities():
+  # Logits or sigmoids summarised as probabilities gave finite, plausible entropies and MI.
+  w = jax.random.normal(jax.random.key(1), (3, 4))
+
+  def logits(k, v):
+    return (v * jaxuq.keep_mask(k, v.shape, 0.5) * 2) @ w
+
+  x = jax.random.normal(jax.random.key(3), (5, 3))
+  sigmoid = lambda k, v: jax.nn.sigmoid(logits(k, v))  # noqa: E731
+  for fn in (logits, sigmoid):
+    with pytest.raises(ValueError, match="classification_reducer's samples.*from_logits=True"):
+      jaxuq.mc_reduce(
+        fn, jax.random.key(0), x, num_samples=8, reducer=jaxuq.classification_reducer()
+      )
+  # The same samples as logits, and softmax outputs, pass; under a user's jit nothing is checked.
+  reducer = jaxuq.classification_reducer(from_logits=True)
+  assert reducer.check is None
+  got = jaxuq.mc_reduce(logits, jax.random.key(0), x, num_samples=8, reducer=reducer)
+  probs = lambda k, v: jax.nn.softmax(logits(k, v))  # noqa: E731
+  same = jaxuq.mc_reduce(
+    probs, jax.random.key(0), x, num_samples=8, reducer=jaxuq.classification_reducer()
+  )
+  np.testing.assert_allclose(same["mean_probs"], got["mean_probs"], rtol=1e-6)
+  traced = jax.jit(
+    lambda v: jaxuq.mc_reduce(
+      sigmoid, jax.random.key(0), v, num_samples=8, reducer=jaxuq.classification_reducer()
+    )["mean_probs"]
+  )(x)
+  assert traced.shape == (5, 4)

@@ -34,7 +34,11 @@ class Reducer(NamedTuple):
   chunk of samples (``fn``'s output with a leading axis of any size);
   ``merge(a, b)`` combines two states of disjoint sample sets (associative);
   ``finalize(state)`` returns the result. ``update`` and ``merge`` must keep
-  the state's shapes and dtypes. Build a reducer once and reuse it: a new one
+  the state's shapes and dtypes. The optional ``check(result)`` runs on the
+  host after the reduction, whenever the result's values are known (not when
+  ``mc_reduce`` is itself traced under ``jit``), and raises for samples the
+  reducer cannot summarise (:func:`jaxuq.classification_reducer` refuses
+  logits passed as probabilities). Build a reducer once and reuse it: a new one
   (new functions) compiles ``mc_reduce`` again.
   """
 
@@ -42,6 +46,7 @@ class Reducer(NamedTuple):
   update: Callable[[PyTree, PyTree], PyTree]
   merge: Callable[[PyTree, PyTree], PyTree]
   finalize: Callable[[PyTree], PyTree]
+  check: Callable[[PyTree], None] | None = None
 
 
 def _check_reducer(reducer: object) -> Reducer:
@@ -172,7 +177,8 @@ def mc_reduce(
       ``reducer`` is not a :class:`Reducer`.
     ValueError: ``num_samples`` or ``chunk_size`` is not a positive int,
       ``devices`` is empty, or the reducer changes its state's shapes (found
-      while tracing, before anything runs).
+      while tracing, before anything runs); or the reducer's ``check`` refuses
+      the samples (after the reduction).
 
   Examples:
     >>> import jax, jax.numpy as jnp, jaxuq
@@ -195,7 +201,7 @@ def mc_reduce(
   args = as_arrays(args)
   check_batch_divides(args, mesh)
   static, dynamic = partition(fn)
-  return _mc_reduce_jit(
+  result = _mc_reduce_jit(
     static,
     dynamic,
     key,
@@ -206,6 +212,11 @@ def mc_reduce(
     memory_budget=default_memory_budget(devices),
     mesh=mesh,
   )
+  if reducer.check is not None and not any(
+    isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(result)
+  ):
+    reducer.check(result)
+  return result
 
 
 def _validate(example: PyTree, reducer: Reducer, chunk: int) -> None:

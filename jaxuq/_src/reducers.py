@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import entr
 
+from jaxuq._src.metrics import _checks
 from jaxuq._src.reduce import Reducer
 
 
@@ -155,6 +156,15 @@ def moments_reducer(covariance: bool = False) -> Reducer:
   return Reducer(init, update, merge, finalize)
 
 
+def _check_probabilities(result) -> None:
+  # The mean of probability vectors is one; the mean of logits or sigmoids almost never.
+  _checks.check_simplex(
+    result["mean_probs"],
+    "classification_reducer's samples (averaged over the passes; pass from_logits=True "
+    "for logits)",
+  )
+
+
 @functools.cache
 def classification_reducer(from_logits: bool = False) -> Reducer:
   """The MC summaries of a classifier, streamed: mean probabilities, entropies, MI, votes, std.
@@ -174,11 +184,22 @@ def classification_reducer(from_logits: bool = False) -> Reducer:
   * ``class_std``: the standard deviation of each class probability over the
     passes (``ddof = 0``), ``(batch..., classes)``.
 
+  With ``from_logits=False`` the reducer's ``check`` refuses samples that are
+  not probabilities: after the reduction, ``mean_probs`` must lie in
+  ``[0, 1]`` and sum to 1 over the classes (the tolerance of
+  :mod:`jaxuq.metrics`). Logits, sigmoids or unnormalised scores fail it, so
+  they raise instead of giving finite, plausible, wrong entropies.
+
   Args:
     from_logits: the samples are logits (softmax over the last axis per pass).
 
   Returns:
     A :class:`jaxuq.Reducer` for predictive functions returning one array.
+
+  Raises:
+    ValueError: (from :func:`jaxuq.mc_reduce`) the function returns more than
+      one array or a scalar; or, with ``from_logits=False``, its samples'
+      mean is not a probability vector.
 
   References:
     Gal, Y., Islam, R. & Ghahramani, Z. (2017). Deep Bayesian Active Learning
@@ -248,4 +269,4 @@ def classification_reducer(from_logits: bool = False) -> Reducer:
       "class_std": jnp.sqrt(state["m2"] / n.astype(mean.dtype)),
     }
 
-  return Reducer(init, update, merge, finalize)
+  return Reducer(init, update, merge, finalize, None if from_logits else _check_probabilities)
