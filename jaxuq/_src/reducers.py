@@ -160,8 +160,7 @@ def _check_probabilities(result) -> None:
   # The mean of probability vectors is one; the mean of logits or sigmoids almost never.
   _checks.check_simplex(
     result["mean_probs"],
-    "classification_reducer's samples (averaged over the passes; pass from_logits=True "
-    "for logits)",
+    "classification_reducer's samples (averaged over the passes; pass from_logits=True for logits)",
   )
 
 
