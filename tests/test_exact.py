@@ -280,3 +280,112 @@ def test_bad_chunk_settings_are_refused(kwargs):
   f, _, x = _two_layer()
   with pytest.raises(ValueError, match="must be a positive int"):
     ex.exact_moments(f, x, **kwargs)
+
+
+class _Graph(nn.Module):
+  """A graph layer after dropout: each node's output sums its neighbours' dropped features."""
+
+  @nn.compact
+  def __call__(self, nodes, adj):
+    h = nn.Dropout(0.5, deterministic=True)(nodes)
+    return nn.Dense(1, use_bias=False, kernel_init=nn.initializers.ones)(adj @ h)
+
+
+class _BatchMean(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    h = nn.Dropout(0.5, deterministic=True)(x)
+    return nn.Dense(2)(h - h.mean(0, keepdims=True))
+
+
+class _Head(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(1)(nn.Dropout(0.5, deterministic=True)(nn.Dense(2)(x)))
+
+
+class _VmappedHeads(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    heads = nn.vmap(
+      _Head,
+      in_axes=None,
+      out_axes=0,
+      variable_axes={"params": 0},
+      split_rngs={"params": True, "dropout": True},
+      axis_size=3,
+    )
+    return heads()(x).sum(0)
+
+
+def test_models_that_mix_the_batch_are_refused():
+  # Enumeration shares each unit's mask across the batch; for a graph layer that gave the
+  # variance of shared masks, [25, 16, 9], where the model's per-node masks give [13, 10, 5].
+  nodes = jnp.array([[1.0], [2.0], [3.0]])
+  adj = jnp.array([[0.0, 1, 1], [1, 0, 1], [1, 1, 0]])
+  graph = jaxuq.from_linen(_Graph(), _Graph().init(jax.random.key(0), nodes, adj))
+  with pytest.raises(ValueError, match="mixes the examples of its batch"):
+    ex.exact_moments(graph, nodes, adj)
+  x = jax.random.normal(jax.random.key(1), (4, 3))
+  mean = jaxuq.from_linen(_BatchMean(), _BatchMean().init(jax.random.key(0), x))
+  with pytest.raises(ValueError, match="mixes the examples of its batch"):
+    ex.enumerate_outputs(mean, x)
+  # One example cannot mix with others: its enumeration is that of its own masks.
+  one = ex.exact_moments(graph, nodes[:1], adj[:1, :1])
+  np.testing.assert_allclose(one.var, 0.0)
+
+
+def test_dropout_inside_nn_vmap_is_refused_not_miscounted():
+  # mask_layout reported 2 units for 3 vmapped heads of 2 (6 units) and enumeration failed
+  # with a message blaming a changed model.
+  x = jnp.ones((1, 2))
+  f = jaxuq.from_linen(_VmappedHeads(), _VmappedHeads().init(jax.random.key(0), x))
+  for fn in (ex.mask_layout, ex.exact_moments):
+    with pytest.raises(ValueError, match="inside a lifted transform"):
+      fn(f, x)
+
+
+def test_examples_treated_separately_pass_the_batch_check():
+  # BatchNorm with running averages and a batch of 5: each row of the exact moments equals
+  # the moments of that example enumerated alone.
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.BatchNorm(use_running_average=True)(nn.Dense(3)(x))
+      return nn.Dense(2)(nn.Dropout(0.3, deterministic=True)(nn.relu(x)))
+
+  x = jax.random.normal(jax.random.key(2), (5, 4))
+  f = jaxuq.from_linen(Net(), Net().init(jax.random.key(1), x))
+  whole = ex.exact_moments(f, x)
+  for i in range(5):
+    alone = ex.exact_moments(f, x[i : i + 1])
+    np.testing.assert_allclose(whole.mean[i], alone.mean[0], rtol=1e-6)
+    np.testing.assert_allclose(whole.var[i], alone.var[0], rtol=1e-5, atol=1e-9)
+
+
+def test_closed_form_takes_a_partitioned_kernel_and_names_attention_dropout():
+  # A kernel built with nn.with_partitioning crashed ('Partitioned' has no astype); attention
+  # dropout raised Flax's bare InvalidRngError.
+  class Boxed(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      h = nn.Dropout(0.5, deterministic=True)(nn.relu(nn.Dense(4)(x)))
+      init = nn.with_partitioning(nn.initializers.lecun_normal(), (None, None))
+      return nn.Dense(2, kernel_init=init)(h)
+
+  x = jax.random.normal(jax.random.key(0), (3, 2))
+  f = jaxuq.from_linen(Boxed(), Boxed().init(jax.random.key(1), x))
+  np.testing.assert_allclose(
+    ex.closed_form_moments(f, x).var, ex.exact_moments(f, x).var, rtol=1e-5
+  )
+
+  class Attend(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.MultiHeadDotProductAttention(num_heads=1, dropout_rate=0.1, deterministic=False)(x)
+      return nn.Dense(2)(nn.Dropout(0.5, deterministic=True)(x))
+
+  x = jax.random.normal(jax.random.key(0), (3, 4, 2))
+  v = Attend().init({"params": jax.random.key(1), "dropout": jax.random.key(2)}, x)
+  with pytest.raises(ValueError, match="random numbers besides its dropout layers"):
+    ex.closed_form_moments(jaxuq.from_linen(Attend(), v, check_dropout=False), x)

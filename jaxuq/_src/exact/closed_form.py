@@ -17,9 +17,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.core import meta
 
 from jaxuq._src.exact.linen import check_linen
 from jaxuq._src.exact.moments import Moments
@@ -49,11 +51,18 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> Moments:
       dropouts.append((module, inputs, out))
       return out
     y = call(*fargs, **fkwargs)
-    denses.append((module, inputs, module.variables["params"]["kernel"], y))
+    # unboxed: a kernel built with nn.with_partitioning is a Partitioned box
+    denses.append((module, inputs, meta.unbox(module.variables["params"]["kernel"]), y))
     return y
 
-  with intercept_calls((*DROPOUT_LAYERS, nn.Dense), record):
-    y = f.module.apply(f.variables, *args, **dict(f.apply_kwargs))
+  try:
+    with intercept_calls((*DROPOUT_LAYERS, nn.Dense), record):
+      y = f.module.apply(f.variables, *args, **dict(f.apply_kwargs))
+  except flax.errors.InvalidRngError as e:  # attention dropout, noise layers: no key given
+    raise _refuse(
+      "the model draws random numbers besides its dropout layers (attention dropout, a "
+      f"noise layer), which the closed form does not cover: {str(e).splitlines()[0]}"
+    ) from None
   if len(dropouts) != 1:
     raise _refuse(
       f"{type(f.module).__name__} runs {len(dropouts)} dropout layers with a positive rate"

@@ -157,7 +157,9 @@ def check_key_unused(fn: Callable[..., Any], layout: MaskLayout, args: tuple) ->
       raise ValueError(
         "the model draws random numbers besides its dropout masks (its key is "
         f"used by {eqn.primitive}), so enumerating the masks would not give its "
-        "exact distribution. Enumeration covers jaxuq.Dropout and flax.linen.Dropout only."
+        "exact distribution. Enumeration covers jaxuq.Dropout and flax.linen.Dropout only, "
+        "outside lifted transforms (nn.remat, nn.jit, nn.vmap take the key along even when "
+        "nothing inside them draws)."
       )
 
 

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from jaxuq._src.exact import engine
-from jaxuq._src.exact.linen import check_linen, discover, masked
+from jaxuq._src.exact.linen import check_linen, check_rows_independent, discover, masked
 from jaxuq._src.exact.moments import Moments
 from jaxuq._src.keys import check_positive_int
 from jaxuq._src.memory import default_memory_budget
@@ -90,7 +90,13 @@ def mask_layout(fn: Any, *args: Any) -> engine.MaskLayout:
     >>> layout.names, layout.shapes, layout.num_units
     (('dropout',), ((1, 2),), 2)
   """
-  return discover(check_linen(fn), args)[0]
+  predictive = check_linen(fn)
+  layout, paths = discover(predictive, args)
+  # Every layer found must take an explicit mask (not so inside nn.vmap, whose copies
+  # the trace counts once): checked abstractly, nothing runs.
+  g = masked(predictive, paths)
+  jax.eval_shape(lambda g, *a: g(*a), g, jax.random.key(0), engine.one_mask(layout), *args)
+  return layout
 
 
 def _prepare(
@@ -114,6 +120,7 @@ def _prepare(
   if not isinstance(out, jax.ShapeDtypeStruct):
     raise TypeError(f"exact enumeration needs a model that returns one array, got {out}")
   engine.check_key_unused(g, layout, args)
+  check_rows_independent(g, layout.shapes, args)
   if chunk_size is None:
     budget = default_memory_budget() if memory_budget is None else memory_budget
     chunk_size = engine.auto_enum_chunk(g, layout, args, budget)
@@ -143,7 +150,9 @@ def enumerate_outputs(
   Args:
     fn: a predictive function from :func:`jaxuq.from_linen`; its dropout layers
       (``jaxuq.Dropout``, ``flax.linen.Dropout``) get explicit masks, shared by
-      the batch (each input's distribution is that of per-example masks).
+      the batch (each input's distribution is that of per-example masks, for
+      models that treat the examples of a batch separately; a model that mixes
+      them, such as a graph layer or a batch mean, is refused).
     *args: the inputs, with a leading batch axis.
     max_units: refuse models with more droppable units (``2**max_units`` masks),
       before anything is computed or allocated.
@@ -156,7 +165,8 @@ def enumerate_outputs(
 
   Raises:
     TypeError: ``fn`` is not from ``from_linen`` or does not return one array.
-    ValueError: too many units, no dropout, or a model enumeration cannot cover.
+    ValueError: too many units, no dropout, or a model enumeration cannot cover
+      (other randomness, dropout inside lifted transforms, examples mixed).
 
   Examples:
     >>> import jaxuq, jaxuq.exact

@@ -16,6 +16,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import numpy as np
 from flax import struct, traverse_util
 
 from jaxuq._src.adapters import LinenPredictive, NnxPredictive
@@ -157,10 +158,66 @@ def discover(fn: LinenPredictive, args: tuple) -> tuple[MaskLayout, tuple[tuple[
 def _require_masks(module, call, fargs, fkwargs):
   if module.rate > 0.0 and not module.has_variable(MASK_COLLECTION, "keep"):
     raise ValueError(
-      f"dropout layer {'/'.join(_path(module))!r} ran without an explicit mask; the "
-      "model's dropout layers changed between tracing and enumeration"
+      f"dropout layer {'/'.join(_path(module))!r} ran without an explicit mask: it sits "
+      "inside a lifted transform (nn.vmap, nn.scan, nn.jit, nn.remat, ...) that does not "
+      "carry the masks' variable collection, or the model's dropout layers changed between "
+      "tracing and enumeration. Exact enumeration needs the dropout layers outside lifted "
+      "transforms."
     )
   return call(*fargs, **fkwargs)
+
+
+def check_rows_independent(
+  g: MaskedLinen, shapes: tuple[tuple[int, ...], ...], args: tuple
+) -> None:
+  """Raises if an example's output depends on the masks of other examples in the batch.
+
+  Enumeration gives every example the same mask per unit; each example's
+  distribution is then that of its own per-example masks (what ``mc_sample``
+  draws) only if the model treats the examples separately. A graph network
+  (``adj @ h``), a batch mean or attention across the batch mixes them. The
+  model runs (eagerly) three times: every unit kept, the even examples' units
+  all dropped, the odd examples' all dropped; the examples whose masks stayed
+  must keep their outputs.
+  """
+  batch = _batch_size(args)
+  if batch < 2:
+    return
+  found = _dropout_inputs(g.predictive, args)
+  per_row = [found[p][0][0] == batch for p in g.paths]
+  if not any(per_row):
+    return  # no layer has a per-example mask: shared masks are the model's own
+  kept = tuple(
+    np.ones((batch, *s[1:]) if row else s, bool) for s, row in zip(shapes, per_row, strict=True)
+  )
+
+  def dropping(start: int) -> tuple[np.ndarray, ...]:
+    out = []
+    for m, row in zip(kept, per_row, strict=True):
+      m = m.copy()
+      if row:
+        m[start::2] = False
+      out.append(m)
+    return tuple(out)
+
+  key = jax.random.key(0)
+  ys = [jax.tree.leaves(g(key, m, *args)) for m in (kept, dropping(0), dropping(1))]
+  for leaf, (base, even_dropped, odd_dropped) in enumerate(zip(*ys, strict=True)):
+    base, even_dropped, odd_dropped = map(np.asarray, (base, even_dropped, odd_dropped))
+    if base.ndim == 0 or base.shape[0] != batch:
+      continue
+    scale = float(np.nanmax(np.abs(base), initial=0.0)) or 1.0
+    for rows, other in ((slice(1, None, 2), even_dropped), (slice(0, None, 2), odd_dropped)):
+      same = np.isclose(other[rows], base[rows], rtol=1e-4, atol=1e-6 * scale, equal_nan=True)
+      if not same.all():
+        raise ValueError(
+          "the model mixes the examples of its batch (the output of an example changed "
+          "when only other examples' dropout masks changed: a graph layer, a batch mean, "
+          "attention over the batch). Enumeration shares each unit's mask across the "
+          "batch, which equals mc_sample's per-example masks only for models that treat "
+          "examples separately, so it would not be exact here."
+          + ("" if leaf == 0 else f" (output leaf {leaf})")
+        )
 
 
 @struct.dataclass
