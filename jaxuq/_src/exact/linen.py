@@ -201,7 +201,10 @@ def check_rows_independent(
     return tuple(out)
 
   key = jax.random.key(0)
-  ys = [jax.tree.leaves(g(key, m, *args)) for m in (kept, dropping(0), dropping(1))]
+  ys = [
+    jax.tree.leaves(g(key, tuple(map(jax.numpy.asarray, m)), *args))
+    for m in (kept, dropping(0), dropping(1))
+  ]
   for leaf, (base, even_dropped, odd_dropped) in enumerate(zip(*ys, strict=True)):
     base, even_dropped, odd_dropped = map(np.asarray, (base, even_dropped, odd_dropped))
     if base.ndim == 0 or base.shape[0] != batch:
