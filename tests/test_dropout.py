@@ -133,3 +133,51 @@ def test_rate_outside_unit_interval_is_refused(rate):
 def test_deterministic_given_twice_is_an_error():
   with pytest.raises(ValueError, match="deterministic"):
     jaxuq.Dropout(0.5, deterministic=True).apply({}, jnp.ones(3), deterministic=False)
+
+
+@pytest.mark.parametrize("rate", [0.99, 0.99999, 1 - 2**-20, 0.95, 0.9999])
+def test_rates_near_one_keep_their_probability_relatively(rate):
+  # 16-bit thresholds kept nothing beyond 1 - 2**-17 (the output was all zeros) and kept
+  # 1.53x too often at 0.99999, which the inverted scaling turned into a 1.53x mean.
+  keep = dropout.effective_keep_probability(rate)
+  assert keep > 0
+  assert abs(keep - (1 - rate)) <= 2**-13 * (1 - rate)
+  assert dropout.bits_per_unit(rate) == 32
+
+
+def test_keep_probability_error_is_bounded_for_every_rate():
+  rates = np.concatenate(
+    [np.random.default_rng(0).uniform(0, 1 - 2**-20, 2000), 1 - np.geomspace(2**-20, 1, 200)]
+  )
+  for rate in map(float, rates):
+    if rate >= 1.0 or 1 - rate < 2**-20:
+      continue
+    keep = dropout.effective_keep_probability(rate)
+    assert abs(keep - (1 - rate)) <= min(2**-17, 2**-13 * (1 - rate)), rate
+
+
+def test_rate_nearest_one_keeps_units_and_closer_rates_are_refused():
+  rate = 1 - 2**-20
+  kept = int(np.asarray(jaxuq.keep_mask(jax.random.key(0), (2**24,), rate)).sum())
+  assert 16 - 4 * 4 <= kept <= 16 + 4 * 4  # binomial(2**24, 2**-20): mean 16, sd 4
+  assert kept > 0
+  for bad in (1 - 2**-21, 0.9999999):
+    with pytest.raises(ValueError, match=r"keep probability 1 - rate of at least 2\*\*-20"):
+      jaxuq.keep_mask(jax.random.key(0), (4,), bad)
+    with pytest.raises(ValueError, match="at least 2"):
+      jaxuq.Dropout(bad).apply(
+        {}, jnp.ones(4), deterministic=False, rngs={"dropout": jax.random.key(0)}
+      )
+
+
+def test_explicit_masks_must_fit_the_input_and_be_boolean():
+  # A (2, 1, 3) mask grew a (2, 3) input to (2, 2, 3); a float mask was read as "nonzero kept".
+  x = jnp.ones((2, 3))
+  for bad in (jnp.ones((2, 1, 3), bool), jnp.array([0.3, 0.0, 1.0]), jnp.ones((3, 3), bool)):
+    with pytest.raises(ValueError, match="explicit mask .* must be a bool array broadcastable"):
+      jaxuq.Dropout(0.5).apply({"dropout_masks": {"keep": bad}}, x, deterministic=False)
+  for good in (jnp.ones((1, 3), bool), jnp.ones((2, 3), bool), jnp.ones((3,), bool)):
+    y = jaxuq.Dropout(0.5).apply({"dropout_masks": {"keep": good}}, x, deterministic=False)
+    np.testing.assert_array_equal(y, 2 * x)
+  with pytest.raises(ValueError, match="shape must have sizes >= 0"):
+    jaxuq.keep_mask(jax.random.key(0), (-1,), 0.5)

@@ -5,8 +5,12 @@ probability to drop a unit). Two differences:
 
 * masks are drawn from packed random bits: a rate that is a multiple of
   ``2**-k`` (``k <= 16``) uses ``k`` bits per unit and is exact; any other rate
-  uses 16 bits per unit and is rounded to the nearest multiple of ``2**-16``
-  (an error of at most ``2**-17`` in the keep probability);
+  leaving a keep probability ``1 - rate >= 1/16`` uses 16 bits per unit and is
+  rounded to the nearest multiple of ``2**-16``; the rest use 32 bits (one
+  unit per word), rounded to a multiple of ``2**-32``. The keep probability is
+  off by at most ``2**-17`` and by at most ``2**-13`` of itself (the bias of
+  the inverted scaling ``1 / (1 - rate)``), down to the smallest keep
+  probability accepted, ``2**-20``;
 * a mask can be given explicitly in the variable collection ``'dropout_masks'``
   (name ``'keep'``, boolean, broadcastable to the input), so that exact
   enumeration runs the very forward pass that Monte Carlo sampling runs. Under
@@ -26,14 +30,22 @@ from jaxuq._src.keys import check_key_type, check_rate
 
 MASK_COLLECTION = "dropout_masks"
 _MAX_BITS = 16
+# Below this keep probability a 16-bit threshold could be off by more than 2**-13 of it.
+_WIDE_BELOW = 2.0**-4
 
 
 def bits_per_unit(rate: float) -> int:
-  """Random bits drawn per unit: the least ``k`` with ``rate * 2**k`` whole, at most 16."""
+  """Random bits per unit: the least ``k <= 16`` with ``rate * 2**k`` whole, else 16 or 32.
+
+  Rates that are no multiple of ``2**-16`` use 16 bits while ``1 - rate >=
+  1/16`` and 32 bits below, so that the rounded keep probability stays within
+  ``2**-13`` of ``1 - rate`` relative to it (16 bits near ``rate = 1`` kept
+  nothing at all beyond ``1 - 2**-17``).
+  """
   for k in range(1, _MAX_BITS + 1):
     if (rate * 2**k).is_integer():
       return k
-  return _MAX_BITS
+  return _MAX_BITS if 1.0 - rate >= _WIDE_BELOW else 32
 
 
 def keep_threshold(rate: float) -> tuple[int, int]:
@@ -72,6 +84,8 @@ def keep_mask(key: jax.Array, shape: Sequence[int], rate: float) -> jax.Array:
   check_key_type(key)
   rate = check_rate(rate, "rate")
   shape = tuple(int(d) for d in shape)
+  if any(d < 0 for d in shape):
+    raise ValueError(f"shape must have sizes >= 0, got {shape}")
   return unpack_keep(draw_words(key, word_count(shape, rate)), shape, rate)
 
 
@@ -208,6 +222,15 @@ def explicit_or_drawn_mask(
   """The layer's explicit mask (collection ``'dropout_masks'``) if given, else a drawn one."""
   if module.has_variable(MASK_COLLECTION, "keep"):
     keep: jax.Array = module.get_variable(MASK_COLLECTION, "keep")
+    fits = jnp.ndim(keep) <= inputs.ndim and all(
+      m in (1, n) for m, n in zip(jnp.shape(keep)[::-1], inputs.shape[::-1], strict=False)
+    )
+    if jnp.result_type(keep) != jnp.bool_ or not fits:
+      raise ValueError(
+        f"{layer_name(module)}'s explicit mask ('{MASK_COLLECTION}'/'keep') must be a bool "
+        f"array broadcastable to its input of shape {inputs.shape} without growing it, got "
+        f"{jnp.result_type(keep)} of shape {jnp.shape(keep)}"
+      )
     return keep
   key = module.make_rng(module.rng_collection)  # type: ignore[attr-defined]
   return keep_mask(key, mask_shape(inputs.shape, broadcast_dims), rate)

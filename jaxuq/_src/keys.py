@@ -81,12 +81,26 @@ def check_positive_int(value: object, name: str) -> int:
   return int(value)
 
 
+MIN_KEEP = 2.0**-20  # the smallest keep probability 1 - rate a dropout layer accepts
+
+
 def check_rate(rate: object, name: str = "rate") -> float:
-  """Returns ``rate`` as a float, or raises unless ``0 <= rate < 1``."""
+  """Returns ``rate`` as a float, or raises unless ``0 <= rate <= 1 - 2**-20``.
+
+  Rates closer to 1 (keeping fewer than one unit in a million) are refused:
+  their masks would keep nothing in practice and the inverted scaling
+  ``1 / (1 - rate)`` would blow the few kept units up by over a million.
+  """
   if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
     raise TypeError(f"{name} must be a float in [0, 1), got {rate!r}")
   if not 0.0 <= float(rate) < 1.0:
     raise ValueError(f"{name} must be in [0, 1) (the probability to drop a unit), got {rate!r}")
+  if 1.0 - float(rate) < MIN_KEEP:
+    raise ValueError(
+      f"{name} must leave a keep probability 1 - rate of at least 2**-20 (about 1e-6), got "
+      f"rate {rate!r}; such a layer drops nearly everything and scales the rest by "
+      f"{1 / (1 - float(rate)):.3g}"
+    )
   return float(rate)
 
 

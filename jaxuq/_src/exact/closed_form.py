@@ -106,7 +106,8 @@ def closed_form_moments(fn: Any, *args: Any, covariance: bool = False) -> Moment
   model returns, as in the seed's "last layer only" variant and the tiny
   network. The model is checked while it is traced; any other structure is
   refused. Moments are those of the model's nominal rate (``jaxuq.Dropout``
-  samples masks whose keep probability is within ``2**-17`` of ``1 - r``).
+  samples masks whose keep probability is within ``2**-17`` of ``1 - r``, and
+  within ``2**-13`` of it relatively).
 
   Args:
     fn: a predictive function from :func:`jaxuq.from_linen`.

@@ -16,7 +16,8 @@ variables and inputs.
 
 Probabilities use each layer's nominal rate. ``jaxuq.Dropout`` samples with
 exactly that rate when it is a multiple of ``2**-k`` (``k <= 16``), else with a
-keep probability within ``2**-17`` of it (0.7: 0.3000031), far below what MC
+keep probability within ``2**-17`` of it and ``2**-13`` of it relatively (0.7:
+0.3000031), far below what MC
 frequencies can resolve.
 """
 
