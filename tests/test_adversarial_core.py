@@ -172,6 +172,24 @@ def test_empty_devices_are_refused():
       call(f, jax.random.key(0), jnp.ones(2), num_samples=2, devices=[])
 
 
+def test_a_device_named_twice_is_refused():
+  # JAX's own error ("arrays must be from distinct devices") never named the argument.
+  f = lambda key, x: x  # noqa: E731
+  d = jax.devices()[0]
+  for call in (jaxuq.mc_sample, jaxuq.auto_chunk_size):
+    with pytest.raises(ValueError, match="devices must name each device once"):
+      call(f, jax.random.key(0), jnp.ones(2), num_samples=2, devices=[d, d])
+  with pytest.raises(ValueError, match="devices must name each device once"):
+    jaxuq.mc_reduce(
+      f,
+      jax.random.key(0),
+      jnp.ones(2),
+      num_samples=2,
+      devices=[d, d],
+      reducer=jaxuq.moments_reducer(),
+    )
+
+
 def test_auto_chunk_size_checks_its_arguments():
   f = lambda key, x: x  # noqa: E731
   with pytest.raises(ValueError, match="num_samples must be a positive int, got 0"):

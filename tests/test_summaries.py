@@ -89,3 +89,18 @@ def test_bad_pytrees():
     jaxuq.predictive_mean({})
   with pytest.raises(TypeError, match="real"):
     jaxuq.predictive_mean(jnp.ones((3, 2), jnp.complex64))
+
+
+def test_integers_beyond_float32_precision_are_refused():
+  # int32 samples above 2**24 were rounded to float32 before the mean and the spread:
+  # [[16777217, 16777219], [16777218, 16777220]] gave std [1, 0] for [0.5, 0.5].
+  s = jnp.array([[16777217, 16777219], [16777218, 16777220]], jnp.int32)
+  for fn in (jaxuq.predictive_mean, jaxuq.predictive_std):
+    with pytest.raises(ValueError, match=r"integers up to 16777220 .* beyond 2\*\*24"):
+      fn(s)
+  np.testing.assert_allclose(jaxuq.predictive_std(s - 2**24), [0.5, 0.5])
+  small = jnp.array([[1, 3], [2, 4]], jnp.int32)
+  np.testing.assert_allclose(jaxuq.predictive_std(small), [0.5, 0.5])
+  np.testing.assert_allclose(
+    jaxuq.predictive_mean(-(2**24) + small), [-(2**24) + 1.5, -(2**24) + 3.5]
+  )

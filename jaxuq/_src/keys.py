@@ -136,8 +136,8 @@ def check_devices(devices: Sequence[jax.Device] | None) -> list[jax.Device]:
 
   Raises:
     TypeError: one device instead of a sequence.
-    ValueError: an empty list, or devices whose processes do not match (see
-      :func:`check_process_span`).
+    ValueError: an empty list, a device named twice, or devices whose processes
+      do not match (see :func:`check_process_span`).
   """
   if devices is None:
     return list(jax.devices())
@@ -150,6 +150,12 @@ def check_devices(devices: Sequence[jax.Device] | None) -> list[jax.Device]:
     raise ValueError(
       "devices must name at least one device, got an empty list; pass None for all of "
       "jax.devices(), or e.g. devices=jax.devices()[:1]"
+    )
+  repeated = sorted({str(d) for d in devices if devices.count(d) > 1})
+  if repeated:
+    raise ValueError(
+      f"devices must name each device once, got {', '.join(repeated)} more than once; "
+      "pass distinct devices, e.g. jax.devices()[:2]"
     )
   check_process_span(devices, jax.process_index(), jax.process_count())
   return devices

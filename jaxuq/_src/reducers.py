@@ -20,9 +20,9 @@ from jaxuq._src.reduce import Reducer
 
 def _acc_dtype(dtype: Any) -> Any:
   """float32 at least (bfloat16 and float16 sums would saturate), float64 kept."""
-  return (
-    jnp.promote_types(dtype, jnp.float32) if jnp.issubdtype(dtype, jnp.floating) else (jnp.float32)
-  )
+  if jnp.issubdtype(dtype, jnp.floating):
+    return jnp.promote_types(dtype, jnp.float32)
+  return jnp.float32
 
 
 class _Moments(NamedTuple):
@@ -74,7 +74,10 @@ def moments_reducer(covariance: bool = False) -> Reducer:
   The variance divides by the number of samples (``ddof = 0``, as
   :func:`jaxuq.predictive_std`). With ``covariance=True`` each leaf of shape
   ``(..., d)`` also gets the covariance across its last axis, ``(..., d, d)``.
-  Sums accumulate in float32 at least (float64 inputs stay float64).
+  Sums accumulate in float32 at least (float64 inputs stay float64). Integer
+  outputs are converted to float32 first: exact up to ``2**24`` in magnitude;
+  beyond it, subtract an offset inside the predictive function (the eager summaries such as :func:`jaxuq.predictive_std`
+  refuse such integers; inside ``mc_reduce`` their values are never seen).
 
   Args:
     covariance: also return ``'cov'``.

@@ -50,7 +50,10 @@ def as_jax(x: ArrayLike, name: str) -> jax.Array:
 
 
 def as_float(x: ArrayLike, name: str) -> jax.Array:
-  """``x`` as a floating JAX array (integers and booleans become float32)."""
+  """``x`` as a floating JAX array (integers and booleans become float32).
+
+  Integers beyond ``2**24`` in magnitude are refused when their values are known.
+  """
   dtype = getattr(x, "dtype", None)
   if dtype is not None and not (
     jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)
@@ -60,6 +63,15 @@ def as_float(x: ArrayLike, name: str) -> jax.Array:
     raise TypeError(f"{name} must be real, got dtype {dtype}")
   x = as_jax(x, name)
   if not jnp.issubdtype(x.dtype, jnp.floating):
+    if jnp.issubdtype(x.dtype, jnp.integer) and is_concrete(x) and x.size:
+      lo, hi = (int(v) for v in jax.device_get(range_of(x)))
+      if max(-lo, hi) > 2**24:
+        raise ValueError(
+          f"{name} holds integers up to {max(-lo, hi)} in magnitude, beyond 2**24, where "
+          "float32 (the dtype integers are summarised in) stops being exact, so sums and "
+          "spreads would be rounded; subtract an offset first, or pass float64 values "
+          "under x64"
+        )
     x = x.astype(jnp.float32)
   return x
 
