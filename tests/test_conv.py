@@ -101,3 +101,36 @@ def test_accelerators_get_xlas_kernel_gradient(platform):
   here = jax.export.export(grad, platforms=["cpu"])(v, x).mlir_module()
   assert there.count("stablehlo.convolution") == 2 and "stablehlo.dot_general" not in there
   assert here.count("stablehlo.convolution") == 1 and here.count("stablehlo.dot_general") == 9
+
+
+@pytest.mark.parametrize(
+  "settings",
+  [
+    {"strides": 2},
+    {"padding": 1},
+    {"padding": (1, 2)},
+    {"padding": "same", "strides": (2, 1)},
+    {"padding": "valid"},
+  ],
+)
+def test_flax_shorthands_give_flax_convs(settings):
+  # strides=2 or padding=1 raised "'int' object is not iterable" where nn.Conv accepts them.
+  x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
+  flax = nn.Conv(4, (3, 3), **settings)
+  v = flax.init(jax.random.key(1), x)
+  np.testing.assert_allclose(Conv(4, (3, 3), **settings).apply(v, x), flax.apply(v, x), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+  ("settings", "match"),
+  [
+    ({"kernel_size": 3}, "kernel_size must be two ints .* 1-D kernel"),
+    ({"kernel_size": (3,)}, "kernel_size must be two ints"),
+    ({"kernel_size": (3, 3), "strides": (1, 2, 3)}, "strides must be an int or two ints"),
+    ({"kernel_size": (3, 3), "padding": (1, 2, 3)}, "padding 'VALID', 'SAME', an int"),
+    ({"kernel_size": (3, 3), "padding": "CIRCULAR"}, "use flax.linen.Conv for other paddings"),
+  ],
+)
+def test_settings_conv_cannot_take_are_named(settings, match):
+  with pytest.raises(ValueError, match=match):
+    Conv(4, **settings).init(jax.random.key(1), jnp.ones((1, 5, 5, 2)))

@@ -21,6 +21,7 @@ or feature groups, so a model can switch between the two.
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -92,6 +93,53 @@ def _conv2d_jvp(strides, padding, primals, tangents):
   return _xla_conv(x, w, strides, pads), _xla_conv(dx, w, strides, pads) + by_kernel
 
 
+def _pair(value: Any, name: str, one_int: bool = True) -> tuple[int, int]:
+  """``value`` as two ints: an int is used for both axes (as Flax does for strides)."""
+  if one_int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    return (int(value), int(value))
+  items = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+  if len(items) != 2 or not all(
+    isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items
+  ):
+    what = "an int or two ints" if one_int else "two ints"
+    raise ValueError(f"Conv's {name} must be {what} (height, width), got {value!r}")
+  return (int(items[0]), int(items[1]))
+
+
+def _settings(
+  kernel_size: Any, strides: Any, padding: Any
+) -> tuple[tuple[int, int], tuple[int, int], Padding]:
+  """The layer's settings in the form ``conv2d`` takes, or a ValueError naming the field."""
+  if isinstance(kernel_size, numbers.Integral):
+    raise ValueError(
+      f"Conv's kernel_size must be two ints (height, width), got {kernel_size!r} (Flax reads "
+      "a single int as a 1-D kernel; this layer is 2-D only)"
+    )
+  kernel = _pair(kernel_size, "kernel_size", one_int=False)
+  stride = _pair(strides, "strides")
+  if isinstance(padding, str):
+    if padding.upper() not in ("VALID", "SAME"):
+      raise ValueError(
+        f"Conv takes padding 'VALID', 'SAME', an int, or ((top, bottom), (left, right)), "
+        f"got {padding!r}; use flax.linen.Conv for other paddings"
+      )
+    return kernel, stride, padding.upper()
+  if isinstance(padding, numbers.Integral) and not isinstance(padding, bool):
+    return kernel, stride, ((int(padding),) * 2, (int(padding),) * 2)
+  pads = tuple(padding) if isinstance(padding, Sequence) else ()
+  if len(pads) == 2:
+    try:
+      pairs = tuple(_pair(p, "padding") for p in pads)
+    except (ValueError, TypeError):
+      pairs = ()
+    if pairs:
+      return kernel, stride, pairs
+  raise ValueError(
+    f"Conv takes padding 'VALID', 'SAME', an int, or ((top, bottom), (left, right)), got "
+    f"{padding!r}"
+  )
+
+
 class Conv(nn.Module):
   """A 2-D convolution layer, ``flax.linen.Conv``'s parameters, with a quick kernel gradient on CPU.
 
@@ -106,8 +154,10 @@ class Conv(nn.Module):
   Attributes:
     features: output channels.
     kernel_size: ``(kh, kw)``.
-    strides: ``(sh, sw)``.
-    padding: ``'SAME'`` (the default, as in Flax), ``'VALID'`` or explicit pairs.
+    strides: ``(sh, sw)``, or one int for both.
+    padding: ``'SAME'`` (the default, as in Flax), ``'VALID'``, one int for
+      every side, one int per axis ``(ph, pw)`` or explicit pairs
+      ``((top, bottom), (left, right))``.
     use_bias: add a bias.
     kernel_init, bias_init: initialisers (Flax's defaults).
 
@@ -137,16 +187,11 @@ class Conv(nn.Module):
         f"Conv takes inputs (batch, height, width, channels) or (height, width, channels), "
         f"got shape {x.shape}"
       )
-    if isinstance(self.padding, str) and self.padding not in ("VALID", "SAME"):
-      raise ValueError(
-        f"Conv takes padding 'VALID', 'SAME' or ((top, bottom), (left, right)), got "
-        f"{self.padding!r}; use flax.linen.Conv for other paddings"
-      )
-    shape = (*self.kernel_size, x.shape[-1], self.features)
+    kernel_size, strides, padding = _settings(self.kernel_size, self.strides, self.padding)
+    shape = (*kernel_size, x.shape[-1], self.features)
     kernel = self.param("kernel", self.kernel_init, shape)
     bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
-    padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
-    y = conv2d(x if x.ndim == 4 else x[None], kernel, tuple(self.strides), padding)
+    y = conv2d(x if x.ndim == 4 else x[None], kernel, strides, padding)
     y = y if x.ndim == 4 else y[0]
     return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
