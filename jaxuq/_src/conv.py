@@ -129,10 +129,10 @@ def _settings(
   pads = tuple(padding) if isinstance(padding, Sequence) else ()
   if len(pads) == 2:
     try:
-      pairs = tuple(_pair(p, "padding") for p in pads)
+      pairs = (_pair(pads[0], "padding"), _pair(pads[1], "padding"))
     except (ValueError, TypeError):
-      pairs = ()
-    if pairs:
+      pairs = None
+    if pairs is not None:
       return kernel, stride, pairs
   raise ValueError(
     f"Conv takes padding 'VALID', 'SAME', an int, or ((top, bottom), (left, right)), got "
