@@ -420,6 +420,30 @@ def test_shared_mask_names_arguments_without_the_batch_axis(extra):
   )
 
 
+def test_shared_mask_refuses_outputs_without_the_batch_axis_first():
+  # A model stacking three heads on a new leading axis was cut to its first head: (4, 1, 64)
+  # samples instead of (4, 3, 64).
+  class Heads(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      h = nn.Dropout(0.5, deterministic=True)(x)
+      return jnp.stack([nn.Dense(2)(h), nn.Dense(2)(h), nn.Dense(2)(h)])
+
+  x = jnp.ones((5, 2))
+  v = Heads().init(jax.random.key(0), x)
+  f = jaxuq.from_linen(Heads(), v, shared_mask=True)
+  with pytest.raises(ValueError, match="leading axis of size 1"):
+    jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=2)
+  assert jaxuq.mc_sample(
+    jaxuq.from_linen(Heads(), v), jax.random.key(1), x, num_samples=2
+  ).shape == (
+    2,
+    3,
+    5,
+    2,
+  )
+
+
 def test_a_predictive_function_can_be_jitted_directly():
   # jax.jit(f) raised "unhashable type: 'dict'" (the generated hash hashed the weights).
   f, x = mlp_predictive(jax.random.key(0), batch=4, width=4, depth=1)

@@ -113,6 +113,11 @@ def test_bad_batches_are_refused_with_their_index():
     go([x[:4], x[:6]])
   with pytest.raises(ValueError, match="batch 1 has trailing shapes"):
     go([x[:4], x[:4].astype(np.float64)])
+  # A TFDS-style dict batch raised "unhashable type: 'slice'".
+  with pytest.raises(TypeError, match=r"got dict as argument 0.*b\['image'\]"):
+    go([{"image": x[:4]}])
+  with pytest.raises(TypeError, match="got float as argument 1"):
+    go([(x[:4], 2.0)])
   with pytest.raises(ValueError, match="differ in length"):
     jaxuq.mc_reduce_dataset(
       lambda k, a, b: a + b, jax.random.key(0), [(x[:4], x[:3])], num_samples=2, reducer=r

@@ -55,6 +55,14 @@ def _shared_over_batch(one: Any, key: jax.Array, args: tuple) -> Any:
 
   def per_example(*example):
     out = one(key, *(a[None] for a in example))
+    leading = [tuple(jnp.shape(y)) for y in jax.tree.leaves(out)]
+    if any(not s or s[0] != 1 for s in leading):
+      raise ValueError(
+        "shared_mask=True runs the model on a batch of one example and takes the leading "
+        f"axis of each output as that batch, but the outputs' shapes are {leading} (each "
+        "needs a leading axis of size 1 there); return outputs with the batch axis first, "
+        "or use shared_mask=False"
+      )
     return jax.tree.map(lambda y: y[0], out)
 
   return jax.vmap(per_example)(*args)

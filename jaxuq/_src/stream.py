@@ -8,7 +8,7 @@ order. The next batch is sent to the device while the current one computes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -45,7 +45,17 @@ def batches_from_array(x: np.ndarray, batch_size: int) -> Iterable[np.ndarray]:
 
 
 def _as_args(batch: Any) -> tuple:
-  return tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+  """A batch as ``fn``'s arguments: an array, or a tuple or list of arrays (positional)."""
+  args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+  for i, a in enumerate(args):
+    if isinstance(a, Mapping) or not hasattr(a, "shape") or not np.shape(a):
+      raise TypeError(
+        "each batch must be an array or a tuple of arrays with a leading example axis, "
+        f"passed to fn as its arguments; got {type(a).__name__} as argument {i}. For a "
+        "dataset of dicts or (x, y) pairs, map it to the model's inputs first, e.g. "
+        "(b['image'] for b in dataset) or (x for x, _ in dataset)"
+      )
+  return args
 
 
 def _signature(args: tuple) -> tuple:
