@@ -70,6 +70,7 @@ def parse_idx(data: bytes, *, name: str = "<bytes>") -> np.ndarray:
       number of bytes disagrees with the header.
 
   Examples:
+    >>> from jaxuq.data import parse_idx
     >>> parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9]))
     array([7, 8, 9], dtype=uint8)
   """

@@ -195,6 +195,7 @@ def load_dataset(
     ChecksumError: a known file does not match its recorded SHA-256.
 
   Examples:
+    >>> from jaxuq.data import load_dataset
     >>> ds = load_dataset("mnist", "test", source="sklearn")
     >>> ds.images.shape, ds.images.dtype, ds.labels.dtype, ds.synthetic
     ((360, 28, 28, 1), dtype('float32'), dtype('int32'), True)

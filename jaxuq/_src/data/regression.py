@@ -35,6 +35,8 @@ def regression_target(x: np.ndarray) -> np.ndarray:
     ``sin(2 pi x) - x`` as float32, the shape of ``x``.
 
   Examples:
+    >>> import numpy as np
+    >>> from jaxuq.data import regression_target
     >>> float(regression_target(np.array([0.25]))[0])
     0.75
   """
@@ -63,6 +65,7 @@ def regression_train_data(
     TypeError: ``noise`` is not a real number, or ``key`` is not a typed key.
 
   Examples:
+    >>> from jaxuq.data import regression_train_data
     >>> x, y = regression_train_data()
     >>> x.shape, y.shape, float(x[0, 0]), round(float(x[-1, 0]), 6)
     ((2000, 1), (2000, 1), -2.0, 0.499)
@@ -90,6 +93,7 @@ def regression_test_inputs() -> np.ndarray:
   The first part overlaps the training range; from 0.5 on there is no data.
 
   Examples:
+    >>> from jaxuq.data import regression_test_inputs
     >>> regression_test_inputs().shape
     (5000, 1)
   """
