@@ -389,3 +389,35 @@ def test_closed_form_takes_a_partitioned_kernel_and_names_attention_dropout():
   v = Attend().init({"params": jax.random.key(1), "dropout": jax.random.key(2)}, x)
   with pytest.raises(ValueError, match="random numbers besides its dropout layers"):
     ex.closed_form_moments(jaxuq.from_linen(Attend(), v, check_dropout=False), x)
+
+
+class _Wrapped(nn.Module):
+  wrap: str = "none"
+
+  @nn.compact
+  def __call__(self, x):
+    dense = {"remat": nn.remat(nn.Dense), "jit": nn.jit(nn.Dense)}.get(self.wrap, nn.Dense)
+    h = dense(3, name="d")(x)
+    if self.wrap == "noise":
+      h = nn.remat(_Noise)()(h)
+    return nn.Dense(1, name="out")(nn.Dropout(0.5, deterministic=True)(h))
+
+
+class _Noise(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return x + jax.random.normal(self.make_rng("dropout"), x.shape)
+
+
+def test_lifted_transforms_that_do_not_draw_are_followed():
+  # nn.remat or nn.jit around a Dense made enumeration refuse ("its key is used by remat2")
+  # although nothing inside drew; a draw inside one is still refused.
+  x = jax.random.normal(jax.random.key(3), (2, 2))
+  variables = _Wrapped().init(jax.random.key(0), x)
+  plain = ex.exact_moments(jaxuq.from_linen(_Wrapped(), variables), x)
+  for wrap in ("remat", "jit"):
+    got = ex.exact_moments(jaxuq.from_linen(_Wrapped(wrap), variables), x)
+    np.testing.assert_allclose(got.mean, plain.mean, rtol=1e-6)
+    np.testing.assert_allclose(got.var, plain.var, rtol=1e-5)
+  with pytest.raises(ValueError, match="used by random_bits inside"):
+    ex.exact_moments(jaxuq.from_linen(_Wrapped("noise"), variables), x)

@@ -151,16 +151,73 @@ def check_key_unused(fn: Callable[..., Any], layout: MaskLayout, args: tuple) ->
   randomness the enumeration does not cover, so the result would not be exact.
   """
   closed = jax.make_jaxpr(fn)(jax.random.key(0), one_mask(layout), *args)
-  key_var = closed.jaxpr.invars[0]
-  for eqn in closed.jaxpr.eqns:
-    if any(v is key_var for v in eqn.invars):
-      raise ValueError(
-        "the model draws random numbers besides its dropout masks (its key is "
-        f"used by {eqn.primitive}), so enumerating the masks would not give its "
-        "exact distribution. Enumeration covers jaxuq.Dropout and flax.linen.Dropout only, "
-        "outside lifted transforms (nn.remat, nn.jit, nn.vmap take the key along even when "
-        "nothing inside them draws)."
-      )
+  use = _key_use(closed.jaxpr, {0})
+  if use is not None:
+    raise ValueError(
+      "the model draws random numbers besides its dropout masks (its key is "
+      f"used by {use}), so enumerating the masks would not give its "
+      "exact distribution. Enumeration covers jaxuq.Dropout and flax.linen.Dropout only."
+    )
+
+
+# Primitives that only derive keys from keys (or move them): following their outputs is enough.
+_KEY_DERIVING = frozenset(
+  {
+    "random_fold_in",
+    "random_split",
+    "random_wrap",
+    "random_unwrap",
+    "reshape",
+    "squeeze",
+    "expand_dims",
+    "broadcast_in_dim",
+    "slice",
+    "dynamic_slice",
+    "concatenate",
+    "copy",
+    "copy_p",
+  }
+)
+# Primitives whose inner jaxpr takes the equation's inputs one to one.
+_ONE_TO_ONE = frozenset({"pjit", "jit", "closed_call", "core_call", "remat2", "checkpoint"})
+
+
+def _key_use(jaxpr: Any, tainted_inputs: set[int]) -> str | None:
+  """The first primitive that draws from a key derived from the given inputs, or ``None``.
+
+  Keys are followed through derivations (``fold_in``, ``split``, reshapes) and
+  into nested jaxprs that take their inputs one to one (Flax's lifted
+  ``nn.jit`` and ``nn.remat`` pass the key along even when nothing inside
+  draws); any other use counts as a draw.
+  """
+  tainted = {id(jaxpr.invars[i]) for i in tainted_inputs}
+  for eqn in jaxpr.eqns:
+    hit = [i for i, v in enumerate(eqn.invars) if id(v) in tainted]
+    if not hit:
+      continue
+    name = eqn.primitive.name
+    if name in _KEY_DERIVING:
+      tainted.update(id(v) for v in eqn.outvars)
+      continue
+    inner = eqn.params.get("jaxpr") if name in _ONE_TO_ONE else None
+    if inner is None:
+      return name
+    inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr (jit) or a Jaxpr (remat)
+    found = _key_use(inner, set(hit))
+    if found is not None:
+      return f"{found} inside {name}"
+    if _returns_tainted(inner, set(hit)):
+      tainted.update(id(v) for v in eqn.outvars)
+  return None
+
+
+def _returns_tainted(jaxpr: Any, tainted_inputs: set[int]) -> bool:
+  """Whether a nested jaxpr passes a key derived from the given inputs out."""
+  tainted = {id(jaxpr.invars[i]) for i in tainted_inputs}
+  for eqn in jaxpr.eqns:
+    if any(id(v) in tainted for v in eqn.invars):
+      tainted.update(id(v) for v in eqn.outvars)
+  return any(id(v) in tainted for v in jaxpr.outvars)
 
 
 def auto_enum_chunk(
