@@ -330,6 +330,13 @@ def test_models_that_mix_the_batch_are_refused():
   mean = jaxuq.from_linen(_BatchMean(), _BatchMean().init(jax.random.key(0), x))
   with pytest.raises(ValueError, match="mixes the examples of its batch"):
     ex.enumerate_outputs(mean, x)
+  # Nodes 0 and 2 linked only to each other (the same parity: an even/odd probe missed it).
+  ring = jnp.array([[0.0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
+  four = jnp.arange(1.0, 5.0)[:, None]
+  with pytest.raises(ValueError, match="mixes the examples of its batch"):
+    ex.exact_moments(graph, four, ring)
+  # The identity graph does not mix: enumeration runs.
+  ex.exact_moments(graph, four, jnp.eye(4))
   # One example cannot mix with others: its enumeration is that of its own masks.
   one = ex.exact_moments(graph, nodes[:1], adj[:1, :1])
   np.testing.assert_allclose(one.var, 0.0)

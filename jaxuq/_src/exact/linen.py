@@ -176,9 +176,10 @@ def check_rows_independent(
   distribution is then that of its own per-example masks (what ``mc_sample``
   draws) only if the model treats the examples separately. A graph network
   (``adj @ h``), a batch mean or attention across the batch mixes them. The
-  model runs (eagerly) three times: every unit kept, the even examples' units
-  all dropped, the odd examples' all dropped; the examples whose masks stayed
-  must keep their outputs.
+  model runs (once, vmapped) with every unit kept and then, for each bit ``b``
+  of the example index, with the units of the examples whose bit ``b`` is 1
+  (then 0) all dropped: two different examples differ in some bit, so a
+  dependence of one on the other's masks changes an output that must not move.
   """
   batch = _batch_size(args)
   if batch < 2:
@@ -187,31 +188,33 @@ def check_rows_independent(
   per_row = [found[p][0][0] == batch for p in g.paths]
   if not any(per_row):
     return  # no layer has a per-example mask: shared masks are the model's own
-  kept = tuple(
-    np.ones((batch, *s[1:]) if row else s, bool) for s, row in zip(shapes, per_row, strict=True)
+  rows = np.arange(batch)
+  # probe 0 keeps everything; the others drop the examples in `dropped[p]`
+  dropped = [np.zeros(batch, bool)]
+  for b in range(max(1, (batch - 1).bit_length())):
+    bit = (rows >> b) & 1 == 1
+    dropped += [bit, ~bit]
+  keep_rows = ~np.stack(dropped)  # (probes, batch)
+  masks = tuple(
+    np.broadcast_to(
+      keep_rows.reshape(len(dropped), batch, *([1] * (len(s) - 1))),
+      (len(dropped), batch, *s[1:]),
+    )
+    if row
+    else np.ones((len(dropped), *s), bool)
+    for s, row in zip(shapes, per_row, strict=True)
   )
-
-  def dropping(start: int) -> tuple[np.ndarray, ...]:
-    out = []
-    for m, row in zip(kept, per_row, strict=True):
-      m = m.copy()
-      if row:
-        m[start::2] = False
-      out.append(m)
-    return tuple(out)
-
   key = jax.random.key(0)
-  ys = [
-    jax.tree.leaves(g(key, tuple(map(jax.numpy.asarray, m)), *args))
-    for m in (kept, dropping(0), dropping(1))
-  ]
-  for leaf, (base, even_dropped, odd_dropped) in enumerate(zip(*ys, strict=True)):
-    base, even_dropped, odd_dropped = map(np.asarray, (base, even_dropped, odd_dropped))
-    if base.ndim == 0 or base.shape[0] != batch:
+  outs = jax.vmap(lambda m: g(key, m, *args))(tuple(map(jax.numpy.asarray, masks)))
+  for leaf, y in enumerate(jax.tree.leaves(outs)):
+    y = np.asarray(y)
+    if y.ndim < 2 or y.shape[1] != batch:
       continue
+    base = y[0]
     scale = float(np.nanmax(np.abs(base), initial=0.0)) or 1.0
-    for rows, other in ((slice(1, None, 2), even_dropped), (slice(0, None, 2), odd_dropped)):
-      same = np.isclose(other[rows], base[rows], rtol=1e-4, atol=1e-6 * scale, equal_nan=True)
+    for probe in range(1, len(dropped)):
+      kept = ~dropped[probe]
+      same = np.isclose(y[probe][kept], base[kept], rtol=1e-4, atol=1e-6 * scale, equal_nan=True)
       if not same.all():
         raise ValueError(
           "the model mixes the examples of its batch (the output of an example changed "
