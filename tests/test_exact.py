@@ -389,13 +389,17 @@ def test_closed_form_takes_a_partitioned_kernel_and_names_attention_dropout():
   class Attend(nn.Module):
     @nn.compact
     def __call__(self, x):
-      x = nn.MultiHeadDotProductAttention(num_heads=1, dropout_rate=0.1, deterministic=False)(x)
+      # deterministic=True: the model runs it off, but from_linen samples it
+      x = nn.MultiHeadDotProductAttention(num_heads=1, dropout_rate=0.1, deterministic=True)(x)
       return nn.Dense(2)(nn.Dropout(0.5, deterministic=True)(x))
 
   x = jax.random.normal(jax.random.key(0), (3, 4, 2))
   v = Attend().init({"params": jax.random.key(1), "dropout": jax.random.key(2)}, x)
-  with pytest.raises(ValueError, match="random numbers besides its dropout layers"):
-    ex.closed_form_moments(jaxuq.from_linen(Attend(), v, check_dropout=False), x)
+  with pytest.raises(ValueError, match=r"drops attention weights \(dropout_rate=0.1\)"):
+    ex.closed_form_moments(jaxuq.from_linen(Attend(), v), x)
+  # Exact enumeration cannot cover its draws either.
+  with pytest.raises(ValueError, match="draws random numbers besides its dropout masks"):
+    ex.exact_moments(jaxuq.from_linen(Attend(), v), x[:1])
 
 
 class _Wrapped(nn.Module):

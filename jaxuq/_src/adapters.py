@@ -111,7 +111,10 @@ class LinenPredictive:
         _check_running_average(module, fargs, fkwargs)
         return call(*fargs, **fkwargs)
       if isinstance(module, nn.MultiHeadDotProductAttention):
-        _check_attention_dropout(module, fkwargs)
+        rate = float(module.dropout_rate)
+        if rate > 0.0:  # its own dropout on the attention weights: on, fed by the key
+          rates.append(rate)
+          return _attention_on(module, call, fargs, fkwargs, self.rng_collection)
         return call(*fargs, **fkwargs)
       rates.append(float(module.rate))
       self._check_collection(module)
@@ -156,24 +159,23 @@ def _check_running_average(module: nn.BatchNorm, fargs: tuple, fkwargs: dict) ->
     )
 
 
-def _check_attention_dropout(module: nn.MultiHeadDotProductAttention, fkwargs: dict) -> None:
-  """Raises if an attention layer with a dropout rate runs with its dropout off."""
-  rate = float(module.dropout_rate)
-  flag = fkwargs.get("deterministic")
-  if flag is None:
-    flag = module.deterministic
-  if rate > 0.0 and flag is not False:
-    raise ValueError(_attention_message(layer_name(module), rate))
+def _attention_on(
+  module: nn.MultiHeadDotProductAttention, call: Any, fargs: tuple, fkwargs: dict, stream: str
+) -> Any:
+  """Runs a linen attention layer with its dropout on, the mask drawn from ``stream``.
 
-
-def _attention_message(layer: str, rate: float) -> str:
-  return (
-    f"{layer} has dropout_rate={rate} on its attention weights but runs deterministically: "
-    "jaxuq switches on dropout layers, not an attention layer's own dropout, so the MC "
-    "samples would leave that dropout out. Build the model for sampling with the "
-    "attention's dropout_rate=0 (the parameters are the same) to sample the other dropout "
-    "layers only."
-  )
+  Flax refuses ``deterministic`` at call time when the constructor set it, so
+  the attribute of this (per-call, bound) instance is cleared for the call.
+  """
+  kwargs = {**fkwargs, "deterministic": False, "dropout_rng": module.make_rng(stream)}
+  fixed = module.deterministic
+  if fixed is None:
+    return call(*fargs, **kwargs)
+  object.__setattr__(module, "deterministic", None)
+  try:
+    return call(*fargs, **kwargs)
+  finally:
+    object.__setattr__(module, "deterministic", fixed)
 
 
 def _check_dropout_ran(model: str, layers: str, rates: list[float]) -> None:
@@ -206,7 +208,10 @@ def from_linen(
   Every ``flax.linen.Dropout`` and ``jaxuq.Dropout`` layer in the module is
   switched on whatever its ``deterministic`` flag says, with its mask drawn
   from the rng stream ``rng_collection`` fed by ``key`` (Flax's layers get
-  jaxuq's packed masks: same distribution, cheaper bits). BatchNorm must run on
+  jaxuq's packed masks: same distribution, cheaper bits). A
+  ``flax.linen.MultiHeadDotProductAttention`` with a ``dropout_rate`` drops
+  its attention weights too (Flax's own masks, from the same stream), whatever
+  its ``deterministic`` flag says. BatchNorm must run on
   its running averages: ``apply_kwargs`` select inference mode for it (e.g.
   ``train=False``), and a BatchNorm layer in training mode is refused; the
   variables are never updated. Inputs that are nested Python lists of numbers
@@ -292,7 +297,8 @@ def _sampling_class(cls: type) -> type:
   """A subclass of an nnx layer whose ``__call__`` ignores its call-time switches.
 
   Dropout always drops, from the stream the adapter set (a call-time
-  ``deterministic`` or ``rngs`` is overridden); BatchNorm always uses its
+  ``deterministic`` or ``rngs`` is overridden), and so does an attention
+  layer's dropout on its weights; BatchNorm always uses its
   running averages (a call-time ``use_running_average`` is overridden).
   """
   if issubclass(cls, nnx.Dropout):
@@ -305,6 +311,17 @@ def _sampling_class(cls: type) -> type:
       return cls.__call__(self, inputs, deterministic=False)
 
     return type(cls.__name__, (cls,), {"__call__": drop, "__module__": cls.__module__})
+
+  if issubclass(cls, nnx.MultiHeadAttention):
+
+    def attend(self, *args, **kwargs):
+      ran = _NNX_RATES.get()
+      if ran is not None:
+        ran.append(float(self.dropout_rate))
+      kwargs = {k: v for k, v in kwargs.items() if k not in ("deterministic", "rngs")}
+      return cls.__call__(self, *args, deterministic=False, rngs=self.rngs, **kwargs)
+
+    return type(cls.__name__, (cls,), {"__call__": attend, "__module__": cls.__module__})
 
   def normalize(self, x, *args, mask=None, **kwargs):
     return cls.__call__(self, x, use_running_average=True, mask=mask)
@@ -345,7 +362,7 @@ class NnxPredictive:
   def _apply(self, key: jax.Array, *args: Any) -> Any:
     model = nnx.merge(self.graphdef, self.state)  # a copy: switching it leaves the model
     _reseed_own_streams(model, key)
-    layer = 0
+    layer = attention = 0
     for _, sub in nnx.iter_modules(model):
       if isinstance(sub, nnx.Dropout):
         # Layer j draws as if called with rngs=nnx.Rngs(fold_in(key, j)).
@@ -353,6 +370,11 @@ class NnxPredictive:
         sub.rngs = stream[sub.rng_collection]
         sub.deterministic = False
         layer += 1
+      elif isinstance(sub, nnx.MultiHeadAttention) and float(sub.dropout_rate or 0.0) > 0.0:
+        # Attention layer j drops attention weights from a stream of fold_in(key, 2**30 + j).
+        stream = nnx.Rngs(dropout=jax.random.fold_in(key, ATTENTION_STREAMS + attention))
+        sub.rngs = stream["dropout"]
+        attention += 1
       elif not isinstance(sub, nnx.BatchNorm):
         continue
       sub.__class__ = _sampling_class(type(sub))
@@ -367,9 +389,11 @@ class NnxPredictive:
     return out
 
 
-# The model's own rng streams draw from fold_in(key, OWN_STREAMS + i); the dropout layers
-# use fold_in(key, j) for small j, so the two never share a key.
+# The model's own rng streams draw from fold_in(key, OWN_STREAMS + i), attention layers
+# from fold_in(key, ATTENTION_STREAMS + j); the dropout layers use fold_in(key, j) for small
+# j, so none shares a key.
 OWN_STREAMS = 2**31
+ATTENTION_STREAMS = 2**30
 
 
 def _reseed_own_streams(model: nnx.Module, key: jax.Array) -> None:
@@ -416,7 +440,10 @@ def from_nnx(
   ``j``-th dropout layer (in ``nnx.iter_modules`` order) draws its masks as
   ``nnx.Dropout`` does when called with ``rngs=nnx.Rngs(dropout=
   jax.random.fold_in(key, j))`` (its own ``rng_collection`` in place of
-  ``dropout``). Any other ``nnx.RngStream`` the model keeps (its own noise,
+  ``dropout``). The ``j``-th ``nnx.MultiHeadAttention`` with a
+  ``dropout_rate`` drops its attention weights whatever ``deterministic`` says,
+  from a stream seeded with ``fold_in(key, 2**30 + j)``. Any other
+  ``nnx.RngStream`` the model keeps (its own noise,
   ``self.rngs.noise()``) draws from a fresh stream seeded with
   ``fold_in(key, 2**31 + i)`` (``i``: its place in ``nnx.iter_graph``), so
   that randomness too varies from sample to sample, the same in
@@ -436,9 +463,7 @@ def from_nnx(
 
   Raises:
     TypeError: ``model`` is not an nnx module.
-    ValueError: an ``nnx.Dropout`` rate is outside ``[0, 1)``, or an
-      ``nnx.MultiHeadAttention`` with a dropout rate is deterministic (its
-      attention dropout would be left out of the samples).
+    ValueError: an ``nnx.Dropout`` rate is outside ``[0, 1)``.
 
   Examples:
     >>> import jax, jax.numpy as jnp, jaxuq
@@ -460,9 +485,6 @@ def from_nnx(
     where = "/".join(map(str, path)) or type(sub).__name__
     if isinstance(sub, nnx.Dropout):
       check_rate(sub.rate, f"the rate of nnx.Dropout {where!r}")
-    if isinstance(sub, nnx.MultiHeadAttention) and float(sub.dropout_rate or 0.0) > 0.0:
-      if sub.deterministic is not False:  # eval() mode: its dropout would not be sampled
-        raise ValueError(_attention_message(f"nnx.MultiHeadAttention {where!r}", sub.dropout_rate))
   graphdef, state = nnx.split(model)
   return NnxPredictive(
     graphdef=graphdef, state=state, shared_mask=bool(shared_mask), check_dropout=bool(check_dropout)

@@ -43,6 +43,13 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> Moments:
   denses: list[tuple[Any, jax.Array, jax.Array, jax.Array]] = []  # (module, input, kernel, out)
 
   def record(module, call, fargs, fkwargs):
+    if isinstance(module, nn.MultiHeadDotProductAttention):
+      if float(module.dropout_rate) > 0.0:  # sampled by from_linen whatever its flag says
+        raise _refuse(
+          f"{type(module).__name__} drops attention weights (dropout_rate="
+          f"{module.dropout_rate}), randomness the closed form does not cover"
+        )
+      return call(*fargs, **fkwargs)
     inputs = first_input(fargs, fkwargs)
     if isinstance(module, DROPOUT_LAYERS):
       if float(module.rate) == 0.0:
@@ -56,7 +63,7 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> Moments:
     return y
 
   try:
-    with intercept_calls((*DROPOUT_LAYERS, nn.Dense), record):
+    with intercept_calls((*DROPOUT_LAYERS, nn.Dense, nn.MultiHeadDotProductAttention), record):
       y = f.module.apply(f.variables, *args, **dict(f.apply_kwargs))
   except flax.errors.InvalidRngError as e:  # attention dropout, noise layers: no key given
     raise _refuse(
