@@ -16,7 +16,9 @@ all its repeats went.
 
 A folder's checkpoints are ``checkpoints/active.msgpack.runN`` (runs one by
 one, run ``N = f * repeats + r`` for the f-th function of that call) or one
-``checkpoints/active.msgpack`` (side by side, the same order). Runs of a
+``checkpoints/active.msgpack`` (side by side, the same order; with BatchBALD
+beside other functions, ``.group1`` holds its runs and ``.group0`` the
+others', each in the order of the call). Runs of a
 repeat must share their seed set and key across folders (common random
 numbers), else the script stops.
 """
@@ -47,11 +49,20 @@ def read_grid(folder: pathlib.Path, entries: list[str], repeats: int) -> list[di
   names = [e.partition("=")[0] for e in entries]
   functions = [e.partition("=")[2] or e for e in entries]
   ckpt = folder / "checkpoints" / "active.msgpack"
+  # side by side with BatchBALD: its functions in .group1, the others in .group0
+  groups = [[n for n in names if (n == "batchbald") == bool(g)] for g in (0, 1)]
   runs = []
   for i in range(len(functions) * repeats):
     f, r = divmod(i, repeats)
     # side by side: one file, run i its column i; one by one: file runI, one column
-    path, column, selects = (ckpt, i, names) if ckpt.exists() else (f"{ckpt}.run{i}", 0, [names[f]])
+    if pathlib.Path(f"{ckpt}.group0").exists() or pathlib.Path(f"{ckpt}.group1").exists():
+      g = int(names[f] == "batchbald")
+      at = [j for j, n in enumerate(names) if (n == "batchbald") == bool(g)].index(f)
+      path, column, selects = (f"{ckpt}.group{g}", at * repeats + r, groups[g])
+    elif ckpt.exists():
+      path, column, selects = ckpt, i, names
+    else:
+      path, column, selects = f"{ckpt}.run{i}", 0, [names[f]]
     if not pathlib.Path(path).exists():
       raise SystemExit(f"{path} is missing: is {functions} x {repeats} repeats this folder's grid?")
     fp = json.loads(pathlib.Path(f"{path}.json").read_text())["fingerprint"]

@@ -205,6 +205,34 @@ def test_side_by_side_equals_runs_one_by_one():
   np.testing.assert_allclose(one["test_nll"], together["test_nll"][:, 1, 1], rtol=1e-4)
 
 
+def test_batchbald_beside_others_leaves_their_samples_alone(tmp_path):
+  # One BatchBALD in a side-by-side grid switched every function to shared-mask samples, so
+  # BALD beside it acquired other rows than BALD alone (and than one-by-one runs).
+  seeds = np.stack([np.arange(6), np.arange(6, 12)])
+  selects = ["bald", "batchbald", "max_entropy"]
+  key = jax.random.key(3)
+  common = dict(selects=selects, seed_indices=seeds, **SETTINGS)
+  states, together = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, **common)
+  _, apart = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, side_by_side=False, **common)
+  assert together["acquired"].shape == apart["acquired"].shape == (3, 3, 2, 4)
+  assert jax.tree.leaves(states.params)[0].shape[:2] == (3, 2)
+  np.testing.assert_array_equal(together["acquired"], apart["acquired"])
+  np.testing.assert_allclose(together["test_nll"], apart["test_nll"], rtol=1e-4, atol=1e-6)
+  for f, name in enumerate(selects):
+    _, alone = active_learning(
+      jax.random.split(key, 2)[1], NET, optax.adam(1e-2), *DATA, select=name,
+      seed_indices=seeds[1], **SETTINGS,
+    )  # fmt: skip
+    np.testing.assert_array_equal(alone["acquired"], together["acquired"][:, f, 1])
+  # Each group keeps its own checkpoint; a stopped grid resumes to the same history.
+  path = tmp_path / "grid.msgpack"
+  active_learning_runs(key, NET, optax.adam(1e-2), *DATA, checkpoint=path, stop_after=1, **common)
+  _, resumed = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, checkpoint=path, **common)
+  assert {p.name.split(".msgpack")[1][:7] for p in tmp_path.iterdir()} >= {".group0", ".group1"}
+  np.testing.assert_array_equal(resumed["acquired"], together["acquired"])
+  np.testing.assert_array_equal(resumed["test_error"], together["test_error"])
+
+
 def test_one_compilation_for_all_rounds():
   # The training step and the acquisition are traced once for a run whose labelled set grows
   # from 6 to 24 rows (their Python bodies run only when jax traces them).

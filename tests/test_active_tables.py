@@ -80,3 +80,10 @@ def test_a_grid_listed_in_another_order_or_size_is_refused(tmp_path):
     tables.read_grid(tmp_path / "g", ["random", "bald"], 2)
   with pytest.raises(SystemExit, match="run4 is missing"):
     tables.read_grid(tmp_path / "g", ["bald", "random", "max_entropy"], 2)
+
+
+def test_a_side_by_side_grid_with_batchbald_reads_back_from_its_groups(tmp_path):
+  history = _grid(tmp_path / "g", ["bald", "batchbald", "random"], True)
+  runs = tables.read_grid(tmp_path / "g", ["bald", "batchbald", "random"], 2)
+  error, _ = tables.error_array(runs, ["bald", "batchbald", "random"], 2)
+  np.testing.assert_array_equal(error, history["test_error"])

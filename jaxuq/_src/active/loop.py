@@ -74,12 +74,39 @@ def _grid(key, run_keys, model, optimizer, data, seeds, statics, labels, side_by
   num_f, repeats = len(statics), seeds.shape[0]
   checkpoint = options["checkpoint"]
   if side_by_side:
-    grid_keys = jnp.tile(run_keys, num_f)  # run f * repeats + r
-    grid_seeds = np.tile(seeds, (num_f, 1))
-    which = np.repeat(np.arange(num_f), repeats)
-    carry, history = _run(key, model, optimizer, data, grid_seeds, which, options,
-                          selects=statics, labels=labels, runs_keys=grid_keys)  # fmt: skip
-    states = carry.state
+    # Functions that need consistent samples (BatchBALD) run in a group of their own: one
+    # vmapped round shares its sampling mode, and BALD beside BatchBALD would otherwise
+    # score with shared masks, unlike BALD alone.
+    flags = [bool(c) for _, _, c in statics]
+    groups = [[f for f in range(num_f) if flags[f] == c] for c in sorted(set(flags))]
+    parts = []
+    for g, fs in enumerate(groups):
+      where = checkpoint if len(groups) == 1 or checkpoint is None else f"{checkpoint}.group{g}"
+      grid_keys = jnp.tile(run_keys, len(fs))  # run i * repeats + r of the group's i-th
+      grid_seeds = np.tile(seeds, (len(fs), 1))
+      which = np.repeat(np.arange(len(fs)), repeats)
+      carry, history = _run(key, model, optimizer, data, grid_seeds, which,
+                            options | {"checkpoint": where},
+                            selects=[statics[f] for f in fs], labels=[labels[f] for f in fs],
+                            runs_keys=grid_keys)  # fmt: skip
+      parts.append((fs, carry.state, history))
+    if len(parts) == 1:
+      states, history = parts[0][1], parts[0][2]
+    else:
+      order = [(g, i) for f in range(num_f) for g, (fs, _, _) in enumerate(parts) if f in fs
+               for i in [fs.index(f)]]  # fmt: skip
+      per_run = lambda a, g, i: a[i * repeats : (i + 1) * repeats]  # noqa: E731
+      states = jax.tree.map(
+        lambda *a: jnp.concatenate([per_run(a[g], g, i) for g, i in order]),
+        *(st for _, st, _ in parts),
+      )
+      keep = {k: min(len(h[k]) for _, _, h in parts) for k in parts[0][2]}
+      history = {
+        k: np.concatenate(
+          [per_run(parts[g][2][k][:n].swapaxes(0, 1), g, i) for g, i in order]
+        ).swapaxes(0, 1)
+        for k, n in keep.items()
+      }
   else:
     outs = []
     for i in range(num_f * repeats):
@@ -138,6 +165,10 @@ def active_learning_runs(
   arithmetic. With ``side_by_side`` all runs advance together, one jitted
   ``vmap``-ed round for all (the memory of all runs at once); without, one
   run after another (each with its own checkpoint, ``<checkpoint>.runN``).
+  Functions that need consistent samples (BatchBALD) cannot share a round's
+  sampling with the others, so side by side they advance in a group of their
+  own (checkpoints ``<checkpoint>.group0`` for the others, ``.group1`` for
+  them; ``callback`` is then called for each group's rounds).
 
   Args:
     key, model, optimizer, x_pool, y_pool, x_test, y_test: as in
