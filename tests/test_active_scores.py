@@ -128,11 +128,18 @@ def test_deterministic_selection_is_top_k_by_score(name):
   np.testing.assert_allclose(np.sort(scores[idx]), np.sort(scores)[-6:], rtol=1e-5, atol=1e-6)
 
 
-def test_ties_are_broken_at_random_by_the_key():
-  scores = np.zeros(10, np.float32)
-  acq = active.acquisition("bald")
-  picks = {int(acq.select_from_scores(jax.random.key(s), scores, 1)[0]) for s in range(40)}
-  assert len(picks) > 5
+@pytest.mark.parametrize(
+  ("stochastic", "beta"), [(None, math.inf), ("softrank", math.inf), ("softrank", 1.0)]
+)
+def test_ties_are_broken_at_random_by_the_key(stochastic, beta):
+  # softrank ranked tied scores by pool order: with beta = inf index 0 was picked every time.
+  scores = np.full(6, 0.5, np.float32)
+  acq = active.acquisition("variation_ratios", stochastic=stochastic, beta=beta)
+  n = 1200
+  picks = [int(acq.select_from_scores(jax.random.key(s), scores, 1)[0]) for s in range(n)]
+  counts = np.bincount(picks, minlength=6)
+  # uniform over 6: a chi-square test at 1e-4 (5 degrees of freedom)
+  assert scipy.stats.chisquare(counts).pvalue > 1e-4, counts
 
 
 def test_random_is_uniform():
@@ -179,6 +186,16 @@ def test_stochastic_with_large_beta_is_top_k(stochastic):
   for beta in (math.inf, 1e7):
     acq = active.acquisition("bald", stochastic=stochastic, beta=beta)
     np.testing.assert_array_equal(np.sort(np.asarray(acq.select(key, p, 5))), top)
+
+
+def test_beta_too_small_for_float32_noise_is_refused():
+  # beta = 1e-40 turned the Gumbel noise into inf and nan, which top_k ranked first.
+  with pytest.raises(ValueError, match="beta must be at least 1e-30"):
+    active.acquisition("bald", stochastic="power", beta=1e-40)
+  acq = active.acquisition("bald", stochastic="power", beta=1e-30)
+  scores = np.array([0.0, 0.0, 0.0, 0.5, 0.4, 0.0], np.float32)
+  for s in range(20):
+    assert set(np.asarray(acq.select_from_scores(jax.random.key(s), scores, 2)).tolist()) == {3, 4}
 
 
 def test_power_never_draws_zero_scores_before_positive_ones():

@@ -27,6 +27,7 @@ from jaxuq._src.metrics.samples import check_prob_samples
 
 NAMES = (*POINTWISE, "random", "batchbald")
 STOCHASTIC = (None, "power", "softmax", "softrank")
+MIN_BETA = 1e-30  # Gumbel noise (below ~90 in float32) / beta stays finite
 
 
 class Acquisition(NamedTuple):
@@ -82,10 +83,11 @@ def _top_k(key: jax.Array, scores: jax.Array, k: int, stochastic: str | None, be
   if stochastic == "power":  # score <= 0 (rounding of an MI of 0) has probability 0
     s = jnp.log(jnp.where(s > 0, s, 0.0))
   elif stochastic == "softrank":
+    # ranks of tied scores in a random order (the permutation below), not in pool order
+    shuffled = jax.random.permutation(tie_key, s.shape[0])
+    by_score = shuffled[jnp.argsort(-s[shuffled], stable=True)]
     rank = (
-      jnp.empty(s.shape, jnp.int32)
-      .at[jnp.argsort(-s, stable=True)]
-      .set(jnp.arange(1, s.shape[0] + 1, dtype=jnp.int32))
+      jnp.empty(s.shape, jnp.int32).at[by_score].set(jnp.arange(1, s.shape[0] + 1, dtype=jnp.int32))
     )
     s = -jnp.log(rank.astype(s.dtype))
   if stochastic is not None and beta != math.inf:
@@ -210,5 +212,11 @@ def acquisition(
     )
   if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta > 0:
     raise ValueError(f"beta must be a positive float (math.inf for top-k), got {beta!r}")
+  if beta < MIN_BETA:
+    raise ValueError(
+      f"beta must be at least {MIN_BETA:g}, got {beta!r}: the float32 Gumbel noise divided "
+      "by a smaller beta overflows to inf, and the selection would no longer follow the "
+      "scores (a tiny beta is a uniformly random choice: use acquisition('random'))"
+    )
   num_configs = check_positive_int(num_configs, "num_configs")
   return _build(name, stochastic, float(beta), num_configs)
