@@ -124,6 +124,20 @@ def test_stop_after_splits_a_run_into_calls_that_continue_bit_for_bit(tmp_path):
     _run(stop_after=0)
 
 
+def test_resuming_with_other_settings_names_them_before_restoring(tmp_path):
+  # Another number of acquisitions or another pool size failed in restore_checkpoint with a
+  # raw shape error ("(1, 18) where the target has (1, 15)") before the settings were read.
+  path = tmp_path / "c.msgpack"
+  _run(checkpoint=path, stop_after=1)
+  with pytest.raises(ValueError, match=r"options \(acquisitions: 3 in the checkpoint, 5 now\)"):
+    _run(checkpoint=path, acquisitions=5)
+  with pytest.raises(ValueError, match="differs in data"):
+    active_learning(
+      jax.random.key(0), NET, optax.adam(1e-2), DATA[0][:80], DATA[1][:80], *DATA[2:],
+      select=bald, seed_indices=np.arange(6), checkpoint=path, **SETTINGS,
+    )  # fmt: skip
+
+
 def test_checkpoint_history_reads_the_rounds_done_without_the_model(tmp_path):
   path = tmp_path / "c.msgpack"
   _, first = _run(checkpoint=path, stop_after=2)
@@ -325,6 +339,7 @@ def test_balanced_seed():
     ({"warm_start": 1}, TypeError, "warm_start must be True or False"),
     ({"hyperparams": lambda n: {"weight_decay": n}}, ValueError, "inject_hyperparams"),
     ({"key": 0}, TypeError, "typed PRNG key"),
+    ({"select": "bald", "num_samples": 1}, ValueError, "num_samples must be at least 2 for bald"),
   ],
 )
 def test_bad_input_is_refused_eagerly(overrides, error, match):
@@ -392,3 +407,20 @@ def test_checkpoints_without_run_keys_still_resume(tmp_path, monkeypatch):
   _, full = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, **common)
   for name in full:
     np.testing.assert_array_equal(done[name], full[name])
+
+
+@pytest.mark.parametrize(
+  ("select", "match"),
+  [
+    (lambda key, probs, k: jnp.zeros(k, jnp.int32), "repeat or lie outside the scored subset"),
+    (lambda key, probs, k: jnp.arange(k) + 1000, "repeat or lie outside the scored subset"),
+    (lambda key, probs, k: -jnp.ones(k, jnp.int32), "repeat or lie outside the scored subset"),
+    (lambda key, probs, k: jnp.arange(k + 2), r"return acquisition_size = 4 integer .* \(6,\)"),
+    (lambda key, probs, k: jnp.arange(k) * 1.5, "returned float32"),
+  ],
+)
+def test_a_users_select_returning_bad_positions_is_refused(select, match):
+  # Repeated positions were added twice (num_labelled grew by k, the history held duplicates)
+  # and out-of-range ones were clamped by JAX to real rows; longer outputs overran the set.
+  with pytest.raises(ValueError, match=match):
+    _run(select=select)

@@ -38,9 +38,17 @@ from jaxuq._src.training import TrainState
 
 
 def _run(key, model, optimizer, data, seeds, run_selects, options, *, selects, labels, runs_keys):
+  spread = [lab.split(":")[0] for _, lab, _ in selects]
+  spread = [n for n in spread if n in ("bald", "variation_ratios", "mean_std", "batchbald")]
+  if spread and options["members"] is None and options["num_samples"] < 2:
+    raise ValueError(
+      f"num_samples must be at least 2 for {', '.join(spread)}, got {options['num_samples']}: "
+      "with one MC pass these scores are 0 everywhere and the choice would be random"
+    )
   consistent = any(c for _, _, c in selects)
+  custom = any(label.startswith("callable:") for _, label, _ in selects)
   cfg, _ = prepare(key, model, optimizer, data, seeds, [s for s, _, _ in selects], options,
-                   shared_mask=consistent)  # fmt: skip
+                   shared_mask=consistent, check_positions=custom)  # fmt: skip
   arrays = tuple(jnp.asarray(a) for a in data)
   capacity = seeds.shape[1] + (options["acquisitions"] + 1) * options["acquisition_size"]
   carry, rounds_keys = initial_carry(

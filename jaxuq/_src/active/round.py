@@ -58,6 +58,7 @@ class RoundConfig:
   members: int | None = None
   shared_mask: bool = False
   even_batches: bool = False
+  check_positions: bool = False  # a user's select: its positions are checked every round
 
 
 class Carry(NamedTuple):
@@ -173,12 +174,28 @@ def evaluate(cfg: RoundConfig, keys: jax.Array, state: TrainState, x: jax.Array,
 
 def _select(cfg: RoundConfig, which: jax.Array, key: jax.Array, probs: jax.Array) -> jax.Array:
   k = cfg.acquisition_size
+
+  def run(s: Static, key: jax.Array, probs: jax.Array) -> jax.Array:
+    out = s.value(key, probs, k)
+    if jnp.shape(out) != (k,) or not jnp.issubdtype(jnp.result_type(out), jnp.integer):
+      raise ValueError(
+        f"a select function must return acquisition_size = {k} integer positions into the "
+        f"scored subset, shape ({k},); {s.value!r} returned "
+        f"{jnp.result_type(out)} of shape {jnp.shape(out)}"
+      )
+    return out
+
   if len(cfg.selects) == 1:
-    return cfg.selects[0].value(key, probs, k)
-  branches = [
-    functools.partial(lambda s, key, probs: s.value(key, probs, k), s) for s in cfg.selects
-  ]
+    return run(cfg.selects[0], key, probs)
+  branches = [functools.partial(run, s) for s in cfg.selects]
   return jax.lax.switch(which, branches, key, probs)
+
+
+def _positions_ok(positions: jax.Array, n: int) -> jax.Array:
+  """Whether ``positions`` are distinct and in ``[0, n)`` (JAX would clamp the others)."""
+  inside = jnp.all((positions >= 0) & (positions < n))
+  ordered = jnp.sort(positions)
+  return inside & jnp.all(ordered[1:] != ordered[:-1])
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -186,7 +203,9 @@ def acquire(cfg: RoundConfig, keys: jax.Array, carry: Carry, state: TrainState, 
   """Each run scores a random unlabelled subset with MC dropout and labels what it selects.
 
   Returns:
-    The new labelled sets and the acquired pool rows ``(runs, acquisition_size)``.
+    The new labelled sets, the acquired pool rows ``(runs, acquisition_size)``
+    and, for a user's select (``cfg.check_positions``), whether each run's
+    positions were distinct and in range (else ``None``).
   """
 
   def one(keys: jax.Array, labelled: LabelledSet, which: jax.Array, state: TrainState):
@@ -194,8 +213,10 @@ def acquire(cfg: RoundConfig, keys: jax.Array, carry: Carry, state: TrainState, 
     subset = draw_unlabelled(subset_key, labelled.mask, cfg.pool_subset)
     samples = None if cfg.members else cfg.num_samples
     probs = _probs(score_key, state, x_pool[subset], samples, cfg.shared_mask)
-    rows = subset[_select(cfg, which, select_key, probs)]
-    return add_labels(labelled, rows), rows
+    positions = _select(cfg, which, select_key, probs)
+    rows = subset[positions]
+    ok = _positions_ok(positions, subset.shape[0]) if cfg.check_positions else None
+    return add_labels(labelled, rows), rows, ok
 
   return jax.vmap(one)(keys, carry.labelled, carry.which, state)
 
@@ -227,6 +248,12 @@ def run_round(
   record.update(train_loss=loss, num_labelled=carry.labelled.count)
   if last:
     return carry._replace(state=state), record
-  labelled, rows = acquire(cfg, round_keys[:, 1:], carry, state, x_pool)
+  labelled, rows, ok = acquire(cfg, round_keys[:, 1:], carry, state, x_pool)
+  if ok is not None and not bool(jnp.all(ok)):
+    raise ValueError(
+      "a select function returned positions that repeat or lie outside the scored subset "
+      f"[0, {cfg.pool_subset}) (JAX would have clamped them to other rows): it must return "
+      "acquisition_size distinct positions into the probabilities it was given"
+    )
   record["acquired"] = rows
   return Carry(state, labelled, carry.which), record

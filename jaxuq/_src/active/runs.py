@@ -48,6 +48,11 @@ def check_fingerprint(path: pathlib.Path, found: Any, expected: dict[str, Any]) 
   if found == expected:
     return
   differ = sorted(k for k in expected if not isinstance(found, dict) or found.get(k) != expected[k])
+  if "options" in differ and isinstance(found, dict) and isinstance(found.get("options"), dict):
+    was, now = found["options"], expected["options"]
+    names = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+    details = "; ".join(f"{k}: {was.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in names)
+    differ[differ.index("options")] = f"options ({details})"
   raise ValueError(
     f"checkpoint {path} was written by a different active-learning run (it differs in "
     f"{', '.join(differ) or 'its format'}); resume with the same data, key and settings, "
@@ -102,8 +107,11 @@ def run_rounds(
   history: dict[str, list] = {}
   start = 0
   if plan.checkpoint is not None and plan.checkpoint.exists():
+    # the settings first: another run's arrays (another capacity) would fail to restore
+    # with a shape error that never says which setting differs
+    found = read_metadata(plan.checkpoint).get("fingerprint")
+    check_fingerprint(plan.checkpoint, found, jsonable(plan.fingerprint))
     tree, meta = restore_checkpoint(plan.checkpoint, {"carry": carry})
-    check_fingerprint(plan.checkpoint, meta.get("fingerprint"), jsonable(plan.fingerprint))
     carry, start = tree["carry"], int(meta["round"])
     history = {k: [np.asarray(v) for v in vals] for k, vals in meta["history"].items()}
     if start > plan.acquisitions + 1:

@@ -52,7 +52,15 @@ def _array_fingerprint(a: Any) -> list[Any]:
 
 
 def prepare(
-  key, model, optimizer, data, seeds, selects, options, shared_mask: bool = False
+  key,
+  model,
+  optimizer,
+  data,
+  seeds,
+  selects,
+  options,
+  shared_mask: bool = False,
+  check_positions: bool = False,
 ) -> tuple[RoundConfig, Any]:
   """Checks every argument eagerly; returns the round config and the state's shape."""
   check_key(key)
@@ -96,7 +104,7 @@ def prepare(
     num_samples=o["num_samples"], eval_samples=eval_samples,
     eval_batch_size=o["eval_batch_size"], warm_start=warm_start,
     hyperparams=None if hyperparams is None else Static(hyperparams), members=members,
-    shared_mask=shared_mask, even_batches=even_batches,
+    shared_mask=shared_mask, even_batches=even_batches, check_positions=check_positions,
   )  # fmt: skip
   return cfg, shape
 
