@@ -57,6 +57,10 @@ def test_bad_options_are_refused_by_the_parser(capsys):
   with pytest.raises(SystemExit):
     main(["active", "--quick", "--acquisition-size", "0"])
   assert "must be a positive int, got 0" in capsys.readouterr().err
+  # An unknown function name was a Python traceback from deep inside the loop.
+  with pytest.raises(SystemExit):
+    main(["active", "--quick", "--functions", "bald,foo"])
+  assert "unknown acquisition function(s) 'foo'; the names are bald" in capsys.readouterr().err
 
 
 def test_images_to_reach_counts_the_first_round_at_or_below():

@@ -185,3 +185,13 @@ def test_pool_scoring_refuses_outputs_that_are_not_probabilities():
     active.score_pool(key, pair, pool, num_samples=4, score="bald")
   with pytest.raises(TypeError, match="got dict"):
     active.sample_pool(key, lambda k, x: {"p": probs(k, x)}, pool, num_samples=4)
+
+
+def test_empty_pools_and_random_scores_get_their_own_messages():
+  f = lambda k, x: jax.nn.softmax(x)  # noqa: E731
+  with pytest.raises(ValueError, match="pool_x must hold at least one example"):
+    active.acquire(
+      jax.random.key(0), active.acquisition("bald"), f, np.zeros((0, 3)), 1, num_samples=2
+    )
+  with pytest.raises(ValueError, match="random acquisition scores nothing"):
+    active.score_pool(jax.random.key(0), f, np.zeros((4, 3)), num_samples=2, score="random")

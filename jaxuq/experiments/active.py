@@ -74,8 +74,24 @@ QUICK = dict(functions="bald,random", repeats=1, acquisitions=3, acquisition_siz
              pool_subset=200, samples=10, epochs=10, batch_size=32)  # fmt: skip
 
 
+def function_list(text: str) -> str:
+  """``--functions``: comma-separated names of :func:`jaxuq.active.acquisition`, checked."""
+  from jaxuq._src.active.select import NAMES
+
+  names = [f.strip() for f in text.split(",") if f.strip()]
+  unknown = [n for n in names if n not in NAMES]
+  if not names or unknown:
+    raise argparse.ArgumentTypeError(
+      f"unknown acquisition function(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+      f"the names are {', '.join(NAMES)}"
+    )
+  return ",".join(names)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--functions", help=f"comma-separated (default {PAPER_FUNCTIONS})")
+  parser.add_argument(
+    "--functions", type=function_list, help=f"comma-separated (default {PAPER_FUNCTIONS})"
+  )
   parser.add_argument("--repeats", type=positive_int, help="repeats per function (default 3)")
   parser.add_argument("--acquisitions", type=positive_int, help="rounds (default 100)")
   parser.add_argument("--acquisition-size", type=positive_int, help="images a round (default 10)")

@@ -103,9 +103,13 @@ def _over_pool(
 def _score_name(score: str | Acquisition) -> str:
   name = score.name if isinstance(score, Acquisition) else score
   if name not in POINTWISE:
+    why = {
+      "batchbald": "; BatchBALD needs sample_pool(..., consistent=True)",
+      "random": "; random acquisition scores nothing (use acquire or jax.random.permutation)",
+    }.get(name, "")
     raise ValueError(
       f"score must be one of {', '.join(map(repr, POINTWISE))} (or an Acquisition of one), "
-      f"got {name!r}; BatchBALD needs sample_pool(..., consistent=True)"
+      f"got {name!r}{why}"
     )
   return name
 
@@ -270,8 +274,9 @@ def acquire(
       f"{type(acquisition).__name__}"
     )
   check_key(key)
-  if np.ndim(pool_x) >= 1:
-    check_k(k, len(pool_x))  # before any scoring
+  if np.ndim(pool_x) < 1 or len(pool_x) == 0:
+    raise ValueError(f"pool_x must hold at least one example, got shape {np.shape(pool_x)}")
+  check_k(k, len(pool_x))  # before any scoring
   score_key, select_key = jax.random.split(key)
   options: dict[str, Any] = dict(
     num_samples=num_samples,
