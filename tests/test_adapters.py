@@ -150,3 +150,34 @@ def test_nnx_model_without_dropout_is_refused():
     jaxuq.mc_sample(jaxuq.from_nnx(model), jax.random.key(0), jnp.ones((2, 1)), num_samples=2)
   with pytest.raises(TypeError, match="nnx.Module"):
     jaxuq.from_nnx(MLP())
+
+
+def test_linen_dropout_inside_an_nnx_bridge_is_switched_on():
+  # A linen nn.Dropout inside flax.nnx.bridge.ToNNX was left off (deterministic by default)
+  # while the model's nnx.Dropout sampled: a spread too small, without a word.
+  from flax.nnx import bridge
+
+  x = jax.random.normal(jax.random.key(0), (4, 3))
+
+  class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x, deterministic=True):
+      return nn.Dropout(0.5)(nn.Dense(16)(x), deterministic=deterministic)
+
+  class Hybrid(nnx.Module):
+    def __init__(self, rngs):
+      self.lin = bridge.ToNNX(Block(), rngs=rngs)
+      bridge.lazy_init(self.lin, x)
+      self.drop = nnx.Dropout(0.1, rngs=rngs)
+
+    def __call__(self, x):
+      return self.lin(x), self.drop(x)
+
+  f = jaxuq.from_nnx(Hybrid(nnx.Rngs(0)))
+  n = 200
+  block, _ = jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=n)
+  # Dense outputs are never exactly 0: the zeros are the mask's, a binomial fraction of 1/2
+  zeros = float((block == 0).mean())
+  assert abs(zeros - 0.5) < 4 * np.sqrt(0.25 / block.size)
+  again, _ = jaxuq.sequential_sample(f, jax.random.key(1), x, num_samples=3)
+  np.testing.assert_array_equal(again, block[:3])

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -381,12 +382,34 @@ class NnxPredictive:
     rates: list[float] = []
     token = _NNX_RATES.set(rates)
     try:
-      out = model(*args)
+      # linen layers inside flax.nnx.bridge.ToNNX: their dropout switched on too, drawing
+      # from the bridge's own (reseeded) rng streams
+      with intercept_calls(DROPOUT_LAYERS, _linen_dropout_in_nnx):
+        out = model(*args)
     finally:
       _NNX_RATES.reset(token)
     if self.check_dropout:
       _check_dropout_ran(type(model).__name__, "nnx.Dropout", rates)
     return out
+
+
+def _linen_dropout_in_nnx(module, call, fargs, fkwargs):
+  """A linen dropout layer run by an nnx model (``bridge.ToNNX``): always on."""
+  rate = float(module.rate)
+  ran = _NNX_RATES.get()
+  if ran is not None:
+    ran.append(rate)
+  inputs = first_input(fargs, fkwargs)
+  try:
+    if isinstance(module, Dropout):
+      return module.stochastic(inputs)
+    return forced_flax_dropout(module, inputs)
+  except flax.errors.InvalidRngError:
+    raise ValueError(
+      f"linen layer {layer_name(module)} inside an nnx model (flax.nnx.bridge.ToNNX) has no "
+      f"{module.rng_collection!r} rng stream to draw its mask from; build the bridge with "
+      "rngs=nnx.Rngs(...) holding that stream"
+    ) from None
 
 
 # The model's own rng streams draw from fold_in(key, OWN_STREAMS + i), attention layers
