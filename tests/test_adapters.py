@@ -181,3 +181,48 @@ def test_linen_dropout_inside_an_nnx_bridge_is_switched_on():
   assert abs(zeros - 0.5) < 4 * np.sqrt(0.25 / block.size)
   again, _ = jaxuq.sequential_sample(f, jax.random.key(1), x, num_samples=3)
   np.testing.assert_array_equal(again, block[:3])
+
+
+class _Member(nnx.Module):
+  def __init__(self, rngs):
+    self.l1 = nnx.Linear(3, 16, rngs=rngs)
+    self.drop = nnx.Dropout(0.5, rngs=rngs)
+    self.l2 = nnx.Linear(16, 2, rngs=rngs)
+
+  def __call__(self, x):
+    return self.l2(self.drop(nnx.relu(self.l1(x))))
+
+
+class _VmappedMembers(nnx.Module):
+  """The Flax docs' ensemble: members built and run with nnx.vmap (stacked rng streams)."""
+
+  def __init__(self, n, rngs):
+    @nnx.split_rngs(splits=n)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def create(rngs):
+      return _Member(rngs)
+
+    self.members = create(rngs)
+
+  def __call__(self, x):
+    @nnx.vmap(in_axes=(0, None), out_axes=0)
+    def forward(member, x):
+      return member(x)
+
+    return forward(self.members, x)
+
+
+def test_nnx_vmap_ensembles_sample_in_a_loop_and_name_the_limit_of_mc_sample():
+  # The stacked dropout stream (key shape (3,)) was replaced by one key: an nnx.vmap shape
+  # error even in sequential_sample; mc_sample failed with Flax's bare trace-level error.
+  model = _VmappedMembers(3, nnx.Rngs(0))
+  model.eval()
+  x = jnp.tile(jax.random.normal(jax.random.key(0), (1, 3)), (4, 1))
+  f = jaxuq.from_nnx(model)
+  s = jaxuq.sequential_sample(f, jax.random.key(1), x, num_samples=6)
+  assert s.shape == (6, 3, 4, 2)
+  assert float(jnp.abs(s[0] - s[1]).max()) > 0  # samples differ
+  assert float(jnp.abs(s[:, 0] - s[:, 1]).max()) > 0  # members differ
+  assert float(jnp.abs(s[:, :, 0] - s[:, :, 1]).max()) > 0  # equal rows, own masks
+  with pytest.raises(ValueError, match="runs an nnx transform .* jaxuq.sequential_sample"):
+    jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=2)

@@ -181,3 +181,16 @@ def test_explicit_masks_must_fit_the_input_and_be_boolean():
     np.testing.assert_array_equal(y, 2 * x)
   with pytest.raises(ValueError, match="shape must have sizes >= 0"):
     jaxuq.keep_mask(jax.random.key(0), (-1,), 0.5)
+
+
+def test_a_dict_input_is_named():
+  # jnp.result_type(dict) gave "entry not a 2- or 3- tuple".
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return nn.Dropout(0.5, deterministic=True)({"a": nn.Dense(2)(x), "b": x})["a"]
+
+  x = jnp.ones((2, 3))
+  f = jaxuq.from_linen(Net(), Net().init(jax.random.key(0), x))
+  with pytest.raises(TypeError, match="takes one array, got dict"):
+    f(jax.random.key(1), x)

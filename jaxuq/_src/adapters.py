@@ -366,9 +366,14 @@ class NnxPredictive:
     layer = attention = 0
     for _, sub in nnx.iter_modules(model):
       if isinstance(sub, nnx.Dropout):
-        # Layer j draws as if called with rngs=nnx.Rngs(fold_in(key, j)).
-        stream = nnx.Rngs(**{sub.rng_collection: jax.random.fold_in(key, layer)})
-        sub.rngs = stream[sub.rng_collection]
+        # Layer j draws as if called with rngs=nnx.Rngs(fold_in(key, j)); a stacked layer
+        # (built under nnx.vmap, run by nnx.vmap or nnx.scan) gets split keys of its shape.
+        base = jax.random.fold_in(key, layer)
+        shape = () if sub.rngs is None else tuple(sub.rngs.key[...].shape)
+        if shape:
+          sub.rngs = nnx.RngStream(jax.random.split(base, shape), tag=sub.rng_collection)
+        else:
+          sub.rngs = nnx.Rngs(**{sub.rng_collection: base})[sub.rng_collection]
         sub.deterministic = False
         layer += 1
       elif isinstance(sub, nnx.MultiHeadAttention) and float(sub.dropout_rate or 0.0) > 0.0:
@@ -386,6 +391,16 @@ class NnxPredictive:
       # from the bridge's own (reseeded) rng streams
       with intercept_calls(DROPOUT_LAYERS, _linen_dropout_in_nnx):
         out = model(*args)
+    except (ValueError, flax.errors.TraceContextError) as e:
+      if "different trace level" not in str(e):
+        raise
+      raise ValueError(
+        "the nnx model runs an nnx transform (nnx.vmap, nnx.scan, nnx.jit, nnx.remat) or "
+        "updates a Variable inside its __call__, which Flax refuses under an outer "
+        "jax.vmap or jax.jit: mc_sample and mc_reduce vmap the model over keys. Use "
+        "jaxuq.sequential_sample (a loop of single calls), or write the model's inner "
+        f"transform with jax.vmap / jax.lax.scan on nnx.split state. Flax said: {e}"
+      ) from None
     finally:
       _NNX_RATES.reset(token)
     if self.check_dropout:

@@ -141,6 +141,11 @@ def check_dropout_input(inputs: jax.Array, broadcast_dims: Sequence[int], layer:
     TypeError: ``inputs`` is not a floating-point (or complex) array.
     ValueError: an axis of ``broadcast_dims`` is not an axis of ``inputs``.
   """
+  if not hasattr(inputs, "shape") or not hasattr(inputs, "dtype"):
+    raise TypeError(
+      f"{layer} takes one array, got {type(inputs).__name__}; apply a dropout layer to "
+      "each array of a dict or tuple (jax.tree.map cannot share one layer's mask)"
+    )
   dtype = jnp.result_type(inputs)
   if not jnp.issubdtype(dtype, jnp.inexact):
     raise TypeError(
