@@ -60,7 +60,7 @@ def test_bad_options_are_refused_by_the_parser(capsys):
   # An unknown function name was a Python traceback from deep inside the loop.
   with pytest.raises(SystemExit):
     main(["active", "--quick", "--functions", "bald,foo"])
-  assert "unknown acquisition function(s) 'foo'; the names are bald" in capsys.readouterr().err
+  assert "unknown acquisition function 'foo': name must be one of 'bald'" in capsys.readouterr().err
 
 
 def test_images_to_reach_counts_the_first_round_at_or_below():
