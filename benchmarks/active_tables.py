@@ -79,6 +79,17 @@ def read_grid(folder: pathlib.Path, entries: list[str], repeats: int) -> list[di
   return runs
 
 
+def cut(runs: list[dict], rounds: int) -> list[dict]:
+  """Every run's history up to ``rounds`` rounds, so that runs ahead of others compare alike."""
+  out = []
+  for run in runs:
+    n = min(run["rounds"], rounds)
+    out.append(run | {"rounds": n, "test_error": run["test_error"][:n],
+                      "num_labelled": run["num_labelled"][:n],
+                      "acquired": run["acquired"][: max(n - 1, 0)]})  # fmt: skip
+  return out
+
+
 def check_common_numbers(runs: list[dict]) -> None:
   """Stops unless every run of a repeat has the same seed set and key."""
   for r in {run["repeat"] for run in runs}:
@@ -150,6 +161,9 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--seed-size", type=int, default=20, help="labelled images before acquiring")
   parser.add_argument("--columns", default="0,50,100,150,200,250,300,350,400,450,500")
+  parser.add_argument(
+    "--rounds", type=int, help="read every run up to this many rounds (default: all it ran)"
+  )
   parser.add_argument("--json", type=pathlib.Path)
   parser.add_argument("--figure", type=pathlib.Path)
   parser.add_argument(
@@ -166,6 +180,8 @@ def main() -> None:
     raise SystemExit(
       f"functions {functions} repeat a name: label one of them, e.g. bald=BALD-ensemble"
     )
+  if args.rounds is not None:
+    runs = cut(runs, args.rounds)
   check_common_numbers(runs)
   error, labelled = error_array(runs, functions, args.repeats)
   acquired = labelled - args.seed_size

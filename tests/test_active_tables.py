@@ -87,3 +87,15 @@ def test_a_side_by_side_grid_with_batchbald_reads_back_from_its_groups(tmp_path)
   runs = tables.read_grid(tmp_path / "g", ["bald", "batchbald", "random"], 2)
   error, _ = tables.error_array(runs, ["bald", "batchbald", "random"], 2)
   np.testing.assert_array_equal(error, history["test_error"])
+
+
+def test_cut_reads_runs_up_to_a_common_round():
+  runs = [
+    {"rounds": 5, "test_error": [5, 4, 3, 2, 1], "num_labelled": [6, 10, 14, 18, 22],
+     "acquired": [[1], [2], [3], [4]]},
+    {"rounds": 2, "test_error": [5, 4], "num_labelled": [6, 10], "acquired": [[1]]},
+  ]  # fmt: skip
+  cut = tables.cut(runs, 3)
+  assert [r["rounds"] for r in cut] == [3, 2]
+  assert cut[0]["test_error"] == [5, 4, 3] and cut[0]["acquired"] == [[1], [2]]
+  assert cut[1] == runs[1]
