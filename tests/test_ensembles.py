@@ -188,3 +188,34 @@ def test_an_ensemble_of_models_taking_deterministic_trains_and_samples():
   np.testing.assert_allclose(
     ensemble_predict(model, states, x)[1], model.apply(member(states, 1).variables, x), rtol=1e-5
   )
+
+
+class _TwoHeads(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    h = nn.Dropout(0.3, deterministic=not train)(nn.relu(nn.Dense(8)(x)))
+    return {"mean": nn.Dense(1)(h), "scale": nn.Dense(1)(h)}
+
+
+def test_pytree_outputs_predict_and_sample_like_arrays():
+  # predict / ensemble_predict raised "'dict' object has no attribute 'reshape'" and
+  # ensemble_mc_sample "stack requires ndarray", though mc_sample takes pytree outputs.
+  from jaxuq.train import ensemble_mc_sample, ensemble_predict, predict
+
+  model, x = _TwoHeads(), jax.random.normal(jax.random.key(0), (5, 2))
+  members = [model.init(jax.random.key(k), x) for k in range(3)]
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *members)
+  one = predict(model, members[1], x, batch_size=2)
+  np.testing.assert_allclose(one["mean"], model.apply(members[1], x)["mean"], rtol=1e-6)
+  every = ensemble_predict(model, stacked, x, batch_size=2)
+  np.testing.assert_allclose(every["scale"][1], one["scale"], rtol=1e-5, atol=1e-7)
+  s = ensemble_mc_sample(jax.random.key(1), model, stacked, x, num_samples=4)
+  assert s["mean"].shape == s["scale"].shape == (3, 4, 5, 1)
+  keys = jax.random.split(jax.random.key(1), 3)
+  want = jaxuq.mc_sample(
+    jaxuq.from_linen(model, members[2], train=False), keys[2], x, num_samples=4
+  )
+  np.testing.assert_allclose(s["mean"][2], want["mean"], rtol=1e-6)
+  with pytest.raises(TypeError, match=r"pass MultiSteps\(...\).gradient_transformation\(\)"):
+    train(jax.random.key(0), MLP(out_features=1, depth=1, width=4), optax.MultiSteps(optax.sgd(0.1), 2),
+          x, jnp.ones((5, 1)), loss="mse", epochs=1, progress=False)  # fmt: skip

@@ -130,7 +130,8 @@ def ensemble_mc_sample(
     shared_mask: passed to ``from_linen``.
 
   Returns:
-    Outputs with axes (member, sample, example, ...).
+    Outputs with axes (member, sample, example, ...), each leaf of a pytree
+    output so.
   """
   check_key(key)
   x = jnp.asarray(x)
@@ -142,4 +143,4 @@ def ensemble_mc_sample(
     mode = mode_kwargs(model, False)  # BatchNorm on running averages; from_linen turns dropout on
     fn = from_linen(model, _member(variables, k), shared_mask=shared_mask, **mode)
     outs.append(mc_sample(fn, keys[k], x, num_samples=num_samples, chunk_size=chunk_size))
-  return jnp.stack(outs)
+  return jax.tree.map(lambda *a: jnp.stack(a), *outs)

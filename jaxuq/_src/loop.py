@@ -66,9 +66,14 @@ def check_common(
   """Validates the settings shared by ``train`` and ``train_ensemble``; returns ``x, y`` as arrays."""
   check_key(key)
   if not isinstance(optimizer, optax.GradientTransformation):
+    fix = (
+      f"; pass {type(optimizer).__name__}(...).gradient_transformation()"
+      if hasattr(optimizer, "gradient_transformation")  # optax.MultiSteps
+      else ""
+    )
     raise TypeError(
       f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
-      f"got {type(optimizer).__name__}"
+      f"got {type(optimizer).__name__}{fix}"
     )
   check_positive_int(epochs, "epochs")
   check_positive_int(batch_size, "batch_size")

@@ -359,12 +359,13 @@ def predict(model: nn.Module, variables: Any, x: jax.Array, *, batch_size: int =
     batch_size: rows per forward pass (a static int; bounds memory).
 
   Returns:
-    The model's outputs ``(n, ...)`` (logits for a classifier).
+    The model's outputs ``(n, ...)`` (logits for a classifier), or a pytree of
+    such arrays for a model that returns one.
   """
   n = x.shape[0]
   rows, _ = _chunks(n, min(batch_size, n))
   out = jax.lax.map(lambda r: model.apply(variables, x[r], **mode_kwargs(model, False)), rows)
-  return out.reshape(-1, *out.shape[2:])[:n]
+  return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "objective", "batch_size", "member_loop"))

@@ -70,7 +70,11 @@ def fit_temperature(
   optimum is ``T -> 0``), that bound is returned. Computations run in float32
   at least (bfloat16 and float16 logits are widened), float64 under x64.
   Deterministic: the same inputs give the same fit; it runs under ``jax.jit``
-  (``bounds`` and ``max_iter`` static), where only shapes are checked.
+  (``bounds`` and ``max_iter`` static), where only shapes are checked, and
+  under ``jax.vmap``; not under reverse-mode ``jax.grad`` (the search is a
+  ``lax.while_loop``). To differentiate through a fitted temperature, fit it
+  first and wrap it in ``jax.lax.stop_gradient``, or differentiate the NLL at
+  the fixed ``T`` (at the optimum its derivative in ``T`` is 0).
 
   Args:
     logits: shape ``(batch, classes)`` or ``(samples, batch, classes)`` (sample

@@ -3,9 +3,13 @@
 A method is a :class:`ConformalRegressor`, a NamedTuple of two pure
 functions: ``score(*predictions, y)`` for calibration and
 ``predict_interval(threshold, *predictions)``, which returns ``(lower,
-upper)``: every ``y`` whose score is at most the threshold (up to rounding:
-a target exactly on a bound may fall an ulp outside). Targets and
-predictions have shape ``(n,)``; MC samples ``(samples, n)``.
+upper)``: every ``y`` whose score is at most the threshold. The bounds are
+widened by the rounding of the arithmetic that builds them (``4 eps`` of the
+numbers involved, a few ulps), so that a target whose score equals the
+threshold is inside too: with discrete targets whole groups of tied scores
+sit at the threshold, and dropping them broke the coverage guarantee (0.50
+for 0.9 on a two-valued target). Targets and predictions have shape
+``(n,)``; MC samples ``(samples, n)``.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ def absolute_residual() -> ConformalRegressor:
     >>> method = conformal.absolute_residual()
     >>> method.score(jnp.array([1.0, 2.0]), jnp.array([1.5, 0.0])).tolist()
     [0.5, 2.0]
-    >>> [b.tolist() for b in method.predict_interval(0.5, jnp.array([1.0]))]
+    >>> [b.round(4).tolist() for b in method.predict_interval(0.5, jnp.array([1.0]))]
     [[0.5], [1.5]]
 
   References:
@@ -92,9 +96,18 @@ def absolute_residual() -> ConformalRegressor:
   def predict_interval(threshold: ThresholdLike, prediction: ArrayLike):
     t = _residual_threshold(threshold)
     mu = _vector(prediction, "prediction")
-    return mu - t, mu + t
+    return _widened(mu - t, mu + t, jnp.abs(mu) + t)
 
   return ConformalRegressor(score, predict_interval)
+
+
+def _widened(lower: jax.Array, upper: jax.Array, size: jax.Array):
+  """``(lower, upper)`` moved out by ``4 eps * size``: more than the rounding of the
+  score's and the bounds' arithmetic, so that ``score(y) <= threshold`` implies
+  ``lower <= y <= upper`` in floating point too."""
+  eps = jnp.finfo(jnp.result_type(lower, upper)).eps
+  slack = 4 * eps * jnp.abs(size)
+  return lower - slack, upper + slack
 
 
 def _residual_threshold(threshold: ThresholdLike) -> jax.Array:
@@ -136,7 +149,7 @@ def normalized_residual(*, beta: float = 0.0) -> ConformalRegressor:
     >>> method = conformal.normalized_residual()
     >>> method.score(jnp.array([0.0, 0.0]), jnp.array([1.0, 4.0]), jnp.array([2.0, 2.0])).tolist()
     [2.0, 0.5]
-    >>> [b.tolist() for b in method.predict_interval(2.0, jnp.array([0.0]), jnp.array([4.0]))]
+    >>> [b.round(4).tolist() for b in method.predict_interval(2.0, jnp.array([0.0]), jnp.array([4.0]))]
     [[-8.0], [8.0]]
 
   References:
@@ -158,7 +171,7 @@ def normalized_residual(*, beta: float = 0.0) -> ConformalRegressor:
     t = _residual_threshold(threshold)
     mu = _vector(mean, "mean")
     half = t * (_check_std(std, mu.shape[0], beta) + beta)
-    return mu - half, mu + half
+    return _widened(mu - half, mu + half, jnp.abs(mu) + half)
 
   return ConformalRegressor(score, predict_interval)
 
@@ -202,7 +215,7 @@ def cqr(level: float) -> ConformalRegressor:
     >>> samples = jnp.arange(11.0)[:, None]  # the 0.1 and 0.9 quantiles are 1 and 9
     >>> method.score(samples, jnp.array([10.0])).tolist()  # max(1 - 10, 10 - 9)
     [1.0]
-    >>> [b.tolist() for b in method.predict_interval(-0.5, samples)]
+    >>> [b.round(4).tolist() for b in method.predict_interval(-0.5, samples)]
     [[1.5], [8.5]]
 
   References:
@@ -219,6 +232,7 @@ def cqr(level: float) -> ConformalRegressor:
   def predict_interval(threshold: ThresholdLike, samples: ArrayLike):
     t = threshold_value(threshold)
     lo, hi = _sample_bounds(samples, level)
-    return lo - t, hi + t
+    size = jnp.maximum(jnp.abs(lo), jnp.abs(hi)) + jnp.abs(t)
+    return _widened(lo - t, hi + t, size)
 
   return ConformalRegressor(score, predict_interval)
