@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -97,13 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# Errors a user's input or files cause: the command prints their message, not a traceback.
+USER_ERRORS = (ValueError, OSError)
+
+
+def main(argv: Sequence[str] | None = None, *, user_errors: bool | None = None) -> int:
   """Runs ``jaxuq ARGV``; with ``argv=None``, the program's own arguments (after a re-run).
 
   Only as a program (``argv=None``) does it re-run itself with huge pages
   (see the module's docstring); called with a list, it runs in this process
-  as it is.
+  as it is. As a program (or with ``user_errors=True``) a ``ValueError`` or
+  ``OSError`` (bad settings, a checkpoint of another run, missing data or
+  files) ends it with ``jaxuq NAME: error: ...`` and status 2, and Ctrl-C with
+  status 130, instead of a traceback; ``JAXUQ_TRACEBACK=1`` shows the
+  traceback.
   """
+  if user_errors is None:
+    user_errors = argv is None
   if argv is None:
     from jaxuq._src.huge_pages import rerun_with_huge_pages
 
@@ -148,7 +159,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not compile_cache.cache_disabled_by_env():
       compile_cache.enable_compilation_cache()
-  return int(module.run(args) or 0)
+  if not user_errors or os.environ.get("JAXUQ_TRACEBACK") == "1":
+    return int(module.run(args) or 0)
+  try:
+    return int(module.run(args) or 0)
+  except KeyboardInterrupt:
+    print(
+      f"jaxuq {name}: interrupted (a run with checkpoints continues with --resume)", file=sys.stderr
+    )
+    return 130
+  except USER_ERRORS as e:
+    print(f"jaxuq {name}: error: {e}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -72,7 +72,12 @@ def test_help_imports_no_experiment_and_no_optional_dependency():
     (["quickstart", "--samples", "-1"], "argument --samples: must be a positive int, got -1"),
     (["quickstart", "--batch", "0"], "argument --batch: must be a positive int, got 0"),
     (["quickstart", "--repeats", "0"], "argument --repeats: must be a positive int, got 0"),
-    (["quickstart", "--rate", "1"], "argument --rate: must be in [0, 1)"),
+    (["quickstart", "--rate", "1"], "argument --rate: must be in (0, 1)"),
+    # rate 0 passed the parser and failed after training ("all with rate 0")
+    (["quickstart", "--rate", "0"], "argument --rate: must be in (0, 1)"),
+    (["regression", "--rate", "0"], "argument --rate: must be in (0, 1)"),
+    (["classify", "x.png", "--samples", "1"], "argument --samples: must be an int >= 2"),
+    (["bench", "--variants", "foo"], "argument --variants: unknown variant(s) 'foo'"),
     (["quickstart", "--seed", "-2"], "argument --seed: must be a non-negative int, got -2"),
     (["quickstart", "--width", "2.5"], "argument --width: must be an int, got '2.5'"),
     (["exact", "--samples", "-1"], "argument --samples: must be a non-negative int, got -1"),
@@ -172,3 +177,30 @@ def test_global_flags_may_come_before_the_command(tmp_path, monkeypatch):
     cli.main(["--no-huge-pages", "--no-compile-cache", "data", "--data-dir", str(tmp_path)]) == 0
   )
   assert cli.main(["--no-huge-pages"]) == 0  # no command: the help, as with no arguments
+
+
+@pytest.mark.parametrize(
+  ("command", "message"),
+  [
+    (
+      ["bench", "--quick", "--grid", "full"],
+      "--quick is --grid quick; it cannot go with --grid full",
+    ),
+    (["bench", "--quick", "--in-process", "--isolate"], "--in-process and --isolate contradict"),
+  ],
+)
+def test_bench_refuses_flags_that_would_be_ignored(command, message, tmp_path):
+  # --quick beside --grid full ran the full grid; --in-process beside --isolate isolated.
+  with pytest.raises(SystemExit, match=message):
+    cli.main([*command, "--out", str(tmp_path)])
+
+
+def test_user_errors_end_the_program_with_a_message_not_a_traceback(tmp_path, capsys):
+  # A run's ValueError or OSError (missing data, a checkpoint of another run) was a traceback.
+  code = cli.main(
+    ["active", "--quick", "--pool-subset", "5", "--out", str(tmp_path / "o")], user_errors=True
+  )
+  err = capsys.readouterr().err
+  assert code == 2 and err.startswith("jaxuq active: error: ") and "Traceback" not in err
+  with pytest.raises(ValueError, match="pool_subset=5"):  # a function call: the exception
+    cli.main(["active", "--quick", "--pool-subset", "5", "--out", str(tmp_path / "o")])

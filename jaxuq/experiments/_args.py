@@ -56,11 +56,12 @@ def seed(text: str) -> int:
 
 
 def rate(text: str) -> float:
-  """An argparse type: a dropout rate in [0, 1)."""
+  """An argparse type: an MC dropout rate in (0, 1) (at 0 every pass would be the same)."""
   value = _float(text)
-  if not 0.0 <= value < 1.0:
+  if not 0.0 < value < 1.0:
     raise argparse.ArgumentTypeError(
-      f"must be in [0, 1) (the probability to drop a unit), got {value:g}"
+      f"must be in (0, 1) (the probability to drop a unit; at 0 every MC pass is the same), "
+      f"got {value:g}"
     )
   return value
 

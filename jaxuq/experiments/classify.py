@@ -14,7 +14,7 @@ import argparse
 import json
 import pathlib
 
-from jaxuq.experiments._args import positive_int
+from jaxuq.experiments._args import int_at_least, positive_int
 from jaxuq.experiments._args import seed as seed_type
 
 HELP = "your drawings (PNG): accept/reject, the digit and its uncertainty"
@@ -26,7 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--checkpoint", type=pathlib.Path, required=True, help="jaxuq ood's --out folder"
   )
   parser.add_argument("--model", choices=("basic", "deep"), help="default: deep if saved")
-  parser.add_argument("--samples", type=positive_int, help="MC passes (default: as when fitted)")
+  parser.add_argument(
+    "--samples",
+    type=int_at_least(2, " (mutual information and class std need two passes)"),
+    help="MC passes (default: as when fitted)",
+  )
   parser.add_argument("--seed", type=seed_type, default=0, help="integer seed (default 0)")
   parser.add_argument(
     "--strict",

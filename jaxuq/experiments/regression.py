@@ -183,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
     title=f"{main.name}: std gap/inside {ratios['gap_over_inside']:.1f}×, "
     f"beyond 0.5/inside {ratios['beyond_over_inside']:.1f}×",
   )  # fmt: skip
+  if args.no_gif:  # a GIF of an earlier run would sit beside this run's summary
+    (out / "samples.gif").unlink(missing_ok=True)
   frames = (
     None
     if args.no_gif

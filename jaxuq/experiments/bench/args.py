@@ -113,6 +113,35 @@ def model_list(value: str) -> tuple[str, ...]:
   return models
 
 
+def variant_list(text: str) -> str:
+  """``--variants``: comma-separated variant names, each one some case can run."""
+  from jaxuq.experiments.bench.cases import SINGLE_APPLIES  # noqa: PLC0415
+  from jaxuq.experiments.bench.peers import PEERS  # noqa: PLC0415
+
+  known = (
+    "sequential", "loop_flax_default", "eager", "mc_auto", "mc_shared", "mc_chunk1",
+    "mc_chunk10", "mc_chunk100", "mc_sharded", "closed_form", *SINGLE_APPLIES, *PEERS,
+  )  # fmt: skip
+  names = [v.strip() for v in text.split(",") if v.strip()]
+  bad = [v for v in names if v not in known]
+  if not names or bad:
+    raise argparse.ArgumentTypeError(
+      f"unknown variant(s) {', '.join(map(repr, bad)) or '(none given)'}: choose from "
+      f"{', '.join(known)}"
+    )
+  return ",".join(names)
+
+
+def check_conflicts(args: argparse.Namespace) -> None:
+  """Refuses options that contradict each other (one would be silently ignored)."""
+  if args.quick and args.grid not in (None, "quick"):
+    raise SystemExit(
+      f"jaxuq bench: error: --quick is --grid quick; it cannot go with --grid {args.grid}"
+    )
+  if args.in_process and args.isolate:
+    raise SystemExit("jaxuq bench: error: --in-process and --isolate contradict each other")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     "--grid",
@@ -130,7 +159,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--masks", type=positive_int_list, help="comma list of mask counts T (default 10,100,1000)"
   )
   parser.add_argument("--width", type=positive_int, help="MLP hidden width (default 1024)")
-  parser.add_argument("--variants", help="comma list restricting the variants")
+  parser.add_argument("--variants", type=variant_list, help="comma list restricting the variants")
   parser.add_argument("--repeats", type=positive_int, help="timed repeats (default 3)")
   parser.add_argument(
     "--budget", type=positive_float, help="seconds of repeats per variant (default 20)"
@@ -192,6 +221,7 @@ def plan(args: argparse.Namespace) -> Plan:
   """The cases and settings of a run: the grid's, overridden by the options given."""
   from jaxuq.experiments.bench.cases import Case  # noqa: PLC0415
 
+  check_conflicts(args)
   name = args.grid or ("quick" if args.quick else "full")
   s = {**DEFAULTS, **GRIDS[name]}
   given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) not in (None, False)}
