@@ -14,7 +14,7 @@ import argparse
 import json
 import pathlib
 
-from jaxuq.experiments._args import int_at_least, positive_int
+from jaxuq.experiments._args import int_at_least
 from jaxuq.experiments._args import seed as seed_type
 
 HELP = "your drawings (PNG): accept/reject, the digit and its uncertainty"
