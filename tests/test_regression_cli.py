@@ -116,7 +116,7 @@ def test_resume_reuses_the_checkpoint(quick_run, tmp_path, capsys):
     (["--width", "0"], "argument --width: must be a positive int, got 0"),
     (["--epochs", "-3"], "argument --epochs: must be a positive int, got -3"),
     (["--batch-size", "x"], "argument --batch-size: must be an int, got 'x'"),
-    (["--rate", "1.0"], r"argument --rate: must be in \[0, 1\)"),
+    (["--rate", "1.0"], r"argument --rate: must be in \(0, 1\)"),
     (["--noise", "-0.1"], "argument --noise: must be a number >= 0"),
     (["--lr", "nan"], "argument --lr: must be a finite number"),
     (["--seed", "-1"], "argument --seed: must be a non-negative int, got -1"),
