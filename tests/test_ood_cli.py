@@ -64,7 +64,9 @@ def test_classify_without_a_saved_classifier(tmp_path):
 def test_quick_end_to_end_classify_and_resume(tmp_path, capsys):
   out = tmp_path / "ood"
   args = ["ood", "--quick", "--ensemble", "2", "--out", str(out), "--no-progress"]
-  assert cli.main(args) == 0
+  # --resume on an empty folder trains from scratch, and says so (it was silent)
+  assert cli.main([*args, "--resume"]) == 0
+  assert "--resume: no checkpoint" in capsys.readouterr().out
   summary = json.loads((out / "summary.json").read_text())
   for name in ("roc.png", "reliability.png", "coverage.png", "histograms_basic.png"):
     assert (out / name).stat().st_size > 5000, name

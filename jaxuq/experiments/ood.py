@@ -220,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
   for m, name in enumerate(s["models"]):
     key = jax.random.fold_in(jax.random.key(s["seed"]), m)
     train_key, mc_key, ens_key = jax.random.split(key, 3)
+    if args.resume and not (ckpt / f"{name}.msgpack").exists():
+      print(f"--resume: no checkpoint {ckpt / f'{name}.msgpack'} yet; training {name} from scratch")
     state, history, t_train = om.fit(train_key, name, x_train, y_train, epochs=s["epochs"],
                                      checkpoint=ckpt / f"{name}.msgpack", resume=args.resume,
                                      progress=progress)  # fmt: skip
