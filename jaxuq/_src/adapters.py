@@ -119,10 +119,7 @@ class LinenPredictive:
         return call(*fargs, **fkwargs)
       rates.append(float(module.rate))
       self._check_collection(module)
-      inputs = first_input(fargs, fkwargs)
-      if isinstance(module, Dropout):
-        return module.stochastic(inputs)
-      return forced_flax_dropout(module, inputs)
+      return _dropout_on(module, fargs, fkwargs)
 
     with intercept_calls((*DROPOUT_LAYERS, nn.BatchNorm, nn.MultiHeadDotProductAttention), force):
       out = self.module.apply(
@@ -408,17 +405,21 @@ class NnxPredictive:
     return out
 
 
+def _dropout_on(module: Any, fargs: tuple, fkwargs: dict) -> Any:
+  """A linen dropout layer (jaxuq's or Flax's) applied with its mask drawn, whatever its flags."""
+  inputs = first_input(fargs, fkwargs)
+  if isinstance(module, Dropout):
+    return module.stochastic(inputs)
+  return forced_flax_dropout(module, inputs)
+
+
 def _linen_dropout_in_nnx(module, call, fargs, fkwargs):
   """A linen dropout layer run by an nnx model (``bridge.ToNNX``): always on."""
-  rate = float(module.rate)
   ran = _NNX_RATES.get()
   if ran is not None:
-    ran.append(rate)
-  inputs = first_input(fargs, fkwargs)
+    ran.append(float(module.rate))
   try:
-    if isinstance(module, Dropout):
-      return module.stochastic(inputs)
-    return forced_flax_dropout(module, inputs)
+    return _dropout_on(module, fargs, fkwargs)
   except flax.errors.InvalidRngError:
     raise ValueError(
       f"linen layer {layer_name(module)} inside an nnx model (flax.nnx.bridge.ToNNX) has no "

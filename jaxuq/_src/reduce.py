@@ -20,6 +20,7 @@ from jaxuq._src.filtering import StaticPart, as_arrays, combine, partition
 from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
 from jaxuq._src.memory import chunk_from_bytes, default_memory_budget, jaxpr_sample_bytes
 from jaxuq._src.mesh import check_batch_divides, sample_mesh, sample_shards, shard_batch, shard_keys
+from jaxuq._src.metrics._checks import is_concrete
 from jaxuq._src.sampling import balanced_chunk
 from jaxuq._src.traced import trace_once
 
@@ -212,9 +213,7 @@ def mc_reduce(
     memory_budget=default_memory_budget(devices),
     mesh=mesh,
   )
-  if reducer.check is not None and not any(
-    isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(result)
-  ):
+  if reducer.check is not None and all(map(is_concrete, jax.tree.leaves(result))):
     reducer.check(result)
   return result
 

@@ -175,7 +175,6 @@ _KEY_DERIVING = frozenset(
     "dynamic_slice",
     "concatenate",
     "copy",
-    "copy_p",
   }
 )
 # Primitives whose inner jaxpr takes the equation's inputs one to one.

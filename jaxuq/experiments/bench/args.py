@@ -115,13 +115,11 @@ def model_list(value: str) -> tuple[str, ...]:
 
 def variant_list(text: str) -> str:
   """``--variants``: comma-separated variant names, each one some case can run."""
-  from jaxuq.experiments.bench.cases import SINGLE_APPLIES  # noqa: PLC0415
+  from jaxuq.experiments.bench.cases import Case, variant_names  # noqa: PLC0415
   from jaxuq.experiments.bench.peers import PEERS  # noqa: PLC0415
 
-  known = (
-    "sequential", "loop_flax_default", "eager", "mc_auto", "mc_shared", "mc_chunk1",
-    "mc_chunk10", "mc_chunk100", "mc_sharded", "closed_form", *SINGLE_APPLIES, *PEERS,
-  )  # fmt: skip
+  # every variant some case runs: a CNN case (closed form) with T > 100 on two devices
+  known = (*variant_names(Case("cnn", 1, 1000), num_devices=2), *PEERS)
   names = [v.strip() for v in text.split(",") if v.strip()]
   bad = [v for v in names if v not in known]
   if not names or bad:
