@@ -29,6 +29,14 @@ def test_quick_run_writes_its_outputs_and_resumes(tmp_path, capsys):
   assert (out / "active_error.png").stat().st_size > 0
   history = {k: np.asarray(v) for k, v in summary["history"].items()}
   assert history["test_error"].shape == (4, 2, 1)  # rounds, functions, repeats
+  # progress.json keeps the first job's rounds (it held only the last invocation's)
+  # (one by one on the CPU: run 0 then run 1 in each job; each entry names its runs)
+  rounds = json.loads((out / "progress.json").read_text())["rounds"]
+  assert sorted((p["runs"], p["round"]) for p in rounds) == [
+    ([i], r) for i in (0, 1) for r in range(4)
+  ]
+  for p in rounds:
+    assert p["test_error"] == [history["test_error"][p["round"], p["runs"][0], 0]]
   assert history["acquired"].shape == (3, 2, 1, 10)
   assert summary["data"]["pool"]["synthetic"] is True
   for f in range(2):
@@ -61,6 +69,19 @@ def test_bad_options_are_refused_by_the_parser(capsys):
   with pytest.raises(SystemExit):
     main(["active", "--quick", "--functions", "bald,foo"])
   assert "unknown acquisition function 'foo': name must be one of 'bald'" in capsys.readouterr().err
+
+
+def test_weight_decay_zero_is_a_setting():
+  # c = 0 (no decay) was refused as "must be a positive number"
+  import argparse
+
+  from jaxuq.experiments import active
+
+  parser = argparse.ArgumentParser()
+  active.add_arguments(parser)
+  assert parser.parse_args(["--quick", "--weight-decay", "0"]).weight_decay == 0.0
+  with pytest.raises(SystemExit):
+    parser.parse_args(["--weight-decay", "-1"])
 
 
 def test_images_to_reach_counts_the_first_round_at_or_below():

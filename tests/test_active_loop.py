@@ -226,9 +226,20 @@ def test_batchbald_beside_others_leaves_their_samples_alone(tmp_path):
   selects = ["bald", "batchbald", "max_entropy"]
   key = jax.random.key(3)
   common = dict(selects=selects, seed_indices=seeds, **SETTINGS)
-  states, together = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, **common)
-  _, apart = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, side_by_side=False, **common)
+  seen: dict[str, list] = {"together": [], "apart": []}
+  states, together = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, **common,
+                                          callback=lambda r, rec: seen["together"].append((r, rec)))  # fmt: skip
+  _, apart = active_learning_runs(key, NET, optax.adam(1e-2), *DATA, side_by_side=False, **common,
+                                  callback=lambda r, rec: seen["apart"].append((r, rec)))  # fmt: skip
   assert together["acquired"].shape == apart["acquired"].shape == (3, 3, 2, 4)
+  # Each callback record names the grid runs of its columns (groups and one-by-one runs alike
+  # call it in turns): every (round, run) comes once, with that run's numbers.
+  for mode, history in (("together", together), ("apart", apart)):
+    cells = [(r, int(i)) for r, rec in seen[mode] for i in rec["run"]]
+    assert sorted(cells) == [(r, i) for r in range(4) for i in range(6)], mode
+    for r, rec in seen[mode]:
+      f, rep = np.divmod(rec["run"], 2)
+      np.testing.assert_array_equal(rec["test_error"], history["test_error"][r, f, rep])
   assert jax.tree.leaves(states.params)[0].shape[:2] == (3, 2)
   np.testing.assert_array_equal(together["acquired"], apart["acquired"])
   np.testing.assert_allclose(together["test_nll"], apart["test_nll"], rtol=1e-4, atol=1e-6)

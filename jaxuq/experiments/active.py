@@ -41,7 +41,8 @@ upsampled to 28x28), BALD and random, 3 rounds of 10, 10 epochs: a smoke run in 
 
 Outputs in ``--out``: ``summary.json`` (settings, data, the history of every
 run, the table beside the paper's, wall time), ``active_error.png`` (test
-error against acquired images), ``progress.json`` (rewritten every round)
+error against acquired images), ``progress.json`` (every round so far of every
+run, ``runs`` naming them, with its seconds; rewritten every round, kept across ``--resume``)
 and ``checkpoints/`` (``--resume`` continues an interrupted run from its last
 finished round).
 
@@ -59,6 +60,7 @@ import time
 from typing import Any
 
 from jaxuq.experiments._args import (
+  non_negative_float,
   positive_float,
   positive_int,
 )
@@ -101,7 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--epochs", type=positive_int, help="epochs per round (default 50)")
   parser.add_argument("--batch-size", type=positive_int, help="default 128")
   parser.add_argument("--per-class", type=positive_int, default=2, help="seed images per class")
-  parser.add_argument("--weight-decay", type=positive_float, default=3.5, help="c in c/N")
+  parser.add_argument(
+    "--weight-decay", type=non_negative_float, default=3.5, help="c in c/N (0: no decay)"
+  )
   parser.add_argument("--learning-rate", type=positive_float, default=1e-3)
   parser.add_argument("--eval-samples", type=positive_int, help="MC passes at test (default: off)")
   parser.add_argument("--warm-start", action="store_true", help="keep training the last model")
@@ -177,6 +181,18 @@ def _load(args: argparse.Namespace) -> tuple[tuple[Any, ...], dict[str, Any]]:
   return (train.images, train.labels, test.images, test.labels), sources
 
 
+def _earlier_rounds(args: argparse.Namespace) -> list[dict[str, Any]]:
+  """The rounds an earlier invocation wrote to ``progress.json`` (``--resume``), else none."""
+  path = pathlib.Path(args.out) / "progress.json"
+  if not args.resume or not path.exists():
+    return []
+  try:
+    rounds = json.loads(path.read_text()).get("rounds", [])
+  except (ValueError, AttributeError):  # a file cut short by a kill: its rounds are lost
+    return []
+  return [p for p in rounds if isinstance(p, dict) and isinstance(p.get("round"), int)]
+
+
 def run(args: argparse.Namespace) -> int:
   s = settings(args)
   import jax
@@ -201,15 +217,19 @@ def run(args: argparse.Namespace) -> int:
     balanced_seed(jax.random.fold_in(jax.random.key(s["seed"] + 1), r), arrays[1], s["per_class"])
     for r in range(s["repeats"])
   ])  # fmt: skip
-  progress: dict[str, Any] = {"settings": s, "data": sources, "rounds": []}
+  progress: dict[str, Any] = {"settings": s, "data": sources, "rounds": _earlier_rounds(args)}
   last = [time.perf_counter()]
 
   def on_round(r: int, record: dict[str, np.ndarray]) -> None:
     now = time.perf_counter()
     row = {k: np.asarray(v).tolist() for k, v in record.items()}
-    progress["rounds"].append({"round": r, "seconds": round(now - last[0], 2), **row})
+    runs = row.pop("run")  # one by one: each run's rounds in turn, so the entry names its runs
+    progress["rounds"] = [p for p in progress["rounds"] if p.get("runs") != runs or p["round"] < r]
+    progress["rounds"].append({"round": r, "runs": runs, "seconds": round(now - last[0], 2), **row})
     last[0] = now
-    (out / "progress.json").write_text(json.dumps(progress))
+    tmp = out / ".progress.json.tmp"  # replaced whole: a kill never leaves half a file
+    tmp.write_text(json.dumps(progress))
+    tmp.replace(out / "progress.json")
 
   states, history = active_learning_runs(
     jax.random.key(s["seed"]), am.GalCNN(), am.optimizer(s["learning_rate"]), *arrays,

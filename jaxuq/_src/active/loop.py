@@ -77,6 +77,15 @@ def _run(key, model, optimizer, data, seeds, run_selects, options, *, selects, l
   return run_rounds(cfg, plan, carry, rounds_keys, arrays)
 
 
+def _naming_runs(options: dict[str, Any], runs: Sequence[int]) -> dict[str, Any]:
+  """``options`` whose callback's record also holds ``run``: each column's grid index."""
+  callback = options["callback"]
+  if callback is None:
+    return options
+  which = np.asarray(runs, np.int32)
+  return options | {"callback": lambda r, record: callback(r, record | {"run": which})}
+
+
 def _grid(key, run_keys, model, optimizer, data, seeds, statics, labels, side_by_side, options):
   """Every function x repeat: side by side (one vmapped round) or one run after another."""
   num_f, repeats = len(statics), seeds.shape[0]
@@ -93,8 +102,9 @@ def _grid(key, run_keys, model, optimizer, data, seeds, statics, labels, side_by
       grid_keys = jnp.tile(run_keys, len(fs))  # run i * repeats + r of the group's i-th
       grid_seeds = np.tile(seeds, (len(fs), 1))
       which = np.repeat(np.arange(len(fs)), repeats)
+      runs = [f * repeats + r for f in fs for r in range(repeats)]
       carry, history = _run(key, model, optimizer, data, grid_seeds, which,
-                            options | {"checkpoint": where},
+                            _naming_runs(options, runs) | {"checkpoint": where},
                             selects=[statics[f] for f in fs], labels=[labels[f] for f in fs],
                             runs_keys=grid_keys)  # fmt: skip
       parts.append((fs, carry.state, history))
@@ -119,7 +129,9 @@ def _grid(key, run_keys, model, optimizer, data, seeds, statics, labels, side_by
     outs = []
     for i in range(num_f * repeats):
       f, r = divmod(i, repeats)
-      opts = options | {"checkpoint": None if checkpoint is None else f"{checkpoint}.run{i}"}
+      opts = _naming_runs(options, [i]) | {
+        "checkpoint": None if checkpoint is None else f"{checkpoint}.run{i}"
+      }
       outs.append(_run(key, model, optimizer, data, seeds[r : r + 1], np.zeros(1), opts,
                        selects=statics[f : f + 1], labels=labels[f : f + 1],
                        runs_keys=run_keys[r : r + 1]))  # fmt: skip
@@ -176,7 +188,9 @@ def active_learning_runs(
   Functions that need consistent samples (BatchBALD) cannot share a round's
   sampling with the others, so side by side they advance in a group of their
   own (checkpoints ``<checkpoint>.group0`` for the others, ``.group1`` for
-  them; ``callback`` is then called for each group's rounds).
+  them; ``callback`` is then called for each group's rounds). The record
+  given to ``callback`` also holds ``run``: int32 ``(runs,)``, the grid index
+  ``f * repeats + r`` of each of its columns (one by one, a single one).
 
   Args:
     key, model, optimizer, x_pool, y_pool, x_test, y_test: as in
