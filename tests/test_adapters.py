@@ -212,9 +212,9 @@ class _VmappedMembers(nnx.Module):
     return forward(self.members, x)
 
 
-def test_nnx_vmap_ensembles_sample_in_a_loop_and_name_the_limit_of_mc_sample():
+def test_nnx_vmap_ensembles_sample_in_a_loop_and_in_one_call():
   # The stacked dropout stream (key shape (3,)) was replaced by one key: an nnx.vmap shape
-  # error even in sequential_sample; mc_sample failed with Flax's bare trace-level error.
+  # error even in sequential_sample; mc_sample failed with Flax's trace-level error.
   model = _VmappedMembers(3, nnx.Rngs(0))
   model.eval()
   x = jnp.tile(jax.random.normal(jax.random.key(0), (1, 3)), (4, 1))
@@ -224,5 +224,69 @@ def test_nnx_vmap_ensembles_sample_in_a_loop_and_name_the_limit_of_mc_sample():
   assert float(jnp.abs(s[0] - s[1]).max()) > 0  # samples differ
   assert float(jnp.abs(s[:, 0] - s[:, 1]).max()) > 0  # members differ
   assert float(jnp.abs(s[:, :, 0] - s[:, :, 1]).max()) > 0  # equal rows, own masks
-  with pytest.raises(ValueError, match="runs an nnx transform .* jaxuq.sequential_sample"):
-    jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=2)
+  np.testing.assert_array_equal(jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=6), s)
+
+
+class _Block(nnx.Module):
+  def __init__(self, rngs):
+    self.lin = nnx.Linear(8, 8, rngs=rngs)
+    self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+  def __call__(self, x):
+    return self.drop(nnx.relu(self.lin(x)))
+
+
+class _ScannedStack(nnx.Module):
+  """Flax's layer stack: blocks built by nnx.vmap, run by nnx.scan (a carry through them)."""
+
+  def __init__(self, rngs):
+    @nnx.split_rngs(splits=3)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def create(rngs):
+      return _Block(rngs)
+
+    self.blocks = create(rngs)
+    self.head = nnx.Linear(8, 1, rngs=rngs)
+
+  def __call__(self, x):
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+    def body(x, block):
+      return block(x)
+
+    return self.head(body(x, self.blocks))
+
+
+class _Calls(nnx.Variable):
+  pass
+
+
+class _Transforms(nnx.Module):
+  """nnx.remat and nnx.jit inside __call__, and a Variable it updates on every call."""
+
+  def __init__(self, rngs):
+    self.a, self.b = _Member(rngs), _Member(rngs)
+    self.calls = _Calls(jnp.zeros((), jnp.int32))
+
+  def __call__(self, x):
+    self.calls[...] = self.calls[...] + 1
+    return nnx.remat(lambda m, x: m(x))(self.a, x) + nnx.jit(lambda m, x: m(x))(self.b, x)
+
+
+@pytest.mark.parametrize("build", [_ScannedStack, _Transforms], ids=["scan", "remat-jit-update"])
+def test_nnx_transforms_and_updates_inside_the_model_sample_in_one_call(build):
+  # mc_sample, mc_reduce and a user's own jax.vmap over keys closing over the predictive all
+  # failed with Flax's "Cannot extract graph node from different trace level": the merged
+  # model reused Variables made outside the trace. They equal the loop of single calls.
+  model = build(nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(0), (4, 8 if build is _ScannedStack else 3))
+  f = jaxuq.from_nnx(model)
+  loop = jaxuq.sequential_sample(f, jax.random.key(1), x, num_samples=5)
+  assert float(loop.std(0).max()) > 0
+  np.testing.assert_array_equal(jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=5), loop)
+  keys = jax.random.split(jax.random.key(1), 5)
+  mine = jax.jit(jax.vmap(lambda k: f(k, x)))(keys)  # weights as constants: rounding differs
+  np.testing.assert_allclose(mine, loop, rtol=1e-5, atol=1e-6)
+  moments = jaxuq.mc_reduce(f, jax.random.key(1), x, num_samples=5, reducer=jaxuq.moments_reducer())
+  np.testing.assert_allclose(moments["mean"], loop.mean(0), rtol=1e-5, atol=1e-6)
+  if build is _Transforms:
+    assert int(model.calls[...]) == 0  # the user's model is not changed

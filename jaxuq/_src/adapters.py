@@ -358,7 +358,11 @@ class NnxPredictive:
     return _call(self._apply, self.shared_mask, key, as_arrays(args))
 
   def _apply(self, key: jax.Array, *args: Any) -> Any:
-    model = nnx.merge(self.graphdef, self.state)  # a copy: switching it leaves the model
+    # a copy: switching it leaves the model. The state's Variables are rebuilt here (a tree
+    # map unflattens new ones), so that they belong to the trace this call runs in: Variables
+    # made outside it (the model's own, captured by a jax.vmap or jax.jit around this call)
+    # make Flax refuse the model's own transforms (nnx.scan, nnx.vmap) and Variable updates.
+    model = nnx.merge(self.graphdef, jax.tree.map(lambda a: a, self.state))
     _reseed_own_streams(model, key)
     layer = attention = 0
     for _, sub in nnx.iter_modules(model):
@@ -388,16 +392,6 @@ class NnxPredictive:
       # from the bridge's own (reseeded) rng streams
       with intercept_calls(DROPOUT_LAYERS, _linen_dropout_in_nnx):
         out = model(*args)
-    except (ValueError, flax.errors.TraceContextError) as e:
-      if "different trace level" not in str(e):
-        raise
-      raise ValueError(
-        "the nnx model runs an nnx transform (nnx.vmap, nnx.scan, nnx.jit, nnx.remat) or "
-        "updates a Variable inside its __call__, which Flax refuses under an outer "
-        "jax.vmap or jax.jit: mc_sample and mc_reduce vmap the model over keys. Use "
-        "jaxuq.sequential_sample (a loop of single calls), or write the model's inner "
-        f"transform with jax.vmap / jax.lax.scan on nnx.split state. Flax said: {e}"
-      ) from None
     finally:
       _NNX_RATES.reset(token)
     if self.check_dropout:
