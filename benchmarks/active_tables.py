@@ -39,6 +39,12 @@ PAPER = PAPER_TABLE  # Gal, Islam & Ghahramani (2017), Table 1: images to 10 % a
 THRESHOLDS = (0.20, 0.15, 0.12, 0.10, 0.05)
 
 
+def _group_selects(ckpt: pathlib.Path, g: int) -> list[str]:
+  """The functions of a side-by-side group file ``<ckpt>.group<g>``, in order (none if absent)."""
+  meta = pathlib.Path(f"{ckpt}.group{g}.json")
+  return json.loads(meta.read_text())["fingerprint"]["selects"] if meta.exists() else []
+
+
 def read_grid(folder: pathlib.Path, entries: list[str], repeats: int) -> list[dict]:
   """Every run of one folder: function, repeat, its history and its fingerprint's seed set and key.
 
@@ -49,16 +55,19 @@ def read_grid(folder: pathlib.Path, entries: list[str], repeats: int) -> list[di
   names = [e.partition("=")[0] for e in entries]
   functions = [e.partition("=")[2] or e for e in entries]
   ckpt = folder / "checkpoints" / "active.msgpack"
-  # side by side with BatchBALD: its functions in .group1, the others in .group0
-  groups = [[n for n in names if (n == "batchbald") == bool(g)] for g in (0, 1)]
+  # side by side with BatchBALD: its functions in .group1, the others in .group0; each group
+  # file's fingerprint lists its functions (by name, or an Acquisition's label), in order
+  groups = [_group_selects(ckpt, g) for g in (0, 1)]
   runs = []
   for i in range(len(functions) * repeats):
     f, r = divmod(i, repeats)
     # side by side: one file, run i its column i; one by one: file runI, one column
-    if pathlib.Path(f"{ckpt}.group0").exists() or pathlib.Path(f"{ckpt}.group1").exists():
-      g = int(names[f] == "batchbald")
-      at = [j for j, n in enumerate(names) if (n == "batchbald") == bool(g)].index(f)
-      path, column, selects = (f"{ckpt}.group{g}", at * repeats + r, groups[g])
+    if any(groups):
+      g = next((g for g in (0, 1) if names[f] in groups[g]), None)
+      if g is None:
+        raise SystemExit(f"no group file of {ckpt} holds {names[f]!r} (they hold {groups})")
+      path, column, selects = (f"{ckpt}.group{g}", groups[g].index(names[f]) * repeats + r,
+                               groups[g])  # fmt: skip
     elif ckpt.exists():
       path, column, selects = ckpt, i, names
     else:
