@@ -59,7 +59,7 @@ spec = json.loads(sys.argv[1])
 case = cases.Case(spec["model"], spec["batch"], spec["masks"])
 variant = spec["variant"].split("@")[0]
 model, variables, x = cases.setup(case)
-key = cases.SAMPLE_KEY
+key = cases.sample_key()
 jax.block_until_ready((variables, x))
 if variant in ("apply_flax", "apply_jaxuq"):
   apply = cases.single_apply(case, flax_dropout=variant == "apply_flax")

@@ -8,12 +8,13 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxuq import cli
 from jaxuq.experiments.bench import args as bench_args
-from jaxuq.experiments.bench import cases, peers, report, timing
+from jaxuq.experiments.bench import cases, peers, report, timing, workers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["bench", "--models", "mlp", "--batches", "8", "--masks", "4", "--width", "16"]
@@ -34,6 +35,7 @@ def _rows(out: pathlib.Path) -> list[dict]:
     ("--repeats", "0"),
     ("--loop-cap", "0"),
     ("--budget", "0"),
+    ("--budget", "inf"),  # ended, after the floors and first calls, in "cannot convert NaN"
     ("--time-limit", "-1"),
     ("--models", "resnet"),
   ],
@@ -144,11 +146,66 @@ def test_variants_run_in_processes_of_their_own(tmp_path):
   # --append replaces the same (case, variant) and keeps the rest.
   args2 = args[:-1] + ["--masks", "2", "--variants", "sequential", "--in-process"]
   assert cli.main(args2 + ["--out", str(tmp_path), "--append"]) == 0
-  assert sorted(r["case"] for r in _rows(tmp_path)) == ["mlp b8 T2", "mlp b8 T4"]
+  # (an MLP of another width than 1024 says so in its name: rows of two widths never pair up)
+  assert sorted(r["case"] for r in _rows(tmp_path)) == ["mlp b8 T2 w16", "mlp b8 T4 w16"]
+  in_process = [r for r in _rows(tmp_path) if r["case"] == "mlp b8 T2 w16"]
+  assert in_process[0]["peak_rss_mib"] is None and in_process[0]["process_peak_rss_mib"] > 0
   (tmp_path / "bench.md").unlink()
   assert cli.main(["bench", "--render", "--out", str(tmp_path)]) == 0
   table = (tmp_path / "bench.md").read_text()
-  assert "| mlp b8 T4 | " in table and "`mc_sample`" in table
+  assert "| mlp b8 T4 w16 | " in table and "`mc_sample`" in table
+  # --append onto rows of another machine is refused (its ratios would mix machines)
+  summary = json.loads((tmp_path / "bench.json").read_text())
+  summary["environment"]["device_kind"] = "NVIDIA H200"
+  (tmp_path / "bench.json").write_text(json.dumps(summary))
+  with pytest.raises(ValueError, match="--append: .* another device_kind"):
+    cli.main(args2 + ["--out", str(tmp_path), "--append"])
+
+
+def test_warm_runs_are_judged_by_a_warm_run():
+  # The budget was divided by the first call (seconds of compilation): quick variants got one
+  # run, whose median is the slowest warm run's.
+  spec = {"budget": 1.0, "repeats": 10}
+  assert workers._repeats(spec, 0.001) == 10
+  assert workers._repeats(spec, 0.3) == 3  # 3 fit in twice the budget
+  assert workers._repeats(spec, 0.9) == 1
+  assert workers._repeats(spec, 50.0) == 1
+  assert workers._repeats({"budget": 1.0, "repeats": 2}, 0.001) == 2
+
+
+def test_cache_stays_off_after_earlier_compilations(tmp_path):
+  # JAX decides at a process's first compilation whether it uses the cache: a folder set
+  # before it (JAX_COMPILATION_CACHE_DIR) made every "first call" of a bench with the cache
+  # "off" a cache hit once anything had compiled (an import compiled a key).
+  from jaxuq._src import compile_cache
+
+  old = compile_cache.cache_settings()
+  folder = tmp_path / "jax_cache"
+  try:
+    compile_cache.enable_compilation_cache(folder)
+    jax.jit(lambda x: x * 3.0)(jnp.ones(7))  # decides: the cache is used
+    before = sorted(folder.iterdir())
+    args = TINY + ["--variants", "mc_auto", "--no-peers", "--repeats", "1", "--in-process"]
+    assert cli.main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert sorted(folder.iterdir()) == before  # nothing kept while the bench ran
+    assert compile_cache.cache_settings()["jax_compilation_cache_dir"] == str(folder)  # restored
+  finally:
+    compile_cache.apply_cache_settings(old)
+
+
+def test_runs_that_cannot_work_stop_before_any_work(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  with pytest.raises(OSError, match="--out .* not a folder this run can write"):
+    cli.main(TINY + ["--no-peers", "--out", str(blocker / "sub")])
+  with pytest.raises(ValueError, match="--variants closed_form: the case.* run none"):
+    cli.main(TINY + ["--variants", "closed_form", "--out", str(tmp_path / "o")])
+  assert not (tmp_path / "o" / "bench.json").exists()
+
+
+def test_keras_with_another_backend_is_skipped_with_the_reason(monkeypatch):
+  monkeypatch.setenv("KERAS_BACKEND", "torch")
+  assert "KERAS_BACKEND=torch" in peers.available("keras_loop")
 
 
 def _check_summary(summary: dict) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from typing import Any
 
 import jax
 
@@ -60,4 +61,49 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.P
   jax.config.update("jax_compilation_cache_dir", str(folder))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  _decide_again()
   return folder
+
+
+# The settings that decide whether and where compiled programs are kept.
+SETTINGS = (
+  "jax_enable_compilation_cache",
+  "jax_compilation_cache_dir",
+  "jax_persistent_cache_min_compile_time_secs",
+  "jax_persistent_cache_min_entry_size_bytes",
+)
+
+
+def cache_settings() -> dict[str, Any]:
+  """This process's persistent-cache settings, to give back to :func:`apply_cache_settings`."""
+  return {name: jax.config.values[name] for name in SETTINGS}
+
+
+def apply_cache_settings(settings: dict[str, Any]) -> None:
+  """Sets the persistent-cache settings and makes JAX decide again at its next compilation.
+
+  JAX decides once per process, at its first compilation, whether it uses the
+  cache (``jax._src.compilation_cache.is_cache_used`` keeps the answer), so
+  switching the setting after any compilation changed nothing: a bench that
+  turned the cache off after an import had compiled a key still read every
+  first call from a folder named in ``$JAX_COMPILATION_CACHE_DIR``.
+  """
+  for name, value in settings.items():
+    jax.config.update(name, value)
+  _decide_again()
+
+
+def _decide_again() -> None:
+  """Forgets JAX's once-per-process decision to use the cache (JAX internals: here only)."""
+  from jax._src import compilation_cache  # noqa: PLC0415
+
+  compilation_cache.reset_cache()
+
+
+def disable_compilation_cache() -> dict[str, Any]:
+  """Turns the persistent cache off (no folder either) from now on; returns the old settings."""
+  old = cache_settings()
+  apply_cache_settings(
+    old | {"jax_enable_compilation_cache": False, "jax_compilation_cache_dir": None}
+  )
+  return old

@@ -8,7 +8,7 @@ checks) and each of the three used to trace it again. Here it is traced once;
 the other two read the jaxpr, and the batched program evaluates the jaxpr under
 ``vmap``, which binds the same primitives the model's own code binds.
 
-This module and :mod:`jaxuq._src.memory` are the places that read jaxprs
+This module, :mod:`jaxuq._src.memory` and :mod:`jaxuq._src.flops` are the places that read jaxprs
 (``jax.make_jaxpr``, ``jax.extend.core``).
 """
 

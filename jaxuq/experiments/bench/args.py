@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import pathlib
 
 HELP = "benchmark mc_sample against sequential sampling and PyTorch/Keras loops"
@@ -77,8 +78,8 @@ def _positive(kind: type, value: str) -> int | float:
     number = kind(value)
   except ValueError:
     number = 0
-  if not number > 0:
-    raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {value!r}")
+  if not 0 < number < math.inf:
+    raise argparse.ArgumentTypeError(f"must be a finite positive {kind.__name__}, got {value!r}")
   return number
 
 

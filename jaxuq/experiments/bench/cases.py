@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxuq
+from jaxuq._src.flops import matmul_flops
 
 MODELS = ("mlp", "mlp-last", "cnn")
 
@@ -71,7 +72,10 @@ class Case:
 
   @property
   def name(self) -> str:
-    return f"{self.model} b{self.batch} T{self.masks}"
+    """``mlp b256 T100``; an MLP of another width than 1024 says it (``... w128``), so that
+    rows of two widths never pair up in one table or ratio."""
+    wide = "" if self.model == "cnn" or self.width == 1024 else f" w{self.width}"
+    return f"{self.model} b{self.batch} T{self.masks}{wide}"
 
 
 def build_model(case: Case, flax_dropout: bool = False, until_dropout: bool = False) -> nn.Module:
@@ -101,20 +105,18 @@ def setup(case: Case) -> tuple[nn.Module, Any, jax.Array]:
 
 
 def forward_flops(case: Case, until_dropout: bool = False) -> float:
-  """FLOPs of one deterministic forward pass over the batch (XLA's cost analysis).
+  """FLOPs of the matrix products and convolutions of one deterministic forward pass.
 
   With ``until_dropout`` only the layers before the first dropout: those that
-  no key changes, which a vmap over keys computes once. The count comes from
-  the program before optimization: after it, a GPU's matmuls are library calls
-  that the cost analysis does not count (on an H200 it gave 0.0256 GFLOP for a
-  31.5 GFLOP forward pass at batch 5000).
+  no key changes, which a vmap over keys computes once. Counted from the
+  jaxpr (``jaxuq._src.flops``), the same on every backend: XLA's cost analysis
+  gave 0 on a GPU (not implemented on PJRT C API backends), and after
+  optimization it misses a GPU's library matmuls (0.0256 GFLOP for a 31.5
+  GFLOP pass on an H200).
   """
   _, variables, x = setup(case)
   model = build_model(case, until_dropout=until_dropout)
-  lowered = jax.jit(lambda v, xx: model.apply(v, xx)).lower(variables, x)
-  cost: Any = lowered.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float((cost or {}).get("flops", 0.0))
+  return float(matmul_flops(lambda v, xx: model.apply(v, xx), variables, x))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +139,8 @@ class Flops:
 def case_flops(case: Case) -> Flops:
   """The case's FLOPs split at the first dropout layer (see ``Flops``)."""
   full = forward_flops(case)
+  if full <= 0:
+    raise ValueError(f"{case.name}: a forward pass without matrix products has no matmul floor")
   shared = forward_flops(case, until_dropout=True)
   return Flops(shared=shared, per_mask=max(full - shared, 0.0))
 
@@ -148,7 +152,7 @@ def hlo_chars(case: Case, flax_dropout: bool) -> int:
   """
   _, variables, x = setup(case)
   apply = single_apply(case, flax_dropout)
-  return len(apply.lower(variables, x, SAMPLE_KEY).as_text())
+  return len(apply.lower(variables, x, sample_key()).as_text())
 
 
 def single_apply(case: Case, flax_dropout: bool) -> Any:
@@ -157,7 +161,12 @@ def single_apply(case: Case, flax_dropout: bool) -> Any:
   return jax.jit(lambda v, xx, k: model.apply(v, xx, train=True, rngs={"dropout": k}))
 
 
-SAMPLE_KEY = jax.random.key(42)
+@functools.lru_cache(maxsize=1)
+def sample_key() -> jax.Array:
+  """The key of every sampled variant (made on first use: making it compiles, which would
+  decide JAX's compilation cache before the bench sets it)."""
+  return jax.random.key(42)
+
 
 # Reference variants: one jitted apply (one mask) with each dropout layer.
 SINGLE_APPLIES = ("apply_flax", "apply_jaxuq")
@@ -200,18 +209,18 @@ def build_variant(name: str, case: Case, loop_cap: int | None = None) -> Variant
   n_loop = loop_masks(case, loop_cap)
   if name in SINGLE_APPLIES:
     apply = single_apply(case, flax_dropout=name == "apply_flax")
-    return Variant(lambda: apply(variables, x, SAMPLE_KEY), calls=1, compare="", single=True)
+    return Variant(lambda: apply(variables, x, sample_key()), calls=1, compare="", single=True)
   if name == "sequential":
     # Capped, it runs the first keys of split(key, cap), not of split(key, T):
     # the same loop, so the same time, but not the reference samples.
     return Variant(
-      lambda: jaxuq.sequential_sample(predict, SAMPLE_KEY, x, num_samples=n_loop),
+      lambda: jaxuq.sequential_sample(predict, sample_key(), x, num_samples=n_loop),
       calls=n_loop,
       compare="sequential" if n_loop == t else "",
     )
   if name == "eager":
     calls = min(t, 3)
-    keys = jax.random.split(SAMPLE_KEY, t)
+    keys = jax.random.split(sample_key(), t)
 
     def eager():
       with jax.disable_jit():
@@ -224,23 +233,23 @@ def build_variant(name: str, case: Case, loop_cap: int | None = None) -> Variant
     apply = single_apply(case, flax_dropout=True)
 
     def loop():
-      keys = jax.random.split(SAMPLE_KEY, n_loop)
+      keys = jax.random.split(sample_key(), n_loop)
       return jnp.stack([apply(variables, x, keys[i]) for i in range(n_loop)])
 
     return Variant(loop, calls=n_loop, compare="")
   if name == "mc_auto":
-    return Variant(lambda: jaxuq.mc_sample(predict, SAMPLE_KEY, x, num_samples=t))
+    return Variant(lambda: jaxuq.mc_sample(predict, sample_key(), x, num_samples=t))
   if name.startswith("mc_chunk"):
     c = int(name.removeprefix("mc_chunk"))
-    return Variant(lambda: jaxuq.mc_sample(predict, SAMPLE_KEY, x, num_samples=t, chunk_size=c))
+    return Variant(lambda: jaxuq.mc_sample(predict, sample_key(), x, num_samples=t, chunk_size=c))
   if name == "mc_shared":
     shared = jaxuq.from_linen(model, variables, shared_mask=True)
     return Variant(
-      lambda: jaxuq.mc_sample(shared, SAMPLE_KEY, x, num_samples=t), compare="sequential_shared"
+      lambda: jaxuq.mc_sample(shared, sample_key(), x, num_samples=t), compare="sequential_shared"
     )
   if name == "mc_sharded":
     return Variant(
-      lambda: jaxuq.mc_sample(predict, SAMPLE_KEY, x, num_samples=t, devices=jax.devices())
+      lambda: jaxuq.mc_sample(predict, sample_key(), x, num_samples=t, devices=jax.devices())
     )
   if name == "closed_form":
     from jaxuq import exact  # noqa: PLC0415 - only where a closed form exists
@@ -258,7 +267,7 @@ def reference(kind: str, case: Case, limit: int | None = None) -> Any:
   """
   model, variables, x = setup(case)
   f = jaxuq.from_linen(model, variables, shared_mask=kind == "sequential_shared")
-  keys = jax.random.split(SAMPLE_KEY, case.masks)[: limit or case.masks]
+  keys = jax.random.split(sample_key(), case.masks)[: limit or case.masks]
   single = jax.jit(lambda fn, k, xx: fn(k, xx))  # fn is a pytree: weights as arguments
   return np.stack([np.asarray(single(f, k, x)) for k in keys])
 

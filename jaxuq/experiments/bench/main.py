@@ -23,21 +23,28 @@ def run(args: argparse.Namespace) -> int:
   if args.render:
     report.render(json.loads((args.out / "bench.json").read_text()), args.out)
     return 0
-  old_setting = timing.set_compilation_cache(args.compilation_cache)
+  old_settings = timing.set_compilation_cache(args.compilation_cache)
   try:
     return _run(args)
   finally:
-    timing.set_compilation_cache(old_setting)
+    timing.restore_compilation_cache(old_settings)
 
 
 def _run(args: argparse.Namespace) -> int:
   from jaxuq.experiments.bench import report  # noqa: PLC0415
 
   the_plan = plan(args)
-  old = []
+  _check_out(args.out)
+  _check_variants(the_plan, args)
+  old: dict = {}
   if args.append and (args.out / "bench.json").exists():
-    old = json.loads((args.out / "bench.json").read_text())["rows"]
+    old = json.loads((args.out / "bench.json").read_text())
   summary = _start_summary(args, the_plan)
+  if old:
+    _check_same_machine(old, summary, args.out)
+    models = {h["model"] for h in summary["hlo"]}
+    summary["hlo"] = [h for h in old.get("hlo", []) if h["model"] not in models] + summary["hlo"]
+  old_rows = old.get("rows", [])
   print(_describe(summary), flush=True)
   rows: list[dict] = []
   started = time.perf_counter()
@@ -47,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
       print(f"time limit {args.time_limit:g} s reached: not run {summary['cut_at_time_limit']}")
       break
     rows += _run_case(case, the_plan, args, summary["matmul_floors"]["default"])
-    summary["rows"] = report.merge(old, rows)
+    summary["rows"] = report.merge(old_rows, rows)
     report.add_speedups(summary["rows"])
     report.write(summary, args.out, plot=False)  # what ran survives a later kill
   report.write(summary, args.out)
@@ -61,6 +68,55 @@ def _run(args: argparse.Namespace) -> int:
   for r in bad:
     print(f"FAILED: {r['case']} {r['variant']}: {r.get('check') or r.get('error')}")
   return 1 if bad else 0
+
+
+def _check_out(out) -> None:
+  """Raises ``OSError`` naming ``--out`` unless it is a folder this run can write (before any work)."""
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / ".bench_write_test"
+    probe.write_text("")
+    probe.unlink()
+  except OSError as e:
+    raise OSError(f"--out {out} is not a folder this run can write: {e}") from None
+
+
+def _case_variants(case, the_plan, args: argparse.Namespace) -> list[str]:
+  """The variants the case runs: its own, the peers unless ``--no-peers``, ``--variants``'s."""
+  import jax  # noqa: PLC0415
+
+  from jaxuq.experiments.bench import cases, peers  # noqa: PLC0415
+
+  names = cases.variant_names(case, len(jax.devices()))
+  if not args.no_peers:
+    names += list(peers.PEERS)
+  if the_plan.variants is not None:
+    names = [n for n in names if n in the_plan.variants]
+  return names
+
+
+def _check_variants(the_plan, args: argparse.Namespace) -> None:
+  """Refuses a plan in which a case would run none of ``--variants`` (an empty table, exit 0)."""
+  empty = [c.name for c in the_plan.cases if not _case_variants(c, the_plan, args)]
+  if empty:
+    raise ValueError(
+      f"--variants {','.join(the_plan.variants or ())}: the case(s) {', '.join(empty)} run none "
+      "of them here (closed_form needs the last-layer MLP, mc_sharded several devices, "
+      "mc_chunkN more than N masks, peers no --no-peers); choose variants those cases have"
+    )
+
+
+def _check_same_machine(old: dict, summary: dict, out) -> None:
+  """``--append`` only adds rows measured on the same device, precision and versions."""
+  keys = ("platform", "device_kind", "matmul_precision", "versions", "cpu_count")
+  was, now = old.get("environment", {}), summary["environment"]
+  differ = [k for k in keys if was.get(k) != now.get(k)]
+  if differ:
+    raise ValueError(
+      f"--append: {out}/bench.json was measured with another {', '.join(differ)} "
+      f"({', '.join(f'{k}: {was.get(k)!r}' for k in differ)}); its ratios would mix machines: "
+      "write to another --out"
+    )
 
 
 def _start_summary(args: argparse.Namespace, the_plan) -> dict:
@@ -105,13 +161,9 @@ def _run_case(case, the_plan, args: argparse.Namespace, run_rate: float) -> list
   change during a run); an accelerator's is the run's (``run_rate``)."""
   import jax  # noqa: PLC0415
 
-  from jaxuq.experiments.bench import cases, peers, report, timing, workers  # noqa: PLC0415
+  from jaxuq.experiments.bench import cases, report, timing, workers  # noqa: PLC0415
 
-  names = cases.variant_names(case, len(jax.devices()))
-  if not args.no_peers:
-    names += list(peers.PEERS)
-  if the_plan.variants is not None:
-    names = [n for n in names if n in the_plan.variants]
+  names = _case_variants(case, the_plan, args)
   flops = cases.case_flops(case)
   rate = timing.matmul_rate(case.width) if jax.devices()[0].platform == "cpu" else run_rate
   spec = {

@@ -46,6 +46,11 @@ def torch_device() -> str:
 def available(name: str, case: Case | None = None) -> str | None:
   """None if peer ``name`` can run here, else why not."""
   module = "torch" if name.startswith("torch") else "keras"
+  if module == "keras" and os.environ.get("KERAS_BACKEND", "jax") != "jax":
+    return (
+      f"KERAS_BACKEND={os.environ['KERAS_BACKEND']}: the Keras peer runs Keras 3 on JAX "
+      "(JAX's device, JAX's arrays); unset KERAS_BACKEND or set it to jax"
+    )
   if importlib.util.find_spec(module) is None:
     return f"{module} is not installed (pip install -e '.[peers]')"
   if name.endswith("_tf32") and torch_device() != "cuda":

@@ -125,6 +125,12 @@ def targets(summary: dict) -> list[dict]:
   return out
 
 
+def _mib(row: dict, unit: str = " MiB") -> str:
+  """A row's peak memory: its own (a process of its own), else '-' (shared with other variants)."""
+  peak = row.get("peak_rss_mib")
+  return "-" if peak is None else f"{peak:.0f}{unit}"
+
+
 def line(row: dict) -> str:
   """One printed line per result row."""
   if "time_s" not in row:
@@ -133,7 +139,7 @@ def line(row: dict) -> str:
   mark = "" if not check else ("ok" if check.get("ok") else "MISMATCH")
   return (
     f"{row['case']:<20} {row['variant']:<18} {row['time_s']:9.4f} s  "
-    f"first {row['first_call_s']:7.3f} s  {row['peak_rss_mib']:6.0f} MiB  "
+    f"first {row['first_call_s']:7.3f} s  {_mib(row):>10}  "
     f"floor {row['fraction_of_matmul_floor']:6.1%}  {mark}"
   )
 
@@ -248,7 +254,7 @@ def markdown_table(summary: dict) -> str:
       f"| {r['case']} | {r['variant']} | {r['time_s']:.4g}{extra} | {r['first_call_s']:.3g} | "
       f"{r['samples_per_s']:.4g} | {r.get('speedup_vs_sequential', math.nan):.2f}x | "
       f"{r['flops'] / 1e9:.4g} | {100 * r['fraction_of_matmul_floor']:.0f} | {rate / 1e9:.0f} | "
-      f"{r['peak_rss_mib']:.0f} | {mark} |"
+      f"{_mib(r, unit='')} | {mark} |"
     )
   return "\n".join(lines) + "\n"
 

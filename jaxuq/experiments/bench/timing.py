@@ -29,21 +29,33 @@ _ROUNDOFF = {"float32": 2.0**-24, "tf32": 2.0**-11, "bfloat16": 2.0**-8}
 FLOAT32_TOLERANCE = 1e-4  # relative to the samples' scale: float32 rounding, not another mask
 
 
-def set_compilation_cache(enabled: bool) -> bool:
-  """Turns JAX's persistent compilation cache on or off in this process; returns the old setting.
+def set_compilation_cache(enabled: bool) -> dict[str, Any]:
+  """Turns JAX's persistent compilation cache on or off in this process; returns the old settings.
 
-  Off (the bench's default), every first call compiles, as a new user's does.
-  It must be set before the process's first compilation (JAX decides then).
+  Off (the bench's default), every first call compiles, as a new user's does,
+  even with ``$JAX_COMPILATION_CACHE_DIR`` set and after earlier compilations
+  (JAX is made to decide again). Give the returned settings to
+  :func:`restore_compilation_cache` to put everything back as it was.
   """
-  import jax  # noqa: PLC0415
+  from jaxuq._src import compile_cache  # noqa: PLC0415
 
-  import jaxuq  # noqa: PLC0415
-
-  old = bool(jax.config.values["jax_enable_compilation_cache"])
-  if enabled and not jax.config.values.get("jax_compilation_cache_dir"):
-    jaxuq.enable_compilation_cache()  # the jaxuq command's folder
-  jax.config.update("jax_enable_compilation_cache", enabled)
+  old = compile_cache.cache_settings()
+  if not enabled:
+    compile_cache.disable_compilation_cache()
+    return old
+  if not old["jax_compilation_cache_dir"]:
+    compile_cache.enable_compilation_cache()  # the jaxuq command's folder
+  compile_cache.apply_cache_settings(
+    compile_cache.cache_settings() | {"jax_enable_compilation_cache": True}
+  )
   return old
+
+
+def restore_compilation_cache(settings: dict[str, Any]) -> None:
+  """Puts back the settings :func:`set_compilation_cache` returned."""
+  from jaxuq._src import compile_cache  # noqa: PLC0415
+
+  compile_cache.apply_cache_settings(settings)
 
 
 def _precision_setting() -> str:

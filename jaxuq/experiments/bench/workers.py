@@ -96,7 +96,9 @@ class _Timed:
       "repeats": len(self.times),
       "masks_timed": 1 if self.single else case.masks,
       "extrapolated_from": self.calls if self.calls != scale_to else None,
-      "peak_rss_mib": _peak_rss_mib(),
+      # a variant's own peak only in a process of its own; in this one, the process's so far
+      "peak_rss_mib": _peak_rss_mib() if self.spec.get("fresh_process") else None,
+      "process_peak_rss_mib": _peak_rss_mib(),
       "rss_before_mib": self.rss_before,
       **self.describe,
     }
@@ -134,8 +136,17 @@ def _check_moments(moments, samples) -> dict:
   return {"max_z": z, "ok": z < 5.0 + 2.0 * math.log10(mean.size + 1)}
 
 
-def _repeats(spec: dict, first: float) -> int:
-  return max(1, min(spec["repeats"], int(spec["budget"] // max(first, 1e-6))))
+def _repeats(spec: dict, warm: float) -> int:
+  """Warm runs in all for a variant whose first warm run took ``warm`` seconds.
+
+  As many as fit in the budget (at most ``repeats``), and at least 3 (or
+  ``repeats``) while 3 fit in twice the budget: a median of one run is the
+  first warm run's, the slowest. From a warm run, not the first call: a first
+  call of seconds of compilation left quick variants a single run.
+  """
+  fit = int(spec["budget"] // max(warm, 1e-9))
+  at_least = min(3, spec["repeats"]) if 3 * warm <= 2 * spec["budget"] else 1
+  return max(1, at_least, min(spec["repeats"], fit))
 
 
 def _start(spec: dict) -> tuple[_Timed | None, dict]:
@@ -251,8 +262,8 @@ def run_case(specs: list[dict], isolate: bool) -> list[dict]:
   change in the machine's load falls on all of them rather than on one. In
   this process a variant's first call clears JAX's caches, which would make
   the others compile again: each variant is timed to the end before the next
-  is built. A variant gets as many runs as its ``repeats`` and ``budget``
-  allow (fewer when a run is long).
+  is built. A variant gets as many warm runs as its ``repeats`` and
+  ``budget`` allow, judged by its first warm run (see ``_repeats``).
   """
   specs = [{**s, "fresh_process": isolate} for s in specs]
   if not isolate:
@@ -262,11 +273,11 @@ def run_case(specs: list[dict], isolate: bool) -> list[dict]:
     peers.release_memory()
     return results
   runners = [_Worker(spec) for spec in specs]
-  todo = [
-    0 if _failed(r.info) else _repeats(s, float(r.info["first_call_s"]))
-    for r, s in zip(runners, specs, strict=True)
-  ]
-  for round_ in range(max(todo, default=0)):
+  todo = [0] * len(runners)
+  for i, (runner, spec) in enumerate(zip(runners, specs, strict=True)):
+    warm = None if _failed(runner.info) else runner.time_once()
+    todo[i] = 0 if warm is None else _repeats(spec, warm)
+  for round_ in range(1, max(todo, default=0)):
     for i, runner in enumerate(runners):
       if round_ < todo[i] and runner.time_once() is None:
         todo[i] = 0
@@ -275,8 +286,9 @@ def run_case(specs: list[dict], isolate: bool) -> list[dict]:
 
 def _run_local(spec: dict) -> dict:
   runner = _Local(spec)
-  if not _failed(runner.info):
-    for _ in range(_repeats(spec, float(runner.info["first_call_s"]))):
+  warm = None if _failed(runner.info) else runner.time_once()
+  if warm is not None:
+    for _ in range(_repeats(spec, warm) - 1):
       if runner.time_once() is None:
         break
   return runner.finish()
