@@ -84,23 +84,51 @@ for _ in range(3):
   t0 = time.perf_counter()
   jax.block_until_ready(run())
   warm.append(time.perf_counter() - t0)
-print(json.dumps({"first_s": first, "warm_s": sorted(warm)[1], "events": split}))
+device = jax.devices()[0]
+print(json.dumps({"first_s": first, "warm_s": sorted(warm)[1], "events": split,
+                  "device": f"{device.platform} {device.device_kind}", "jax": jax.__version__}))
 """
+
+
+def positive_int(text: str) -> int:
+  """argparse type: an int > 0."""
+  try:
+    value = int(text)
+  except ValueError:
+    value = 0
+  if value <= 0:
+    raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}")
+  return value
+
+
+def model_list(text: str) -> list[str]:
+  """argparse type: a comma list of the bench's models."""
+  models = [m.strip() for m in text.split(",") if m.strip()]
+  bad = [m for m in models if m not in ("mlp", "mlp-last", "cnn")]
+  if not models or bad:
+    raise argparse.ArgumentTypeError(f"choose from mlp, mlp-last, cnn; got {text!r}")
+  return models
 
 
 def measure(spec: dict, src: pathlib.Path) -> dict:
   """One fresh process: the variant's first call, warm time and compile split."""
-  env = dict(os.environ, PYTHONPATH=str(src))
+  # the source tree first; what was on PYTHONPATH stays (gpu.sh's tqdm stand-in, say)
+  env = dict(
+    os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))
+  )
   done = subprocess.run(
     [sys.executable, "-c", WORKER, json.dumps(spec)],
     env=env,
     capture_output=True,
     text=True,
-    check=True,
     cwd=src,
   )
+  if done.returncode != 0:
+    tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+    raise SystemExit(f"bench_compile: {spec} failed (exit {done.returncode}):\n{tail}")
   got = json.loads(done.stdout.strip().splitlines()[-1])
-  row = {**spec, "first_s": got["first_s"], "warm_s": got["warm_s"]}
+  row = {**spec, "first_s": got["first_s"], "warm_s": got["warm_s"], "device": got["device"],
+         "jax": got["jax"]}  # fmt: skip
   row["overhead_s"] = row["first_s"] - row["warm_s"]
   for event, name in EVENTS.items():
     row[name] = got["events"].get(event, 0.0)
@@ -148,21 +176,25 @@ def table(summary: list[dict]) -> str:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--rounds", type=int, default=3)
-  parser.add_argument("--batch", type=int, default=256)
-  parser.add_argument("--masks", type=int, default=100)
-  parser.add_argument("--models", default="mlp,mlp-last,cnn")
+  parser.add_argument("--rounds", type=positive_int, default=3)
+  parser.add_argument("--batch", type=positive_int, default=256)
+  parser.add_argument("--masks", type=positive_int, default=100)
+  parser.add_argument("--models", type=model_list, default="mlp,mlp-last,cnn")
   parser.add_argument("--base-src", type=pathlib.Path, help="another jaxuq source tree")
   parser.add_argument(
-    "--out", type=pathlib.Path, default=REPO / "benchmarks/results/compile_cpu.json"
+    "--out", type=pathlib.Path, help="default benchmarks/results/compile_<platform>.json"
   )
   args = parser.parse_args()
+  if args.out is None:  # a GPU run does not overwrite the committed CPU results
+    import jax  # noqa: PLC0415
+
+    args.out = REPO / f"benchmarks/results/compile_{jax.devices()[0].platform}.json"
   variants = [(v, REPO) for v in VARIANTS]
   if args.base_src is not None:
     variants.append(("mc_sample@base", args.base_src.resolve()))
   rows = []
   for r in range(args.rounds):
-    for model in args.models.split(","):
+    for model in args.models:
       for variant, src in variants:
         spec = {"model": model, "batch": args.batch, "masks": args.masks, "variant": variant}
         row = measure(spec, src)
@@ -179,6 +211,8 @@ def main() -> None:
   result = {
     "command": "python benchmarks/bench_compile.py " + " ".join(sys.argv[1:]),
     "host": platform.platform(),
+    "device": rows[0]["device"] if rows else None,
+    "jax": rows[0]["jax"] if rows else None,
     "cores": os.cpu_count(),
     "summary": summary,
     "rows": rows,

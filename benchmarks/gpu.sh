@@ -111,12 +111,14 @@ else
   t0=$SECONDS
   # A test file that cannot be imported there (an optional package missing) is
   # reported as an error; the other files still run.
-  timeout -k 10 "$test_timeout" "$py" -m pytest -n "$jobs" -q -p no:cacheprovider -rfE \
+  # SIGINT first: pytest then stops as on Ctrl-C and still writes its summary and junit.xml
+  # (a SIGTERM left neither); -k kills it 20 s later if it does not stop.
+  timeout -s INT -k 20 "$test_timeout" "$py" -m pytest -n "$jobs" -q -p no:cacheprovider -rfE \
     --tb=short --continue-on-collection-errors --junitxml "$out/junit.xml" ${TESTS:-} \
     >"$out/pytest.log" 2>&1
   rc=$?
   last=$(grep -E '(passed|failed|error)' "$out/pytest.log" | tail -n 1)
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ] || [ "$rc" = 2 ] && [ $((SECONDS - t0)) -ge "$test_timeout" ]; then
     test_line="tests: CUT at ${test_timeout} s (rc $rc); last: ${last:-nothing}"
   else
     test_line="tests: rc $rc in $((SECONDS - t0)) s: ${last:-see pytest.log}"
@@ -128,6 +130,8 @@ limit=$((left - 90 > 30 ? left - 90 : 30))  # no new case after this; the last o
 t0=$SECONDS
 if [ "${SKIP_BENCH:-0}" = 1 ]; then
   rc="skipped (SKIP_BENCH=1)"
+elif [ "$left" -lt 60 ]; then  # `timeout 0` would not limit it at all, a negative one fails
+  rc="skipped: only ${left} s of TOTAL_TIMEOUT=${total} left after the tests (raise it, or lower TEST_TIMEOUT)"
 else
   timeout -k 10 "$left" "$py" -m jaxuq bench --grid "$grid" --time-limit "$limit" --out "$out" \
     >"$out/bench.log" 2>&1
@@ -143,10 +147,11 @@ except (OSError, ValueError) as e:
   raise SystemExit
 rows = s["rows"]
 timed = sum("time_s" in r for r in rows)
-bad = sum(not r.get("check", {}).get("ok", True) or "error" in r for r in rows)
+from jaxuq.experiments.bench.report import failures  # a peer's error is a result, not a failure
+bad = len(failures(rows))
 met = sum(t["met"] for t in s.get("targets", []))
 cut = s.get("cut_at_time_limit")
-print(f"{len(rows)} rows, {timed} timed, {bad} failed or mismatched; targets met "
+print(f"{len(rows)} rows, {timed} timed, {bad} jaxuq variants failed or mismatched; targets met "
       f"{met}/{len(s.get('targets', []))}" + (f"; not run (time limit): {cut}" if cut else ""))
 EOF
 )"

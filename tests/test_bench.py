@@ -269,7 +269,7 @@ def test_report_targets_and_tables():
   rows = [
     {"case": "mlp b8 T4", "model": "mlp", "batch": 8, "masks": 4, "variant": v, **res}
     for v, res in [
-      ("sequential", {"time_s": 1.0, "first_call_s": 2.0}),
+      ("sequential", {"time_s": 1.0, "first_call_s": 2.0, "first_call_masks": 2}),
       ("mc_auto", {"time_s": 0.1, "first_call_s": 2.6}),
       ("apply_flax", {"time_s": 0.01, "first_call_s": 2.0, "masks_timed": 1}),
       ("torch_loop", {"skipped": "torch is not installed"}),
@@ -289,6 +289,9 @@ def test_report_targets_and_tables():
   assert got[1]["target"].startswith("compile overhead")
   table = report.pivot_table(rows)
   assert "PyTorch" not in table.splitlines()[0] and "torch_loop: torch is not installed" in table
+  # a capped loop's first call is of its cap, not of T masks: the table says so
+  first = report.pivot_table(rows, first_call=True)
+  assert "| 2 s (2 masks) | 2.6 s |" in first
 
 
 def test_render_reads_a_summary_of_the_earlier_format(tmp_path):
@@ -296,6 +299,9 @@ def test_render_reads_a_summary_of_the_earlier_format(tmp_path):
   report.render(old, tmp_path, plot=False)
   table = (tmp_path / "bench.md").read_text()
   assert table.startswith("Device: cpu") and "| mlp b256 T100 |" in table
+  # what that run never recorded is not stated (it said "fresh process", "cache: off")
+  assert "not recorded by this older run" in table and "cache: not recorded" in table
+  assert "nanx" not in table
 
 
 def test_compile_bench_summary_takes_medians_and_ratios_to_flax():

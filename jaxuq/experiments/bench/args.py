@@ -182,7 +182,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     "--time-limit",
     type=positive_float,
-    help="seconds: start no new case after this long (what ran is written)",
+    help="seconds since the run started (floors and HLO sizes included): start no new case "
+    "after this long (what ran is written)",
   )
   parser.add_argument(
     "--compilation-cache",

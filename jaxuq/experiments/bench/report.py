@@ -45,7 +45,9 @@ GPU_FIRST_CALL_S = 3.0
 FIRST_CALL_WORDS = {
   "fresh process": "each variant in a fresh process of its own",
   "caches cleared": "the variants in one process, JAX's caches cleared before each first call "
-  "(on a GPU, XLA's autotuning results stay in the process)",
+  "(on a GPU, XLA's autotuning results stay in the process; a PyTorch or Keras peer after the "
+  "first finds its runtime started)",
+  "not recorded": "not recorded by this older run",
 }
 
 
@@ -125,6 +127,12 @@ def targets(summary: dict) -> list[dict]:
   return out
 
 
+def _number(row: dict, key: str, form: str) -> str:
+  """``row[key]`` formatted, or '-' where the row has none (a single apply's speedup)."""
+  value = row.get(key)
+  return "-" if value is None or math.isnan(value) else form.format(value)
+
+
 def _mib(row: dict, unit: str = " MiB") -> str:
   """A row's peak memory: its own (a process of its own), else '-' (shared with other variants)."""
   peak = row.get("peak_rss_mib")
@@ -177,7 +185,9 @@ def pivot_table(rows: list[dict], first_call: bool = False) -> str:
       elif "time_s" not in got:
         cells.append("not run" if got.get("skipped") else "failed")
       elif first_call:
-        cells.append(f"{got['first_call_s']:.3g} s")
+        n = got.get("first_call_masks")
+        masks = f" ({n} masks)" if n not in (None, 1, got["masks"]) else ""
+        cells.append(f"{got['first_call_s']:.3g} s{masks}")
       elif "speedup_vs_sequential" in got:
         cells.append(f"{got['time_s']:.3g} s ({got['speedup_vs_sequential']:.3g}x)")
       else:
@@ -202,7 +212,7 @@ def _header(summary: dict) -> list[str]:
   env = summary["environment"]
   versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
   floors = summary.get("matmul_floors", {})
-  floor_text = ", ".join(f"{k} {v / 1e9:.4g}" for k, v in floors.items())
+  floor_text = ", ".join(f"{k} {v / 1e9:.4g}" for k, v in floors.items()) or "not recorded"
   return [
     f"Device: {env['device_kind']} ({env['platform']}; {len(env['devices'])} device(s)); host "
     f"{env['host']}, {env['cpu_count']} cores.",
@@ -210,12 +220,12 @@ def _header(summary: dict) -> list[str]:
     f"`{env['matmul_precision_setting']}`). Versions: {versions}.{_malloc(env)}",
     f"Matmul rate (GFLOP/s) at JAX's default precision, `highest` and bfloat16: {floor_text}.",
     f"Command: `{summary.get('command', 'jaxuq bench')}`. JAX's persistent compilation cache: "
-    f"{summary.get('compilation_cache', 'off')}. First calls (compile + run): "
+    f"{summary.get('compilation_cache', 'not recorded')}. First calls (compile + run): "
     f"{FIRST_CALL_WORDS.get(summary.get('first_call', ''), '?')}.",
     "The floor of a case is its FLOPs (the layers before the first dropout once, the rest once "
     "per mask; one pass for a single apply and for the closed form) at the default-precision "
     "matmul rate (on a CPU measured again just before each case); loops marked 'from N' ran "
-    "N masks, their time scaled to T.",
+    "N masks, their time scaled to T (their first call is of those N masks, as marked).",
   ]
 
 
@@ -252,7 +262,7 @@ def markdown_table(summary: dict) -> str:
     extra = f" (from {r['extrapolated_from']})" if r.get("extrapolated_from") else ""
     lines.append(
       f"| {r['case']} | {r['variant']} | {r['time_s']:.4g}{extra} | {r['first_call_s']:.3g} | "
-      f"{r['samples_per_s']:.4g} | {r.get('speedup_vs_sequential', math.nan):.2f}x | "
+      f"{_number(r, 'samples_per_s', '{:.4g}')} | {_number(r, 'speedup_vs_sequential', '{:.2f}x')} | "
       f"{r['flops'] / 1e9:.4g} | {100 * r['fraction_of_matmul_floor']:.0f} | {rate / 1e9:.0f} | "
       f"{_mib(r, unit='')} | {mark} |"
     )
@@ -282,7 +292,7 @@ def _upgrade(summary: dict) -> dict:
     "matmul_precision_setting": "default",
     "versions": {"jax": m.get("jax")},
   }
-  return {"environment": env, "first_call": "fresh process", **summary}
+  return {"environment": env, "first_call": "not recorded", **summary}
 
 
 def render(summary: dict, out: pathlib.Path, plot: bool = True) -> None:

@@ -95,6 +95,7 @@ class _Timed:
       "first_call": FRESH_PROCESS if self.spec.get("fresh_process") else CACHES_CLEARED,
       "repeats": len(self.times),
       "masks_timed": 1 if self.single else case.masks,
+      "first_call_masks": 1 if self.single else self.calls,  # a capped loop's first call: cap
       "extrapolated_from": self.calls if self.calls != scale_to else None,
       # a variant's own peak only in a process of its own; in this one, the process's so far
       "peak_rss_mib": _peak_rss_mib() if self.spec.get("fresh_process") else None,
