@@ -5,7 +5,11 @@ importing ``jaxuq`` or ``jaxuq.plot`` does not import matplotlib. Each function
 takes plain arrays, returns a ``matplotlib.figure.Figure`` (made without
 ``pyplot``: no global backend, nothing left open) and saves it to ``path``
 when one is given; without matplotlib it raises an ``ImportError`` naming the
-extra to install.
+extra to install. A ``path`` may start with ``~``; its folder is created when
+missing, a path without a suffix gets ``.png`` (``.gif`` for the animation),
+and an existing folder is refused with a ``ValueError``. Bad arrays (empty,
+NaN scores, mismatched shapes) are refused with a ``ValueError`` naming the
+argument before anything is drawn.
 
 - Regression with a gap: :func:`regression_losses`, :func:`regression_curves`,
   :func:`regression_scatter`, :func:`regression_band`,

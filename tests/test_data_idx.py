@@ -137,3 +137,13 @@ def test_corrupt_gzip_is_a_clear_error(tmp_path):
   (tmp_path / "cut.gz").write_bytes(data[:-6])
   with pytest.raises(ValueError, match="cut.gz is not a valid gzip file.*make data"):
     read_idx(tmp_path / "cut.gz")
+
+
+@pytest.mark.parametrize(
+  "dims, size",
+  [((65536,) * 4, 2**64), ((2**32 - 1,) * 2, (2**32 - 1) ** 2)],  # 2**64 wraps to 0 in int64
+)
+def test_huge_dimensions_are_counted_without_overflow(dims, size):
+  header = bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+  with pytest.raises(ValueError, match=rf"\({size} bytes of data\), but the file holds 0 bytes"):
+    parse_idx(header)

@@ -1,5 +1,7 @@
 """Font-rendered letters and MNIST's normalisation: shapes, ranges, centre of mass."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -157,3 +159,53 @@ def test_strokes_are_brought_into_the_asked_range(mpl_fonts):
   assert np.all(thick.images.sum((1, 2)) > thin.images.sum((1, 2)))
   own = render_letters(jax.random.key(0), fonts, letters="HnO", thickness=None)
   assert np.all(own.params[:, 3] == 0) and np.all(np.isnan(own.params[:, 2]))
+
+
+def test_integer_images_outside_0_255_are_refused_and_bool_is_full_ink():
+  from jaxuq.data import drawing_to_mnist_like
+
+  image = np.zeros((50, 50), np.int64)
+  image[10:30, 10:20] = 1000  # would wrap (1000 % 256 = 232) or be clipped
+  for f in (to_mnist_like, drawing_to_mnist_like):
+    with pytest.raises(ValueError, match=r"integers in 0\.\.255, got values 0\.\.1000 \(int64\)"):
+      f(image)
+    with pytest.raises(ValueError, match=r"got values -1\.\.-1 \(int16\)"):
+      f(-np.ones((5, 5), np.int16))
+  mask = image > 0
+  full = to_mnist_like(mask.astype(np.uint8) * 255)
+  np.testing.assert_array_equal(to_mnist_like(mask), full)  # True is ink 255, not 1
+  assert full.max() == 255
+  np.testing.assert_array_equal(drawing_to_mnist_like(mask), drawing_to_mnist_like(mask * 255))
+
+
+def test_an_invalid_letters_cache_is_rendered_again(tmp_path):
+  from jaxuq._src.data import synthetic
+
+  first = synthetic.load_font_letters("test", tmp_path, system_fonts=False, max_fonts=1)
+  (cache,) = (tmp_path / "letters").glob("*.npz")
+  good = cache.read_bytes()
+  cache.write_bytes(good[: len(good) // 2])  # truncated: not a zip file any more
+  with pytest.warns(
+    UserWarning, match=rf"letters cache {re.escape(str(cache))} is invalid: it cannot be read"
+  ):
+    again = synthetic.load_font_letters("test", tmp_path, system_fonts=False, max_fonts=1)
+  np.testing.assert_array_equal(again[0], first[0])
+  np.testing.assert_array_equal(again[1], first[1])
+  assert "cached" not in again[2]
+  assert (
+    "cached" in synthetic.load_font_letters("test", tmp_path, system_fonts=False, max_fonts=1)[2]
+  )
+  with np.load(cache) as stored:  # overwritten with the new rendering
+    bad = {k: stored[k] for k in stored.files}
+  bad["labels"] = np.where(np.arange(52) == 3, 99, bad["labels"])  # a label outside 0..25
+  np.savez(cache, **bad)
+  with pytest.warns(UserWarning, match="labels must be the index 0..25 of each letter"):
+    images, labels, _ = synthetic.load_font_letters(
+      "test", tmp_path, system_fonts=False, max_fonts=1
+    )
+  np.testing.assert_array_equal(labels, first[1])
+  np.savez(cache, images=bad["images"][:3], labels=bad["labels"][:3], chars=bad["chars"][:3])
+  with pytest.warns(
+    UserWarning, match=r"images must be uint8 \(52, 28, 28\), got uint8 \(3, 28, 28\)"
+  ):
+    synthetic.load_font_letters("test", tmp_path, system_fonts=False, max_fonts=1)

@@ -64,3 +64,17 @@ def test_bad_arguments():
     regression_train_data(jax.random.key(0), noise="0.1")
   with pytest.raises(TypeError, match="typed PRNG key"):
     regression_train_data(0, noise=0.1)
+
+
+def test_in_training_range_off_the_grid_matches_the_intervals():
+  # Off the 0.001 grid too: [-2, -1.5) and [-1, 0.5), half-open, compared exactly.
+  x = np.array([-2.0005, -2.0, -1.5004, -1.5, -1.0004, -1.0, 0.4996, 0.5, 0.5004, np.nan])
+  expected = ((x >= -2) & (x < -1.5)) | ((x >= -1) & (x < 0.5))
+  np.testing.assert_array_equal(in_training_range(x), expected)
+  assert in_training_range(x).tolist() == [False, True, True, False, False, True, True, False,
+                                           False, False]  # fmt: skip
+  grid = regression_test_inputs()  # float32 grid points: the same as their exact thousandths
+  k = np.arange(-2000, 3000)
+  np.testing.assert_array_equal(
+    in_training_range(grid)[:, 0], ((k >= -2000) & (k < -1500)) | ((k >= -1000) & (k < 500))
+  )

@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
        f"outside {r.summary['mean_std']['outside']:.3f}"}
       for r in results
     ]  # fmt: skip
-    plot.regression_sweep(panels, path=out / "sweep.png")
+    plot.regression_sweep(panels, ylim=(-10, 4), path=out / "sweep.png")
   fig_s = time.perf_counter() - t_fig
 
   summary: dict[str, Any] = {

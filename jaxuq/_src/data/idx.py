@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zipfile
 import zlib
@@ -92,7 +93,7 @@ def parse_idx(data: bytes, *, name: str = "<bytes>") -> np.ndarray:
     )
   shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
   dtype = IDX_DTYPES[code]
-  expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+  expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow for huge dimensions
   if len(data) - header != expected:
     raise ValueError(
       f"{name}: the header announces shape {shape} of {dtype.name} ({expected} bytes of data), "

@@ -41,6 +41,24 @@ def center_of_mass(image: np.ndarray) -> tuple[float, float]:
   return float(rows @ image.sum(1) / total), float(cols @ image.sum(0) / total)
 
 
+def check_grey_levels(image: np.ndarray, name: str) -> np.ndarray:
+  """``image`` with bool mapped to 0/255 uint8; integers must lie in 0..255.
+
+  Raises:
+    ValueError: integer values outside 0..255 (they would wrap or be clipped).
+  """
+  if image.dtype == np.bool_:
+    return image.astype(np.uint8) * np.uint8(255)
+  if (
+    np.issubdtype(image.dtype, np.integer) and image.size and (image.min() < 0 or image.max() > 255)
+  ):
+    raise ValueError(
+      f"{name} must hold integers in 0..255, got values {image.min()}..{image.max()} "
+      f"({image.dtype}); scale it to 0..255 (e.g. image * 255 // image.max()) or pass floats in [0, 1]"
+    )
+  return image
+
+
 def to_mnist_like(image: np.ndarray, *, threshold: float = 0.0) -> np.ndarray:
   """Normalises a grey image (ink bright on black) the way MNIST was made.
 
@@ -50,8 +68,11 @@ def to_mnist_like(image: np.ndarray, *, threshold: float = 0.0) -> np.ndarray:
   whole pixels; the shift is reduced if it would push ink off the image).
 
   Args:
-    image: a 2-D array, uint8 in 0..255 or float in [0, 1], with the ink bright.
-      (For dark ink on white, pass ``255 - image`` or ``1 - image``.)
+    image: a 2-D array, integers in 0..255 (uint8 or any integer type), float
+      in [0, 1], or bool (True is ink, drawn as 255), with the ink bright.
+      (For dark ink on white, pass ``255 - image`` or ``1 - image``.) An
+      integer 0/1 mask is read on the 0..255 scale (nearly black): pass it as
+      bool, or multiply it by 255.
     threshold: pixels at or below this value (in the image's own scale) are
       background when finding the bounding box.
 
@@ -59,11 +80,12 @@ def to_mnist_like(image: np.ndarray, *, threshold: float = 0.0) -> np.ndarray:
     a ``(28, 28)`` uint8 image.
 
   Raises:
-    ValueError: the image is not 2-D or has no pixel above ``threshold``.
+    ValueError: the image is not 2-D, is integer with values outside 0..255,
+      or has no pixel above ``threshold``.
   """
   from PIL import Image
 
-  image = np.asarray(image)
+  image = check_grey_levels(np.asarray(image), "image")
   if image.ndim != 2:
     raise ValueError(f"image must be 2-D (height, width), got shape {image.shape}")
   if np.issubdtype(image.dtype, np.floating):

@@ -103,16 +103,24 @@ def regression_test_inputs() -> np.ndarray:
 def in_training_range(x: np.ndarray) -> np.ndarray:
   """Whether each input lies in a training interval ([-2, -1.5) or [-1, 0.5)).
 
-  Computed on the rounded thousandths, so grid points are classified exactly.
+  Compared exactly with the ends, which are exact binary fractions: every
+  input, on the 0.001 grid (float32 or float64) or off it, is classified by
+  its value (``-1.5`` and ``0.5`` are outside, ``-1.5004`` and ``0.4996``
+  inside); NaN is outside.
 
   Args:
     x: inputs of any shape.
 
   Returns:
     a boolean array of the shape of ``x``.
+
+  Examples:
+    >>> from jaxuq.data import in_training_range
+    >>> in_training_range([-2.0, -1.5004, -1.5, 0.4996, 0.5]).tolist()
+    [True, True, False, True, False]
   """
-  k = np.rint(np.asarray(x, dtype=np.float64) * 1000.0)
-  inside = np.zeros(k.shape, dtype=bool)
+  x64 = np.asarray(x, dtype=np.float64)
+  inside = np.zeros(x64.shape, dtype=bool)
   for lo, hi in TRAIN_INTERVALS:
-    inside |= (k >= lo) & (k < hi)
+    inside |= (x64 >= lo / 1000) & (x64 < hi / 1000)
   return inside

@@ -12,13 +12,16 @@ import importlib.util
 import json
 import os
 import tempfile
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from jaxuq._src.data.errors import SourceUnavailable
-from jaxuq._src.data.fonts import find_fonts
+from jaxuq._src.data.fonts import LETTERS, find_fonts
 from jaxuq._src.data.letters import RENDER_SIZE, render_letters
 from jaxuq._src.data.mnist_like import to_mnist_like
 
@@ -52,6 +55,41 @@ def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     pass
 
 
+def _read_cache(cache: Path, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+  """The cached ``(images, labels)`` of ``size`` glyphs, or None (and a warning) if unreadable or wrong."""
+  try:
+    with open(cache, "rb") as file, np.load(file) as stored:  # closed even if not a zip
+      images, labels, chars = stored["images"], stored["labels"], stored["chars"]
+    problem = _cache_problem(images, labels, chars, size)
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    problem = f"it cannot be read ({type(e).__name__}: {e})"
+  if problem is None:
+    return images, labels.astype(np.int64)
+  warnings.warn(
+    f"the letters cache {cache} is invalid: {problem}; rendering the letters again and "
+    "overwriting it",
+    stacklevel=3,
+  )
+  return None
+
+
+def _cache_problem(
+  images: np.ndarray, labels: np.ndarray, chars: np.ndarray, size: int
+) -> str | None:
+  if images.dtype != np.uint8 or images.shape != (size, 28, 28):
+    return f"images must be uint8 ({size}, 28, 28), got {images.dtype} {images.shape}"
+  if labels.shape != images.shape[:1] or chars.shape != images.shape[:1]:
+    return f"{len(images)} images but labels {labels.shape} and chars {chars.shape}"
+  if not np.issubdtype(labels.dtype, np.integer) or chars.dtype.kind != "U":
+    return f"labels must be integers and chars str, got {labels.dtype} and {chars.dtype}"
+  if not all(len(c) == 1 and c.isascii() and c.isalpha() for c in chars.tolist()):
+    return "chars must be the letters A-Z and a-z"
+  expected = np.array([ord(c.upper()) - ord("A") for c in chars.tolist()], np.int64)
+  if not np.array_equal(labels, expected):
+    return "labels must be the index 0..25 of each letter in chars"
+  return None
+
+
 def load_font_letters(
   split: str,
   data_dir: Path | None,
@@ -76,6 +114,11 @@ def load_font_letters(
 
   Raises:
     SourceUnavailable: Pillow or fontTools is missing, or no usable font exists.
+
+  Warns:
+    UserWarning: the cache file in ``data_dir`` cannot be read or holds wrong
+      arrays (shapes, labels not 0..25 or not those of the letters drawn); the
+      letters are rendered again and the cache overwritten.
   """
   for module in ("PIL", "fontTools"):
     if importlib.util.find_spec(module) is None:
@@ -93,9 +136,10 @@ def load_font_letters(
     f"x {variants} variant(s), random rotation/shear/stroke"
   )
   cache = _cache_path(data_dir, split, fonts, key, variants) if data_dir is not None else None
-  if cache is not None and cache.is_file():
-    with np.load(cache) as stored:
-      return stored["images"], stored["labels"].astype(np.int64), f"{description} (cached {cache})"
+  size = variants * len(fonts) * len(LETTERS)
+  stored = _read_cache(cache, size) if cache is not None and cache.is_file() else None
+  if stored is not None:
+    return *stored, f"{description} (cached {cache})"
   rendered = render_letters(key, fonts, variants=variants)
   if cache is not None and data_dir is not None and data_dir.is_dir():
     _save_atomic(

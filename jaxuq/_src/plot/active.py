@@ -18,16 +18,21 @@ def active_learning_curves(acquired: Any, test_error: Any, names: Sequence[str],
 
   Args:
     acquired: ``(rounds,)`` images acquired before each evaluation.
-    test_error: ``(rounds, functions, repeats)`` test error rates in [0, 1];
-      NaN for the rounds a function has not run (its curve ends at its last
-      round run by every repeat), so grids stopped at different rounds share
-      one figure.
+    test_error: ``(rounds, functions, repeats)`` test error rates in [0, 1]
+      (fractions, not percentages); NaN for the rounds a function has not run,
+      so grids stopped at different rounds share one figure. A function's
+      curve stops before its first round that some repeat has not run: later
+      rounds are not drawn, so no line joins across a gap.
     names: one legend label per function.
     thresholds: error rates drawn as dashed lines (default 10 % and 5 %).
     path: where to save the figure, or None.
 
   Returns:
     The ``matplotlib.figure.Figure``.
+
+  Raises:
+    ValueError: ``test_error`` has another shape, a value outside [0, 1] (e.g.
+      percentages) or infinite, or a function whose first round is incomplete.
 
   Examples:
     >>> import numpy as np, jaxuq.plot
@@ -36,19 +41,22 @@ def active_learning_curves(acquired: Any, test_error: Any, names: Sequence[str],
     >>> len(fig.axes)
     1
   """
-  error = 100.0 * np.asarray(test_error, np.float64)
+  rates = np.asarray(test_error, np.float64)
+  error = 100.0 * rates
   x = np.asarray(acquired)
   if error.ndim != 3 or error.shape[0] != x.shape[0] or error.shape[1] != len(names):
     raise ValueError(
       f"test_error must have shape (rounds, functions, repeats) = ({x.shape[0]}, {len(names)}, "
       f"repeats), got {error.shape}"
     )
-  done = np.asarray(~np.isnan(error).any(axis=2))  # (rounds, functions): all repeats ran it
-  if not done.any(axis=0).all():
-    missing = [names[int(f)] for f in np.flatnonzero(~done.any(axis=0))]
+  _check_rates(rates)
+  # (rounds, functions): all repeats ran this round and every earlier one.
+  done = np.logical_and.accumulate(~np.isnan(error).any(axis=2), axis=0)
+  if not done[0].all():
+    missing = [names[int(f)] for f in np.flatnonzero(~done[0])]
     raise ValueError(
-      f"test_error holds no complete round for {missing}: a function needs at least one round "
-      "that all its repeats ran (NaN marks rounds not run)"
+      f"test_error holds no complete round for {missing} before their first incomplete one: a "
+      "curve runs over the first rounds that all its repeats ran (NaN marks rounds not run)"
     )
   fig, ax = new_figure((6.4, 4.2), who="jaxuq.plot.active_learning_curves")
   for f, name in enumerate(names):
@@ -63,3 +71,13 @@ def active_learning_curves(acquired: Any, test_error: Any, names: Sequence[str],
   ax.set_ylim(0, min(100.0, float(np.nanmax(error)) + 5))
   ax.grid(alpha=0.3)
   return finish(fig, path, dpi=120, legend=ax)
+
+
+def _check_rates(rates: np.ndarray) -> None:
+  """Raises unless every value that is not NaN is a rate in [0, 1]."""
+  known = rates[~np.isnan(rates)]
+  if known.size and not (known.min() >= 0 and known.max() <= 1):
+    raise ValueError(
+      f"test_error must hold error rates in [0, 1] (NaN for rounds not run), got values "
+      f"{known.min():g}..{known.max():g}; pass fractions, e.g. test_error / 100 for percentages"
+    )

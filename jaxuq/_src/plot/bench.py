@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Sequence
 
 from jaxuq._src.extras import MissingDependencyError
-from jaxuq._src.plot.figure import new_figure
+from jaxuq._src.plot.figure import new_figure, output_path
 
 
 def speedup_figure(
@@ -20,13 +20,18 @@ def speedup_figure(
   Args:
     rows: the bench's result rows; those with ``speedup_vs_sequential`` are
       drawn (keys ``model``, ``batch``, ``masks``, ``variant``).
-    path: the PNG to write.
-    models: the panels, in order (models without rows are left out).
+    path: the PNG to write (``~`` expanded, ``.png`` added without a suffix,
+      a missing folder made; an existing folder is refused).
+    models: the panels, in order (models without such rows are left out).
     variants: ``(variant, label)`` pairs, one line each. Solid lines are the
       smallest batch, dashed the others.
 
   Returns:
-    Whether a figure was written: False without matplotlib or without rows.
+    Whether a figure was written: False without matplotlib, or when no row
+    of ``models`` has ``speedup_vs_sequential`` (nothing is written then).
+
+  Raises:
+    ValueError: ``path`` is an existing folder.
 
   Examples:
     >>> import pathlib, tempfile
@@ -37,10 +42,12 @@ def speedup_figure(
     >>> jaxuq.plot.speedup_figure(rows, out, ["mlp"], [("mc_auto", "mc_sample")])
     True
   """
+  rows = [r for r in rows if "speedup_vs_sequential" in r]
   panels = [m for m in models if any(r["model"] == m for r in rows)]
   batches = sorted({r["batch"] for r in rows})
   if not panels:
     return False
+  path = output_path(path)
   try:
     fig, axes = new_figure(
       (4.2 * len(panels), 4), who="jaxuq.plot.speedup_figure", ncols=len(panels), squeeze=False
@@ -55,7 +62,6 @@ def speedup_figure(
           (r["masks"], r["speedup_vs_sequential"])
           for r in rows
           if (r["model"], r["batch"], r["variant"]) == (model, batch, variant)
-          and "speedup_vs_sequential" in r
         )
         if pts:
           ax.plot(
