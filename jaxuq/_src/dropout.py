@@ -237,8 +237,17 @@ def explicit_or_drawn_mask(
         f"{jnp.result_type(keep)} of shape {jnp.shape(keep)}"
       )
     return keep
-  key = module.make_rng(module.rng_collection)  # type: ignore[attr-defined]
+  key = _typed(module.make_rng(module.rng_collection))  # type: ignore[attr-defined]
   return keep_mask(key, mask_shape(inputs.shape, broadcast_dims), rate)
+
+
+def _typed(key: jax.Array) -> jax.Array:
+  """A layer's key as a typed key: a legacy ``uint32[2]`` key (``jax.random.PRNGKey``, which
+  Flax's own ``Dropout`` takes in ``rngs=``) is wrapped as the threefry key it is."""
+  if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.dtype == jnp.uint32:
+    if key.shape == (2,):
+      return jax.random.wrap_key_data(key, impl="threefry2x32")
+  return key
 
 
 def forced_flax_dropout(module: nn.Dropout, inputs: jax.Array) -> jax.Array:

@@ -42,7 +42,7 @@ def check_key_type(key: object, name: str = "key") -> None:
       f"{name} must be a typed PRNG key made with jax.random.key(seed), got "
       f"{type(key).__name__} of dtype {dtype} and shape {shape}. A legacy "
       "uint32 key from jax.random.PRNGKey converts with "
-      "jax.random.wrap_key_data(key)."
+      "jax.random.wrap_key_data(key, impl='threefry2x32')."
     )
   if shape != ():
     raise ValueError(
@@ -70,7 +70,8 @@ def check_key(key: object, name: str = "key") -> None:
     raise ValueError(
       f"{name} uses the {impl!r} PRNG implementation, whose batching rule draws "
       "every vmapped key's bits from the first key, so the samples would not be "
-      "fn(keys[i]). Use the default jax.random.key(seed) (threefry2x32)."
+      "fn(keys[i]). Use jax.random.key(seed, impl='threefry2x32') (the default unless "
+      "jax_default_prng_impl is set)."
     )
 
 

@@ -50,7 +50,7 @@ def _chan(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
   frac = jnp.where(n > 0, n_b / jnp.maximum(n, 1), 0.0).astype(mean_a.dtype)
   delta = mean_b - mean_a
   mean = mean_a + delta * frac
-  m2 = m2_a + m2_b + delta * delta * (n_a * frac).astype(mean_a.dtype)
+  m2 = m2_a + m2_b + delta * delta * (n_a.astype(frac.dtype) * frac)
   return mean, m2, delta, frac
 
 
@@ -124,7 +124,7 @@ def moments_reducer(covariance: bool = False) -> Reducer:
       c2 = None
       if covariance:
         outer = delta[..., :, None] * delta[..., None, :]
-        c2 = la.c2 + lb.c2 + outer * (n_a * frac).astype(offset.dtype)
+        c2 = la.c2 + lb.c2 + outer * (n_a.astype(frac.dtype) * frac).astype(offset.dtype)
       merged = _Moments(la.shift, offset, m2, c2)
       return jax.tree.map(lambda x, y: jnp.where(n_a > 0, x, y), merged, lb)
 
@@ -249,7 +249,10 @@ def classification_reducer(from_logits: bool = False) -> Reducer:
       "mean": mean,
       "m2": jnp.square(d).sum(axis=0),
       "entropy_sum": entr(p).sum(axis=-1).sum(axis=0),
-      "votes": jax.nn.one_hot(p.argmax(axis=-1), p.shape[-1], dtype=jnp.int32).sum(axis=0),
+      # int32 sums also under jax_enable_x64 (a wider sum changed the state's dtype)
+      "votes": jax.nn.one_hot(p.argmax(axis=-1), p.shape[-1], dtype=jnp.int32).sum(
+        axis=0, dtype=jnp.int32
+      ),
     }
     return merge(state, part)
 

@@ -62,7 +62,8 @@ def member_subsets(key: jax.Array, n: int, num_members: int, subsets: str = "boo
       np.zeros((num_members, n), bool),
     )
   if subsets == "bootstrap":
-    indices = np.asarray(jax.random.randint(key, (num_members, n), 0, n), np.int32)
+    # int32 draws also under jax_enable_x64 (int64 ones are other rows: a resumed run changed)
+    indices = np.asarray(jax.random.randint(key, (num_members, n), 0, n, np.int32))
     holdout = np.ones((num_members, n), bool)
     for k in range(num_members):
       holdout[k, indices[k]] = False

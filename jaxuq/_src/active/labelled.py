@@ -57,7 +57,8 @@ def draw_unlabelled(key: jax.Array, mask: jax.Array, size: int) -> jax.Array:
   Returns:
     int32 ``(size,)`` pool rows, in random order.
   """
-  u = jnp.where(mask, 2.0, jax.random.uniform(key, mask.shape))
+  # float32 draws whatever jax_enable_x64 says: the same rows in both modes
+  u = jnp.where(mask, 2.0, jax.random.uniform(key, mask.shape, jnp.float32))
   return jax.lax.top_k(-u, size)[1].astype(jnp.int32)
 
 
@@ -76,7 +77,7 @@ def balanced_seed(key: jax.Array, labels: np.ndarray, per_class: int) -> np.ndar
     ValueError: a class has fewer than ``per_class`` rows.
   """
   labels = np.asarray(labels)
-  u = np.asarray(jax.random.uniform(key, labels.shape))
+  u = np.asarray(jax.random.uniform(key, labels.shape, jnp.float32))  # the same under x64
   chosen = []
   for c in np.unique(labels):
     rows = np.flatnonzero(labels == c)

@@ -54,4 +54,6 @@ def cdf_of_samples(s: jax.Array, t: jax.Array) -> jax.Array:
   hi = jnp.take_along_axis(xs, j[None] + 1, axis=0)[0]
   inside = (below > 0) & (below < num)
   frac = (t - lo) / jnp.where(inside, hi - lo, 1)
-  return jnp.where(inside, (j + frac) / (num - 1), (below == num).astype(s.dtype))
+  return jnp.where(
+    inside, (j.astype(frac.dtype) + frac) / (num - 1), (below == num).astype(s.dtype)
+  )

@@ -83,7 +83,9 @@ def _class_scores(
   above = jnp.concatenate([jnp.zeros((n, 1), p.dtype), jnp.cumsum(ranked, axis=1)[:, :-1]], 1)
   ranked_scores = above  # not randomised: u = 0
   if key is not None:
-    ranked_scores = above + jax.random.uniform(key, (n, 1), p.dtype) * ranked
+    # float32 draws (then cast) whatever jax_enable_x64 says: the same sets in both modes
+    u = jax.random.uniform(key, (n, 1), jnp.float32).astype(p.dtype)
+    ranked_scores = above + u * ranked
   if kind == "raps":
     rank = jnp.arange(1, classes + 1, dtype=p.dtype)[None, :]
     ranked_scores = ranked_scores + lam * jnp.maximum(rank - k_reg, 0)

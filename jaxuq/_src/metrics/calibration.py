@@ -195,7 +195,8 @@ def expected_calibration_error(
     Modern Neural Networks. ICML.
   """
   dtype, (_, sums, count) = _binned(probs, labels, num_bins)
-  return _checks.narrow(jnp.abs(sums[:, 1] - sums[:, 0]).sum() / count.sum(), dtype)
+  total = count.sum().astype(sums.dtype)  # a float count: strict dtype promotion allows it
+  return _checks.narrow(jnp.abs(sums[:, 1] - sums[:, 0]).sum() / total, dtype)
 
 
 def reliability_diagram(
