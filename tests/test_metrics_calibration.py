@@ -104,6 +104,20 @@ def test_confidence_on_bin_edges_goes_to_the_lower_bin(variant):
   np.testing.assert_array_equal(diagram.counts, [0, 0, 2, 0, 1])  # (0.4, 0.6], (0.8, 1]
 
 
+def test_every_bin_count_puts_edge_confidences_in_the_lower_bin():
+  # Under jit the edges b / B were b * (1 / B): 23 of B = 1..100 had edges an ulp low, so a
+  # vote fraction k / 100 on an edge went one bin up (0.54 became 0.53999996).
+  for num_bins in [*range(1, 31), 41, 47, 49, 50, 55, 61, 82, 98, 100]:
+    edges = (np.arange(num_bins + 1) / num_bins).astype(np.float32)
+    conf = np.unique(np.maximum(edges, np.float32(0.5)))  # two classes: confidence >= 1/2
+    probs = np.stack([conf, 1 - conf], axis=1)
+    diagram = metrics.reliability_diagram(probs, np.zeros(len(conf), int), num_bins)
+    want = np.bincount(np.searchsorted(edges, conf, "left") - 1, minlength=num_bins)
+    want[0] += int((conf <= edges[0]).sum())  # none: conf > 0
+    np.testing.assert_array_equal(diagram.counts, want, err_msg=f"num_bins={num_bins}")
+    np.testing.assert_array_equal(diagram.edges, edges)
+
+
 @settings(max_examples=25, deadline=None)
 @given(
   st.integers(0, 2**31 - 1),

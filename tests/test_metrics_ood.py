@@ -159,3 +159,21 @@ def test_bad_inputs():
   for bad in (0.0, 1.5):
     with pytest.raises(ValueError, match=r"target_tpr must be in \(0, 1\]"):
       metrics.fpr_at_tpr(scores, labels, target_tpr=bad)
+
+
+@pytest.mark.parametrize("target", [0.8, 0.9, 0.95, 0.99, 1.0])
+def test_rates_are_correctly_rounded_under_jit_for_every_count(target):
+  # XLA turned tp / n_pos into tp * (1 / n_pos) under jit, an ulp low: 20/25 missed 0.8 and
+  # 41/41 missed 1.0, so the "first point reaching the target" was the top score (TPR 0).
+  for n_pos in [*range(1, 62), 82, 98, 200, 400, 460, 800, 920]:  # failures among them
+    scores = np.r_[np.arange(n_pos, 0, -1), n_pos + 0.5, 0.5].astype(np.float32)
+    labels = np.r_[np.ones(n_pos, int), 0, 0]
+    op = metrics.threshold_at_tpr(scores, labels, target)
+    t, tpr, fpr = brute_threshold(labels, scores, target)
+    assert (float(op.threshold), float(op.tpr), float(op.fpr)) == (
+      t,
+      np.float32(float(tpr)),
+      np.float32(float(fpr)),
+    ), n_pos
+  roc = metrics.roc_curve(scores, labels)
+  assert float(roc.tpr[-1]) == 1.0 and float(roc.fpr[-1]) == 1.0

@@ -78,3 +78,11 @@ def test_bad_inputs():
     metrics.aurc(np.arange(3.0), np.array([1.0, np.nan, 0.0]))
   with pytest.raises(ValueError, match="finite"):
     metrics.aurc(np.array([0.0, np.inf]), np.ones(2))
+
+
+def test_coverage_ends_at_exactly_one_for_every_size():
+  # kf / n under jit was k * (1 / n): 41/41 gave 0.99999994.
+  for n in [*range(1, 62), 82, 98, 123, 299]:
+    curve = metrics.accuracy_coverage_curve(np.arange(n, dtype=np.float32), np.ones(n))
+    assert float(curve.coverage[-1]) == 1.0, n
+    np.testing.assert_array_equal(curve.coverage, (np.arange(1, n + 1) / n).astype(np.float32))

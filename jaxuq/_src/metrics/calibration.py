@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxuq._src.metrics import _checks
@@ -137,6 +138,12 @@ def _binned(probs: ArrayLike, labels: ArrayLike, num_bins: object):
   return p.dtype, _bin_sums(p, y, num_bins=num_bins)
 
 
+def _edges(num_bins: int, dtype) -> jax.Array:
+  """The bin edges ``b / num_bins``, each rounded to nearest in ``dtype``."""
+  np_dtype = np.dtype(dtype)
+  return jnp.asarray(np.arange(num_bins + 1, dtype=np_dtype) / np_dtype.type(num_bins))
+
+
 @functools.partial(jax.jit, static_argnames="num_bins")
 def _bin_sums(p: jax.Array, y: jax.Array, *, num_bins: int):
   # Bins are found in float32 (float64 for float64 input), with edges b / B rounded to
@@ -144,13 +151,15 @@ def _bin_sums(p: jax.Array, y: jax.Array, *, num_bins: int):
   # to the lower bin, as a user who wrote 0.6 means. (Widened to float64 first, it would
   # be 0.6000000238 > 0.6, one bin up.) bfloat16 and float16 values are float32 values.
   by = p.astype(jnp.float64 if p.dtype == jnp.float64 else jnp.float32)
-  lower = jnp.arange(num_bins + 1, dtype=by.dtype) / jnp.asarray(num_bins, by.dtype)
+  # Edges from NumPy on the host (correctly rounded): under jit XLA turned b / B into
+  # b * (1 / B), an ulp off for 23 of B = 1..100 (0.54 became 0.53999996, a bin too low).
+  lower = _edges(num_bins, by.dtype)
   # Bin b holds edges[b] < conf <= edges[b + 1]; conf >= 1/classes > 0.
   index = jnp.clip(jnp.searchsorted(lower, by.max(axis=1), side="left") - 1, 0, num_bins - 1)
   wide = _checks.widen(p)
   conf = wide.max(axis=1)
   correct = (p.argmax(axis=1) == y).astype(wide.dtype)
-  edges = jnp.arange(num_bins + 1, dtype=wide.dtype) / num_bins
+  edges = _edges(num_bins, wide.dtype)
   sums = jax.ops.segment_sum(jnp.stack([conf, correct], axis=1), index, num_bins)
   count = jax.ops.segment_sum(jnp.ones(index.shape, jnp.int32), index, num_bins)
   return edges, sums, count

@@ -185,8 +185,8 @@ def _roc_curve(s: jax.Array, y: jax.Array) -> RocCurve:
   n_neg = fp[-1].astype(s.dtype)
   zero = jnp.zeros(1, s.dtype)
   return RocCurve(
-    fpr=jnp.concatenate([zero, fp.astype(s.dtype) / n_neg]),
-    tpr=jnp.concatenate([zero, tp.astype(s.dtype) / n_pos]),
+    fpr=jnp.concatenate([zero, _checks.rate(fp.astype(s.dtype), n_neg)]),
+    tpr=jnp.concatenate([zero, _checks.rate(tp.astype(s.dtype), n_pos)]),
     thresholds=jnp.concatenate([jnp.full(1, jnp.inf, s.dtype), thresholds]),
   )
 
@@ -261,7 +261,8 @@ def threshold_at_tpr(
 def _threshold_at_tpr(s: jax.Array, y: jax.Array, target: jax.Array) -> OperatingPoint:
   roc = _roc_curve(s, y)
   reach = roc.tpr[1:] >= target  # monotone: False...False True...True
-  first = jnp.argmax(reach)  # the last position always reaches (rate 1)
+  reach = reach.at[-1].set(True)  # the last position has every positive: rate 1
+  first = jnp.argmax(reach)
   n_pos = y.sum()
   defined = (n_pos > 0) & (n_pos < s.shape[0])  # one class only (possible under jit): nan
   return OperatingPoint(

@@ -148,7 +148,7 @@ def crps(samples: ArrayLike, y: ArrayLike, *, reduction: str = "mean") -> jax.Ar
     The mean CRPS (in the units of ``y``), or one value per entry.
 
   Raises:
-    ValueError: shapes do not match.
+    ValueError: shapes do not match, or a sample or target is not finite.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -257,7 +257,9 @@ def quantile_calibration_curve(
 
   For each level ``p``: ``observed(p) = (1/N) Σ_i 1[y_i <= q_i(p)]`` with
   ``q_i(p)`` the ``p``-quantile of input ``i``'s samples. A calibrated model
-  lies on the diagonal; below it means over-confident lower tails.
+  lies on the diagonal. Intervals too wide (under-confident) give a curve
+  below it at low ``p`` and above it at high ``p``; too narrow (over-confident),
+  the reverse: above at low ``p``, below at high ``p``.
 
   Args:
     samples: shape ``(samples, batch...)``.

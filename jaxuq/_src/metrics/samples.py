@@ -237,8 +237,11 @@ def class_std(prob_samples: ArrayLike, *, average: bool = True, ddof: int = 0) -
     0.5
 
   References:
-    Gal, Y., Ghahramani, Z. (2016). Dropout as a Bayesian Approximation:
-    Representing Model Uncertainty in Deep Learning. ICML.
+    Kampffmeyer, M., Salberg, A.-B., Jenssen, R. (2016). Semantic Segmentation of
+    Small Objects and Modeling of Uncertainty in Urban Remote Sensing Images Using
+    Deep Convolutional Neural Networks. CVPR Workshops.
+    Gal, Y., Islam, R., Ghahramani, Z. (2017). Deep Bayesian Active Learning with
+    Image Data. ICML (its "mean STD" acquisition function).
   """
   if not isinstance(average, bool):
     raise TypeError(f"average must be a bool, got {average!r}")

@@ -104,7 +104,7 @@ def _accuracy_coverage_curve(u: jax.Array, c: jax.Array) -> CoverageCurve:
   group_mean = (cum[end] - cum[start]) / (end - start).astype(c.dtype)
   kept = cum[start] + (k - start).astype(c.dtype) * group_mean
   kf = k.astype(c.dtype)
-  return CoverageCurve(coverage=kf / n, accuracy=kept / kf)
+  return CoverageCurve(coverage=_checks.rate(kf, jnp.asarray(n, c.dtype)), accuracy=kept / kf)
 
 
 def aurc(uncertainty: ArrayLike, correct: ArrayLike) -> jax.Array:
