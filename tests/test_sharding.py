@@ -92,3 +92,62 @@ MESH_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_samples_by_data_meshes_give_the_masks_of_one_device():
   run_on_cpu_devices(MESH_SCRIPT)
+
+
+PLACEMENT_SCRIPT = textwrap.dedent(
+  """
+    import jax, jax.numpy as jnp, numpy as np
+    import jaxuq
+    from jax.sharding import Mesh
+    from tests.helpers import mask_fn
+    d = jax.devices()
+    key = jax.random.key(3)
+    x = jnp.arange(6.0)
+    want = jaxuq.sequential_sample(mask_fn, key, x, num_samples=4)
+    # devices=[one device] ran on the default device
+    got = jaxuq.mc_sample(mask_fn, key, x, num_samples=4, devices=[d[3]])
+    assert got["mask"].devices() == {d[3]}, got["mask"].devices()
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+    red = jaxuq.mc_reduce(mask_fn, key, x, num_samples=4, reducer=jaxuq.moments_reducer(),
+                          devices=[d[5]])
+    assert red["mean"]["mask"].devices() == {d[5]}
+    # inputs and keys committed to other devices than those named: JAX's "incompatible devices"
+    far = jax.device_put(x, d[7])
+    got = jaxuq.mc_sample(mask_fn, jax.device_put(key, d[6]), far, num_samples=4, devices=d[:4])
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+    # a Mesh is not a list of devices: a clear TypeError (was "'Mesh' object is not iterable")
+    mesh = Mesh(np.array(d).reshape(4, 2), ("a", "b"))
+    for bad in (mesh, mesh.devices):
+        try:
+            jaxuq.mc_sample(mask_fn, key, x, num_samples=4, devices=bad)
+            raise AssertionError("a mesh must be refused")
+        except TypeError as e:
+            assert "flat list of devices" in str(e), e
+    # 12 samples on 8 shards come back whole on each device: the memory check counts them all
+    got = jaxuq.mc_sample(mask_fn, key, x, num_samples=12)
+    jax.tree.map(np.testing.assert_array_equal, got,
+                 jaxuq.sequential_sample(mask_fn, key, x, num_samples=12))
+    from jaxuq._src import sampling
+    held = []
+    real = sampling.check_samples_fit
+    sampling.check_samples_fit = lambda *a, **k: held.append(k["per_device"]) or real(*a, **k)
+    jax.clear_caches()
+    jaxuq.mc_sample(mask_fn, key, x, num_samples=12)
+    jaxuq.mc_sample(mask_fn, key, x, num_samples=16)
+    sampling.check_samples_fit = real
+    assert held == [12, 2], held  # 12 whole on each device; 16 on 8 shards, 2 each
+    # auto_chunk_size with data_shards is the chunk mc_sample takes
+    f = lambda k, x: x * jax.random.bernoulli(k, 0.5, x.shape)
+    xs = jnp.ones((8, 256))
+    for shards in (1, 2, 4):
+        c = jaxuq.auto_chunk_size(f, key, xs, num_samples=64, memory_budget=2**30,
+                                  data_shards=shards)
+        assert c == 64 // (8 // shards), (shards, c)
+    print("OK")
+    """
+)
+
+
+@pytest.mark.slow
+def test_named_devices_are_where_the_samples_run():
+  run_on_cpu_devices(PLACEMENT_SCRIPT)

@@ -112,7 +112,7 @@ def test_bad_batches_are_refused_with_their_index():
   with pytest.raises(ValueError, match="batch 1 has trailing shapes"):
     go([x[:4], x[:6]])
   with pytest.raises(ValueError, match="batch 1 has trailing shapes"):
-    go([x[:4], x[:4].astype(np.float64)])
+    go([x[:4], x[:4].astype(np.int32)])  # (float64 is float32 on the device without x64)
   # A TFDS-style dict batch raised "unhashable type: 'slice'".
   with pytest.raises(TypeError, match=r"got dict as argument 0.*b\['image'\]"):
     go([{"image": x[:4]}])
@@ -133,3 +133,36 @@ def test_bad_batches_are_refused_with_their_index():
       predict, jax.random.key(0), [x[:4]], num_samples=2, reducer=total
     )
     del go_total
+
+
+def test_scalar_outputs_with_per_example_keys_are_a_clear_error():
+  # They ended in "IndexError: Too many indices: array is 0-dimensional".
+  f = lambda key, x: (x * jax.random.normal(key, x.shape)).sum()  # noqa: E731
+  batches = jaxuq.batches_from_array(np.ones((5, 2), np.float32), 2)
+  with pytest.raises(ValueError, match="every output leaf needs that leading example axis"):
+    jaxuq.mc_reduce_dataset(
+      f, jax.random.key(0), batches, num_samples=4, reducer=jaxuq.moments_reducer(), progress=False
+    )
+
+
+def test_numpy_float64_and_jax_float32_batches_are_the_same_on_the_device():
+  # A NumPy float64 first batch then jax float32 batches was refused ("trailing shapes and
+  # dtypes"), though both are float32 on the device (x64 off).
+  f = lambda key, x: x * jax.random.bernoulli(key, 0.5, x.shape)  # noqa: E731
+  batches = [np.ones((2, 3)), jnp.ones((2, 3), jnp.float32)]
+  got = jaxuq.mc_reduce_dataset(
+    f, jax.random.key(0), batches, num_samples=4, reducer=jaxuq.moments_reducer(), progress=False
+  )
+  assert got["mean"].shape == (4, 3)
+
+
+def test_a_reducer_check_still_runs_on_every_batch():
+  # The check moved after the next batch is sent (it waited for the device before): logits
+  # passed to classification_reducer are still refused.
+  logits = lambda key, x: x + jax.random.normal(key, x.shape)  # noqa: E731
+  batches = [np.zeros((2, 3), np.float32), np.full((2, 3), 5.0, np.float32)]
+  with pytest.raises(ValueError, match="probabilit"):
+    jaxuq.mc_reduce_dataset(
+      logits, jax.random.key(0), batches, num_samples=4,
+      reducer=jaxuq.classification_reducer(), progress=False,
+    )  # fmt: skip

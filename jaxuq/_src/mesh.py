@@ -40,6 +40,19 @@ def sample_mesh(devices: list[jax.Device], data_shards: int = 1) -> Mesh | None:
   return Mesh(grid, (SAMPLE_AXIS, DATA_AXIS))
 
 
+def place(tree: Any, devices: list[jax.Device], mesh: Mesh | None) -> Any:
+  """``tree``'s arrays on the devices the sampler runs on: ``devices[0]``, or replicated
+  over the mesh (the program then shards them itself).
+
+  Without it, ``devices=[jax.devices()[3]]`` ran on the default device, and inputs
+  committed to other devices than the mesh's failed with JAX's "incompatible devices".
+  Tracers (a sampler called under an outer ``jit``) are left to that ``jit``.
+  """
+  if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree)):
+    return tree
+  return jax.device_put(tree, devices[0] if mesh is None else NamedSharding(mesh, P()))
+
+
 def sample_shards(mesh: Mesh | None) -> int:
   """How many ways the sample axis is split."""
   return 1 if mesh is None else int(mesh.shape[SAMPLE_AXIS])
@@ -54,9 +67,11 @@ def check_batch_divides(args: tuple, mesh: Mesh | None) -> None:
     shape = np.shape(leaf)
     if not shape or shape[0] % shards:
       raise ValueError(
-        f"with data_shards={shards} every argument's leading (batch) axis must be a "
-        f"multiple of {shards}; argument leaf {i} has shape {shape}. Pad the batch, or "
-        "choose data_shards dividing it."
+        f"with data_shards={shards} the leading axis of every argument after the key is "
+        f"split over {shards} devices (the batch), so each must be a multiple of {shards}; "
+        f"argument leaf {i} has shape {shape}. Pad the batch, choose data_shards dividing it, "
+        "or keep weights inside fn (a from_linen / from_nnx predictive, or a closure) "
+        "instead of passing them as arguments"
       )
 
 

@@ -19,7 +19,14 @@ from jax.sharding import Mesh
 from jaxuq._src.filtering import StaticPart, as_arrays, combine, partition
 from jaxuq._src.keys import check_devices, check_key, check_key_for_devices, check_positive_int
 from jaxuq._src.memory import chunk_from_bytes, default_memory_budget, jaxpr_sample_bytes
-from jaxuq._src.mesh import check_batch_divides, sample_mesh, sample_shards, shard_batch, shard_keys
+from jaxuq._src.mesh import (
+  check_batch_divides,
+  place,
+  sample_mesh,
+  sample_shards,
+  shard_batch,
+  shard_keys,
+)
 from jaxuq._src.metrics._checks import is_concrete
 from jaxuq._src.sampling import balanced_chunk
 from jaxuq._src.traced import trace_once
@@ -164,8 +171,9 @@ def mc_reduce(
       :func:`jaxuq.auto_chunk_size` as :func:`jaxuq.mc_sample` does (a memory
       budget over one sample's key-dependent memory).
     devices: devices to split the samples over; default all of
-      ``jax.devices()``. Each device reduces ``num_samples // len(devices)``
-      samples; the few left over are reduced after them.
+      ``jax.devices()``. The samples are split over ``shards =
+      len(devices) // data_shards`` sample shards; each reduces
+      ``num_samples // shards`` samples; the few left over are reduced after them.
     data_shards: split the batch over this many devices too (a mesh
       ``(len(devices) // data_shards, data_shards)``, see
       :func:`jaxuq.mc_sample`).
@@ -202,6 +210,7 @@ def mc_reduce(
   args = as_arrays(args)
   check_batch_divides(args, mesh)
   static, dynamic = partition(fn)
+  dynamic, key, args = place((dynamic, key, args), devices, mesh)
   result = _mc_reduce_jit(
     static,
     dynamic,

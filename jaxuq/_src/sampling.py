@@ -31,6 +31,7 @@ from jaxuq._src.memory import (
 )
 from jaxuq._src.mesh import (
   check_batch_divides,
+  place,
   sample_mesh,
   sample_shards,
   shard_batch,
@@ -104,12 +105,15 @@ def _mc_sample_jit(
   # Decided while tracing (shapes only), so jit's cache remembers them.
   if chunk_size is None:
     chunk_size = chunk_from_bytes(sample_bytes, per_device, memory_budget)
+  # Samples not a multiple of the sample shards come back whole on every device (the
+  # padded axis sliced inside jit is replicated): the check counts what is then held.
+  held = per_device if num_samples % num_devices == 0 else num_samples
   check_samples_fit(
     traced.out_shape,
     key,
     sample_bytes,
     num_samples=num_samples,
-    per_device=per_device,
+    per_device=held,
     chunk=chunk_size,
     available=available,
   )
@@ -134,6 +138,7 @@ def auto_chunk_size(
   num_samples: int,
   memory_budget: int | None = None,
   devices: Sequence[jax.Device] | None = None,
+  data_shards: int = 1,
 ) -> int:
   """The chunk size ``mc_sample`` uses when ``chunk_size=None``.
 
@@ -152,6 +157,8 @@ def auto_chunk_size(
       accelerator's memory.
     devices: the devices the samples would be split over (default all of
       ``jax.devices()``).
+    data_shards: as in :func:`mc_sample`: the samples are split over
+      ``len(devices) // data_shards`` sample shards.
 
   Returns:
     The number of samples vmapped at once on each device, a Python int.
@@ -176,7 +183,7 @@ def auto_chunk_size(
     budget = default_memory_budget(devices)
   else:
     budget = check_positive_int(memory_budget, "memory_budget")
-  per_device = -(-num_samples // len(devices))
+  per_device = -(-num_samples // sample_shards(sample_mesh(devices, data_shards)))
   return chunk_for_budget(fn, key, as_arrays(args), per_device, budget)
 
 
@@ -260,6 +267,7 @@ def mc_sample(
   check_batch_divides(args, mesh)
   check_key_for_devices(key, len(devices))
   static, dynamic = partition(fn)
+  dynamic, key, args = place((dynamic, key, args), devices, mesh)
   return _mc_sample_jit(
     static,
     dynamic,

@@ -17,8 +17,9 @@ import numpy as np
 from flax import struct
 from tqdm.auto import tqdm
 
-from jaxuq._src.keys import check_key, check_positive_int
-from jaxuq._src.reduce import Reducer, mc_reduce
+from jaxuq._src.keys import check_devices, check_key, check_positive_int
+from jaxuq._src.mesh import place, sample_mesh
+from jaxuq._src.reduce import Reducer, _check_reducer, mc_reduce
 
 PyTree = Any
 
@@ -32,6 +33,13 @@ class _PerExample:
   def __call__(self, key: jax.Array, index: jax.Array, *batch: Any) -> Any:
     def one(i, *example):
       out = self.fn(jax.random.fold_in(key, i), *(a[None] for a in example))
+      if any(jnp.ndim(y) == 0 for y in jax.tree.leaves(out)):
+        raise ValueError(
+          "with per_example_keys=True fn runs on a batch of one example and every output "
+          f"leaf needs that leading example axis; fn returned shapes "
+          f"{[jnp.shape(y) for y in jax.tree.leaves(out)]}. Return per-example outputs "
+          "(reduce over examples after mc_reduce_dataset), or pass per_example_keys=False"
+        )
       return jax.tree.map(lambda y: y[0], out)
 
     return jax.vmap(one)(index, *batch)
@@ -59,7 +67,11 @@ def _as_args(batch: Any) -> tuple:
 
 
 def _signature(args: tuple) -> tuple:
-  return tuple((tuple(np.shape(a)[1:]), str(np.asarray(a[:0]).dtype)) for a in args)
+  """Trailing shapes and dtypes as on the device (NumPy float64 is float32 without x64)."""
+  return tuple(
+    (tuple(np.shape(a)[1:]), str(jax.dtypes.canonicalize_dtype(np.asarray(a[:0]).dtype)))
+    for a in args
+  )
 
 
 def _pad(args: tuple, size: int) -> tuple:
@@ -138,9 +150,14 @@ def mc_reduce_dataset(
     raise ValueError("batches is empty: give at least one batch of examples")
   expected = _signature(_as_args(first))
   size = len(_as_args(first)[0])
+  devs = check_devices(devices)
+  mesh = sample_mesh(devs, data_shards)
+  # The reducer's check (host-side) runs on each batch's result after the next batch is
+  # sent: run inside mc_reduce it waited for the device before the next batch was read.
+  quiet = _check_reducer(reducer)._replace(check=None)
   pieces: list[PyTree] = []
   start = 0
-  current: tuple[tuple, int] | None = _prepare(first, 0, expected, size)
+  current: tuple[tuple, int] | None = _prepare(first, 0, expected, size, devs, mesh)
   index = 0
   with tqdm(total=total, unit="ex", disable=None if progress is None else not progress) as bar:
     while current is not None:
@@ -154,14 +171,18 @@ def mc_reduce_dataset(
         predictive,
         *call,
         num_samples=num_samples,
-        reducer=reducer,
+        reducer=quiet,
         chunk_size=chunk_size,
         devices=devices,
         data_shards=data_shards,
       )
       # Read and send the next batch while the device computes this one.
       following = next(iterator, None)
-      current = None if following is None else _prepare(following, index + 1, expected, size)
+      current = (
+        None if following is None else _prepare(following, index + 1, expected, size, devs, mesh)
+      )
+      if reducer.check is not None:
+        reducer.check(result)
       host = jax.tree.map(lambda y, n=n: _trim(np.asarray(y), n, size), result)
       if sink is not None:
         sink(start, host)
@@ -175,8 +196,10 @@ def mc_reduce_dataset(
   return jax.tree.map(lambda *ys: _join(ys), *pieces)
 
 
-def _prepare(batch: Any, index: int, expected: tuple, size: int) -> tuple[tuple, int]:
-  """Checks a batch against the first one, pads it to ``size`` rows, sends it to the device."""
+def _prepare(
+  batch: Any, index: int, expected: tuple, size: int, devices: list, mesh: Any
+) -> tuple[tuple, int]:
+  """Checks a batch against the first one, pads it to ``size`` rows, sends it to the devices."""
   args = _as_args(batch)
   lengths = sorted({len(a) for a in args})
   if len(lengths) != 1:
@@ -188,7 +211,7 @@ def _prepare(batch: Any, index: int, expected: tuple, size: int) -> tuple[tuple,
       f"first batch had {expected} and {size} rows. Every batch must have the first "
       "batch's trailing shapes and between 1 row and as many rows as the first."
     )
-  return jax.device_put(_pad(args, size)), lengths[0]
+  return place(_pad(args, size), devices, mesh), lengths[0]
 
 
 def _trim(y: np.ndarray, n: int, size: int) -> np.ndarray:
