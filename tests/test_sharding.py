@@ -115,6 +115,16 @@ PLACEMENT_SCRIPT = textwrap.dedent(
     far = jax.device_put(x, d[7])
     got = jaxuq.mc_sample(mask_fn, jax.device_put(key, d[6]), far, num_samples=4, devices=d[:4])
     jax.tree.map(np.testing.assert_array_equal, got, want)
+    # weights the user sharded over the devices named keep their sharding
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    m2 = Mesh(np.array(d[:4]).reshape(2, 2), ("u", "v"))
+    w = jax.device_put(jnp.ones((4, 6)), NamedSharding(m2, P("u", "v")))
+    g = lambda k, x, w: (x[:4] @ w) * jax.random.bernoulli(k, 0.5, (6,))
+    from jaxuq._src.mesh import place, sample_mesh
+    kept = place(w, d[:4], sample_mesh(d[:4]))
+    assert kept.sharding == w.sharding, kept.sharding
+    np.testing.assert_allclose(jaxuq.mc_sample(g, key, x, w, num_samples=4, devices=d[:4]),
+                               jaxuq.sequential_sample(g, key, x, jnp.ones((4, 6)), num_samples=4))
     # a Mesh is not a list of devices: a clear TypeError (was "'Mesh' object is not iterable")
     mesh = Mesh(np.array(d).reshape(4, 2), ("a", "b"))
     for bad in (mesh, mesh.devices):

@@ -50,7 +50,16 @@ def place(tree: Any, devices: list[jax.Device], mesh: Mesh | None) -> Any:
   """
   if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree)):
     return tree
-  return jax.device_put(tree, devices[0] if mesh is None else NamedSharding(mesh, P()))
+  target = devices[0] if mesh is None else NamedSharding(mesh, P())
+  on = set(devices)
+
+  def put(leaf: Any) -> Any:
+    # an array already on exactly these devices keeps its own sharding (the user's choice)
+    if isinstance(leaf, jax.Array) and set(leaf.sharding.device_set) == on:
+      return leaf
+    return jax.device_put(leaf, target)
+
+  return jax.tree.map(put, tree)
 
 
 def sample_shards(mesh: Mesh | None) -> int:
