@@ -20,7 +20,10 @@ one, run ``N = f * repeats + r`` for the f-th function of that call) or one
 beside other functions, ``.group1`` holds its runs and ``.group0`` the
 others', each in the order of the call). Runs of a
 repeat must share their seed set and key across folders (common random
-numbers), else the script stops.
+numbers), else the script stops. ``--json`` keeps every round each run reached
+(``--rounds`` cuts the tables and the figure only), from which
+``benchmarks/active_rebuild.py`` continues the grid in a checkout without its
+checkpoints.
 """
 
 from __future__ import annotations
@@ -189,6 +192,7 @@ def main() -> None:
     raise SystemExit(
       f"functions {functions} repeat a name: label one of them, e.g. bald=BALD-ensemble"
     )
+  every = runs  # the JSON keeps every round each run reached: a later job resumes from it
   if args.rounds is not None:
     runs = cut(runs, args.rounds)
   check_common_numbers(runs)
@@ -203,7 +207,8 @@ def main() -> None:
     print(f"wrote {args.figure}")
   if args.json is not None:
     out = {"what": args.what, "grids": args.grid, "repeats": args.repeats,
-           "thresholds": table, "runs": [{k: v for k, v in run.items() if k not in ("seeds", "key")} | {"seed_set": run["seeds"]} for run in runs]}  # fmt: skip
+           "table_rounds": args.rounds, "thresholds": table,
+           "runs": [{k: v for k, v in run.items() if k not in ("seeds", "key")} | {"seed_set": run["seeds"]} for run in every]}  # fmt: skip
     args.json.write_text(json.dumps(out, indent=0))
     print(f"wrote {args.json}")
 

@@ -32,9 +32,9 @@ def _data():
   return x[:60], y[:60], x[60:], y[60:]
 
 
-def _grid(folder, selects, side_by_side, stop_after=None):
+def _grid(folder, selects, side_by_side, stop_after=None, resume=False):
   path = folder / "checkpoints" / "active.msgpack"
-  path.parent.mkdir(parents=True)
+  path.parent.mkdir(parents=True, exist_ok=resume)
   _, history = active_learning_runs(
     jax.random.key(0), NET, optax.adam(1e-2), *_data(), selects=selects, seed_indices=SEEDS,
     side_by_side=side_by_side, checkpoint=path, stop_after=stop_after, **SETTINGS,
