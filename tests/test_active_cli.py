@@ -84,6 +84,15 @@ def test_weight_decay_zero_is_a_setting():
     parser.parse_args(["--weight-decay", "-1"])
 
 
+def test_progress_entries_redone_or_of_the_older_format_are_replaced():
+  from jaxuq.experiments.active import _redone
+
+  assert _redone({"round": 3}, [0], 5)  # no runs named: an older file's entry
+  assert _redone({"round": 5, "runs": [0, 1]}, [1], 5)  # run 1 at round 5 again
+  assert not _redone({"round": 4, "runs": [0, 1]}, [1], 5)
+  assert not _redone({"round": 7, "runs": [2]}, [1], 5)
+
+
 def test_images_to_reach_counts_the_first_round_at_or_below():
   acquired = np.array([0, 10, 20, 30])
   assert report.images_to_reach(acquired, np.array([0.3, 0.1, 0.04, 0.02]), 0.10) == 10

@@ -144,12 +144,10 @@ def test_variants_run_in_processes_of_their_own(tmp_path):
     assert r["first_call"] == "fresh process" and r["first_call_s"] > 0
     assert r["peak_rss_mib"] > 0 and r["matmul_flops_per_s"] > 0
   # --append replaces the same (case, variant) and keeps the rest.
-  args2 = args[:-1] + ["--masks", "2", "--variants", "sequential", "--in-process"]
+  args2 = args + ["--masks", "2", "--variants", "sequential"]  # (one first-call mode per file)
   assert cli.main(args2 + ["--out", str(tmp_path), "--append"]) == 0
   # (an MLP of another width than 1024 says so in its name: rows of two widths never pair up)
   assert sorted(r["case"] for r in _rows(tmp_path)) == ["mlp b8 T2 w16", "mlp b8 T4 w16"]
-  in_process = [r for r in _rows(tmp_path) if r["case"] == "mlp b8 T2 w16"]
-  assert in_process[0]["peak_rss_mib"] is None and in_process[0]["process_peak_rss_mib"] > 0
   (tmp_path / "bench.md").unlink()
   assert cli.main(["bench", "--render", "--out", str(tmp_path)]) == 0
   table = (tmp_path / "bench.md").read_text()
@@ -160,6 +158,9 @@ def test_variants_run_in_processes_of_their_own(tmp_path):
   (tmp_path / "bench.json").write_text(json.dumps(summary))
   with pytest.raises(ValueError, match="--append: .* another device_kind"):
     cli.main(args2 + ["--out", str(tmp_path), "--append"])
+  with pytest.raises(ValueError, match="--append: .* another .*first_call"):
+    mixed = [*args[:-1], "--masks", "2", "--variants", "sequential", "--in-process"]
+    cli.main(mixed + ["--out", str(tmp_path), "--append"])
 
 
 def test_warm_runs_are_judged_by_a_warm_run():
@@ -188,6 +189,8 @@ def test_cache_stays_off_after_earlier_compilations(tmp_path):
     args = TINY + ["--variants", "mc_auto", "--no-peers", "--repeats", "1", "--in-process"]
     assert cli.main(args + ["--out", str(tmp_path / "b")]) == 0
     assert sorted(folder.iterdir()) == before  # nothing kept while the bench ran
+    (row,) = _rows(tmp_path / "b")  # in this process: no peak memory of the variant's own
+    assert row["peak_rss_mib"] is None and row["process_peak_rss_mib"] > 0
     assert compile_cache.cache_settings()["jax_compilation_cache_dir"] == str(folder)  # restored
   finally:
     compile_cache.apply_cache_settings(old)

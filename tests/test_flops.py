@@ -47,3 +47,13 @@ def test_the_bench_counts_its_models_by_hand_and_without_cost_analysis(monkeypat
   assert cases.forward_flops(cases.Case("mlp", b, 10, width=w)) == 2 * b * (w + 3 * w * w + w)
   flops = cases.case_flops(cases.Case("mlp-last", b, 10, width=w))
   assert flops.per_mask == 2 * b * w  # the last dense layer, after the dropout
+
+
+def test_shard_map_bodies_are_refused():
+  # they run per shard: counted once at per-shard shapes, they were a fraction of the total
+  from jax.sharding import PartitionSpec as P
+
+  mesh = jax.make_mesh((1,), ("x",))
+  f = jax.shard_map(lambda a, b: a @ b, mesh=mesh, in_specs=(P("x"), P()), out_specs=P("x"))
+  with pytest.raises(ValueError, match="shard_map"):
+    matmul_flops(f, jnp.ones((4, 3)), jnp.ones((3, 2)))

@@ -125,6 +125,21 @@ PLACEMENT_SCRIPT = textwrap.dedent(
     assert kept.sharding == w.sharding, kept.sharding
     np.testing.assert_allclose(jaxuq.mc_sample(g, key, x, w, num_samples=4, devices=d[:4]),
                                jaxuq.sequential_sample(g, key, x, jnp.ones((4, 6)), num_samples=4))
+    # weights on jax.make_mesh's Explicit mesh: devices=[d0] failed ("device assignment 1 is
+    # not ... 8"), all devices failed ("Mesh for all inputs should be equal")
+    em = jax.make_mesh((8,), ("x",))
+    we = jax.device_put(jnp.ones((4, 16)), NamedSharding(em, P(None, "x")))
+    h = lambda k, x, w: (x[:4] @ w) * jax.random.bernoulli(k, 0.5, (16,))
+    ref = jaxuq.sequential_sample(h, key, x, jnp.ones((4, 16)), num_samples=8)
+    for devs in (d[:1], None):
+        np.testing.assert_allclose(jaxuq.mc_sample(h, key, x, we, num_samples=8, devices=devs), ref)
+    # the same devices in another order are moved, not kept (jit refused the order)
+    rev = jax.device_put(jnp.ones((4, 16)), NamedSharding(Mesh(np.array(d[::-1]), ("x",)), P()))
+    np.testing.assert_allclose(jaxuq.mc_sample(h, key, x, rev, num_samples=8), ref)
+    # with data_shards the batch is split over 'data', not copied whole to every device
+    from jaxuq._src.mesh import place, sample_mesh
+    xs = place((jnp.ones((8, 4)),), d, sample_mesh(d, 4), batch=True)[0]
+    assert xs.sharding.spec == P("data"), xs.sharding
     # a Mesh is not a list of devices: a clear TypeError (was "'Mesh' object is not iterable")
     mesh = Mesh(np.array(d).reshape(4, 2), ("a", "b"))
     for bad in (mesh, mesh.devices):

@@ -54,6 +54,8 @@ def _count(jaxpr: Any) -> int:
           f"a cond's branches do {sorted(counts)} FLOPs: the count depends on values"
         )
       total += counts.pop()
+    elif name == "shard_map":
+      raise ValueError("a shard_map body runs per shard: its FLOPs are not counted here")
     elif name == "while":
       if _count(eqn.params["body_jaxpr"].jaxpr) or _count(eqn.params["cond_jaxpr"].jaxpr):
         raise ValueError("a while loop does matrix products: their count depends on values")

@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxuq._src.keys import check_positive_int
@@ -40,26 +40,53 @@ def sample_mesh(devices: list[jax.Device], data_shards: int = 1) -> Mesh | None:
   return Mesh(grid, (SAMPLE_AXIS, DATA_AXIS))
 
 
-def place(tree: Any, devices: list[jax.Device], mesh: Mesh | None) -> Any:
-  """``tree``'s arrays on the devices the sampler runs on: ``devices[0]``, or replicated
-  over the mesh (the program then shards them itself).
+def place(tree: Any, devices: list[jax.Device], mesh: Mesh | None, batch: bool = False) -> Any:
+  """``tree``'s arrays on the devices the sampler runs on: ``devices[0]``, or over the mesh
+  (replicated; with ``batch``, a leading axis split over ``'data'``).
 
   Without it, ``devices=[jax.devices()[3]]`` ran on the default device, and inputs
   committed to other devices than the mesh's failed with JAX's "incompatible devices".
-  Tracers (a sampler called under an outer ``jit``) are left to that ``jit``.
+  An array already sharded over the mesh's devices, in its order, keeps its layout (the
+  user's choice; an ``Explicit`` mesh, ``jax.make_mesh``'s default, is retyped ``Auto``, as
+  the samplers' program cannot mix the two). Tracers (a sampler under an outer ``jit``)
+  are left to that ``jit``, and so are the values of a mesh spanning several processes.
   """
   if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree)):
     return tree
-  target = devices[0] if mesh is None else NamedSharding(mesh, P())
-  on = set(devices)
+  if mesh is not None and any(d.process_index != jax.process_index() for d in mesh.devices.flat):
+    return tree  # several processes: each passes its own values, jit assembles them
+  if mesh is None:
+    target: Any = SingleDeviceSharding(devices[0])  # a bare Device kept an Explicit mesh type
+  elif batch and int(mesh.shape[DATA_AXIS]) > 1:
+    target = NamedSharding(mesh, P(DATA_AXIS))
+  else:
+    target = NamedSharding(mesh, P())
+  order = (devices[0],) if mesh is None else tuple(mesh.devices.flat)
 
   def put(leaf: Any) -> Any:
-    # an array already on exactly these devices keeps its own sharding (the user's choice)
-    if isinstance(leaf, jax.Array) and set(leaf.sharding.device_set) == on:
+    sharding = getattr(leaf, "sharding", None)
+    if isinstance(sharding, NamedSharding) and tuple(sharding.mesh.devices.flat) == order:
+      return jax.device_put(leaf, _auto(sharding)) if _explicit(sharding) else leaf
+    if (
+      mesh is None
+      and isinstance(sharding, SingleDeviceSharding)
+      and order[0] in sharding.device_set
+    ):
       return leaf
     return jax.device_put(leaf, target)
 
   return jax.tree.map(put, tree)
+
+
+def _explicit(sharding: NamedSharding) -> bool:
+  return any(t == AxisType.Explicit for t in getattr(sharding.mesh, "axis_types", ()))
+
+
+def _auto(sharding: NamedSharding) -> NamedSharding:
+  """The same layout on an ``Auto`` mesh of the same devices and axes."""
+  m = sharding.mesh
+  auto = Mesh(m.devices, m.axis_names, axis_types=(AxisType.Auto,) * len(m.axis_names))
+  return NamedSharding(auto, sharding.spec)
 
 
 def sample_shards(mesh: Mesh | None) -> int:

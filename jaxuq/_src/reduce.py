@@ -210,7 +210,8 @@ def mc_reduce(
   args = as_arrays(args)
   check_batch_divides(args, mesh)
   static, dynamic = partition(fn)
-  dynamic, key, args = place((dynamic, key, args), devices, mesh)
+  dynamic, key = place((dynamic, key), devices, mesh)
+  args = place(args, devices, mesh, batch=True)
   result = _mc_reduce_jit(
     static,
     dynamic,

@@ -267,7 +267,8 @@ def mc_sample(
   check_batch_divides(args, mesh)
   check_key_for_devices(key, len(devices))
   static, dynamic = partition(fn)
-  dynamic, key, args = place((dynamic, key, args), devices, mesh)
+  dynamic, key = place((dynamic, key), devices, mesh)
+  args = place(args, devices, mesh, batch=True)
   return _mc_sample_jit(
     static,
     dynamic,

@@ -211,7 +211,7 @@ def _prepare(
       f"first batch had {expected} and {size} rows. Every batch must have the first "
       "batch's trailing shapes and between 1 row and as many rows as the first."
     )
-  return place(_pad(args, size), devices, mesh), lengths[0]
+  return place(_pad(args, size), devices, mesh, batch=True), lengths[0]
 
 
 def _trim(y: np.ndarray, n: int, size: int) -> np.ndarray:

@@ -181,6 +181,13 @@ def _load(args: argparse.Namespace) -> tuple[tuple[Any, ...], dict[str, Any]]:
   return (train.images, train.labels, test.images, test.labels), sources
 
 
+def _redone(entry: dict[str, Any], runs: list[int], r: int) -> bool:
+  """Whether round ``r`` of ``runs`` replaces an earlier ``progress.json`` entry (one of these
+  runs at this round or later; an entry naming no runs is of an older format)."""
+  named = entry.get("runs")
+  return named is None or (bool(set(named) & set(runs)) and entry["round"] >= r)
+
+
 def _earlier_rounds(args: argparse.Namespace) -> list[dict[str, Any]]:
   """The rounds an earlier invocation wrote to ``progress.json`` (``--resume``), else none."""
   path = pathlib.Path(args.out) / "progress.json"
@@ -224,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     now = time.perf_counter()
     row = {k: np.asarray(v).tolist() for k, v in record.items()}
     runs = row.pop("run")  # one by one: each run's rounds in turn, so the entry names its runs
-    progress["rounds"] = [p for p in progress["rounds"] if p.get("runs") != runs or p["round"] < r]
+    progress["rounds"] = [p for p in progress["rounds"] if not _redone(p, runs, r)]
     progress["rounds"].append({"round": r, "runs": runs, "seconds": round(now - last[0], 2), **row})
     last[0] = now
     tmp = out / ".progress.json.tmp"  # replaced whole: a kill never leaves half a file

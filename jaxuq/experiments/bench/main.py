@@ -108,9 +108,16 @@ def _check_variants(the_plan, args: argparse.Namespace) -> None:
 
 def _check_same_machine(old: dict, summary: dict, out) -> None:
   """``--append`` only adds rows measured on the same device, precision and versions."""
-  keys = ("platform", "device_kind", "matmul_precision", "versions", "cpu_count")
-  was, now = old.get("environment", {}), summary["environment"]
-  differ = [k for k in keys if was.get(k) != now.get(k)]
+  keys = ("platform", "device_kind", "devices", "matmul_precision", "versions", "cpu_count")
+  was = {
+    **old.get("environment", {}),
+    **{k: old.get(k) for k in ("first_call", "compilation_cache")},
+  }
+  now = {
+    **summary["environment"],
+    **{k: summary.get(k) for k in ("first_call", "compilation_cache")},
+  }
+  differ = [k for k in (*keys, "first_call", "compilation_cache") if was.get(k) != now.get(k)]
   if differ:
     raise ValueError(
       f"--append: {out}/bench.json was measured with another {', '.join(differ)} "
