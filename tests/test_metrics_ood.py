@@ -165,7 +165,7 @@ def test_bad_inputs():
 def test_rates_are_correctly_rounded_under_jit_for_every_count(target):
   # XLA turned tp / n_pos into tp * (1 / n_pos) under jit, an ulp low: 20/25 missed 0.8 and
   # 41/41 missed 1.0, so the "first point reaching the target" was the top score (TPR 0).
-  for n_pos in [*range(1, 62), 82, 98, 200, 400, 460, 800, 920]:  # failures among them
+  for n_pos in [*range(1, 21), 25, 41, 100, 200, 460]:  # 25, 41, 100, 200, 460 failed
     scores = np.r_[np.arange(n_pos, 0, -1), n_pos + 0.5, 0.5].astype(np.float32)
     labels = np.r_[np.ones(n_pos, int), 0, 0]
     op = metrics.threshold_at_tpr(scores, labels, target)

@@ -82,7 +82,7 @@ def test_bad_inputs():
 
 def test_coverage_ends_at_exactly_one_for_every_size():
   # kf / n under jit was k * (1 / n): 41/41 gave 0.99999994.
-  for n in [*range(1, 62), 82, 98, 123, 299]:
+  for n in [*range(1, 21), 41, 47, 55, 61]:  # 41, 47, 55, 61 failed
     curve = metrics.accuracy_coverage_curve(np.arange(n, dtype=np.float32), np.ones(n))
     assert float(curve.coverage[-1]) == 1.0, n
     np.testing.assert_array_equal(curve.coverage, (np.arange(1, n + 1) / n).astype(np.float32))
