@@ -146,7 +146,7 @@ def check_devices(devices: Sequence[jax.Device] | None) -> list[jax.Device]:
     raise TypeError(
       f"devices must be a sequence of devices, got one device {devices}; use [device]"
     )
-  if not isinstance(devices, (list, tuple)) or not all(isinstance(d, jax.Device) for d in devices):
+  if isinstance(devices, jax.sharding.Mesh) or getattr(devices, "ndim", 1) != 1:
     raise TypeError(
       f"devices must be a flat list of devices, got {type(devices).__name__}; the sampler "
       "builds its mesh itself: pass e.g. list(mesh.devices.flat) or jax.devices()[:4]"
