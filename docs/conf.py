@@ -57,8 +57,6 @@ nitpick_ignore_regex = [
 # where they appear (``TrainState``'s fields).
 nitpick_ignore = [
   ("py:class", "jaxuq._src.static.Static"),
-  # Raised by jaxuq.plot when matplotlib is missing; not exported (yet).
-  ("py:exc", "MissingDependencyError"),
   # Type aliases of the signatures (``Any`` or JAX's own at run time), and
   # Sphinx's wrapper of an alias it renders as written.
   ("py:class", "ArrayLike"),

@@ -401,15 +401,47 @@ def test_init_state_is_one_program_with_the_bits_of_eager_init():
     for a, b in zip(_leaves(jitted), _leaves(eager), strict=True):
       np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(jax.random.key_data(jitted.key), jax.random.key_data(eager.key))
-  compiled = training_module._init_state_jit._cache_size()
+  program = (
+    training_module._init_state_jit_cpu
+    if training_module._runs_on_cpu(x)
+    else training_module._init_state_jit
+  )
+  compiled = program._cache_size()
   equal_model, fresh_adam = MLP(depth=1, width=11, rate=0.1), optax.adam(1e-3)
   state = init_state(jax.random.key(0), equal_model, fresh_adam, jnp.ones((1, 1)))
   again = init_state(
     jax.random.key(1), MLP(depth=1, width=11, rate=0.1), optax.adam(1e-3), x[:, :1]
   )
-  assert training_module._init_state_jit._cache_size() == compiled + 1  # equal settings: one
+  assert program._cache_size() == compiled + 1  # equal settings: one
   assert state.model is equal_model and state.tx.value is fresh_adam  # the caller's own objects
   assert again.model is not equal_model
+
+
+class _ManyInitializers(nn.Module):
+  """A convolution, BatchNorm, an embedding and dense layers: most of Flax's initializers."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    h = nn.Conv(3, (3, 3), kernel_init=nn.initializers.he_uniform())(x)
+    h = nn.BatchNorm(use_running_average=not train)(h)
+    h = h.reshape(h.shape[0], -1)
+    h = nn.Dense(5, kernel_init=nn.initializers.orthogonal(), bias_init=nn.initializers.normal())(h)
+    t = nn.Embed(7, 5)(jnp.zeros(h.shape[:1], jnp.int32))
+    return nn.Dense(2)(jaxuq.Dropout(0.3, deterministic=not train)(nn.gelu(h + t)))
+
+
+def test_the_cpu_init_program_draws_the_bits_of_the_default_one():
+  # On the CPU the init program is compiled at LLVM level 1 (a quarter of the compile time
+  # for CNNs); it must draw exactly what XLA's default level draws.
+  cpu = jax.devices("cpu")[0]
+  x = jax.device_put(jnp.linspace(-1.0, 1.0, 2 * 6 * 6).reshape(2, 6, 6, 1), cpu)
+  assert training_module._runs_on_cpu(x)
+  args = (jax.random.key(4), Static(_ManyInitializers()), Static(optax.adamw(1e-3)), x)
+  low = training_module._init_state_jit_cpu(*args)
+  default = training_module._init_state_jit(*args)
+  for a, b in zip(_leaves(low), _leaves(default), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert sum(a.size for a in _leaves(low)) > 100
 
 
 def test_a_model_with_unhashable_fields_trains():
