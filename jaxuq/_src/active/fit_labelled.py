@@ -16,8 +16,10 @@ computes 32 rows a step, not 128.
 Why not one ``lax.scan`` per epoch, as ``train`` does: on XLA's CPU backend a
 convolutional network's training step inside a loop (``scan``/``while``) ran
 10-20x slower than the same step called from Python (measured on the 2-core
-CPU with the paper's CNN at batch 128: about 0.5 s per step from Python, 6-17 s
-inside a loop). A model with BatchNorm would see the padding rows in the
+CPU with the paper's CNN at batch 128, before jaxuq's own ``Conv`` layer and
+huge pages: about 0.5 s per step from Python, 6-17 s inside a loop; not timed
+inside a loop since; a step from Python now takes 0.15-0.27 s, see
+``docs/guide/training.md``). A model with BatchNorm would see the padding rows in the
 statistics of an epoch's last batch: use models without BatchNorm, or sizes
 that are multiples of ``batch_size``.
 """
