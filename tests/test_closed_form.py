@@ -145,3 +145,78 @@ def test_nnx_and_plain_functions_are_refused():
     ex.closed_form_moments(jaxuq.from_nnx(Net(nnx.Rngs(0))), jnp.ones((1, 2)))
   with pytest.raises(TypeError, match="from_linen"):
     ex.closed_form_moments(lambda key, x: x, jnp.ones((1, 2)))
+
+
+class _InputDropout(nn.Module):
+  """x -> Dropout(rate) -> Dense(2): the closed form's simplest model."""
+
+  rate: float = 0.5
+  broadcast_dims: tuple = ()
+  flax_dropout: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    layer = nn.Dropout if self.flax_dropout else jaxuq.Dropout
+    return nn.Dense(2)(layer(self.rate, self.broadcast_dims, deterministic=True)(x))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_half_precision_moments_are_computed_in_float32(dtype):
+  # h**2 was taken in float16 (300**2 > 65504: an infinite variance of 45); in bfloat16 var
+  # (a matmul) and cov's diagonal (an einsum) were rounded apart (18 against 18.125).
+  x = jnp.array([[300.0, 200.0]], dtype)
+  kernel = jnp.array([[0.01, 0.02], [0.03, -0.01]], dtype)
+  v = {"params": {"Dense_0": {"kernel": kernel, "bias": jnp.zeros((2,), dtype)}}}
+  f = jaxuq.from_linen(_InputDropout(), v)
+  m = ex.closed_form_moments(f, x, covariance=True)
+  only_var = ex.closed_form_moments(f, x)
+  # float64 NumPy from the same rounded inputs and weights; rate 0.5: r / (1 - r) = 1
+  h, w = np.asarray(x, np.float64)[0], np.asarray(kernel, np.float64)
+  cov = np.einsum("k,ko,kp->op", h**2, w, w)
+  eps = float(jnp.finfo(dtype).eps)
+  assert m.var.dtype == m.cov.dtype == only_var.var.dtype == dtype
+  np.testing.assert_allclose(np.asarray(m.cov, np.float64)[0], cov, rtol=eps)
+  np.testing.assert_allclose(np.asarray(only_var.var, np.float64)[0], np.diag(cov), rtol=eps)
+  np.testing.assert_array_equal(
+    np.asarray(m.var, np.float64), np.diagonal(np.asarray(m.cov, np.float64), axis1=-2, axis2=-1)
+  )
+
+
+@pytest.mark.parametrize(
+  "rate, match",
+  [
+    (1.0, r"rate must be in \[0, 1\)"),
+    (-0.5, r"rate must be in \[0, 1\)"),
+    (1.5, r"rate must be in \[0, 1\)"),
+    (1 - 1e-9, r"keep probability 1 - rate of at least 2\*\*-20"),
+  ],
+)
+def test_dropout_rates_are_checked_as_the_samplers_check_them(rate, match):
+  # The closed form read the rate unchecked: -0.5 and 1.5 gave negative variances, 1.0 a bare
+  # ZeroDivisionError, 1 - 1e-9 a variance of 4.8e7, where mc_sample refuses all four.
+  x = jnp.ones((2, 2))
+  model = _InputDropout(rate, flax_dropout=True)
+  f = jaxuq.from_linen(model, model.init(jax.random.key(0), x))
+  with pytest.raises(ValueError, match=match):
+    jaxuq.mc_sample(f, jax.random.key(0), x, num_samples=2)
+  with pytest.raises(ValueError, match=match):
+    ex.closed_form_moments(f, x)
+
+
+def test_dropout_inputs_are_checked_as_the_samplers_check_them():
+  # An int32 input and broadcast_dims=(4,) on a rank-3 input (read as 4 % 3) gave numbers.
+  v = _InputDropout().init(jax.random.key(0), jnp.ones((2, 3)))
+  f = jaxuq.from_linen(_InputDropout(), v)
+  for run in (
+    lambda x: jaxuq.mc_sample(f, jax.random.key(0), x, num_samples=2),
+    lambda x: ex.closed_form_moments(f, x),
+  ):
+    with pytest.raises(TypeError, match="got an input of dtype int32"):
+      run(jnp.ones((2, 3), jnp.int32))
+  g = jaxuq.from_linen(_InputDropout(broadcast_dims=(4,)), v)
+  for run in (
+    lambda x: jaxuq.mc_sample(g, jax.random.key(0), x, num_samples=2),
+    lambda x: ex.closed_form_moments(g, x),
+  ):
+    with pytest.raises(ValueError, match=r"broadcast_dims=\(4,\), but its input has rank 3"):
+      run(jnp.ones((2, 2, 3)))

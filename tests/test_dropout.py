@@ -146,14 +146,72 @@ def test_rates_near_one_keep_their_probability_relatively(rate):
 
 
 def test_keep_probability_error_is_bounded_for_every_rate():
+  # Both ends: the drop probability too (16 bits dropped 1.526e-5 at rate 1e-5, +53%).
   rates = np.concatenate(
-    [np.random.default_rng(0).uniform(0, 1 - 2**-20, 2000), 1 - np.geomspace(2**-20, 1, 200)]
+    [
+      np.random.default_rng(0).uniform(0, 1 - 2**-20, 2000),
+      1 - np.geomspace(2**-20, 1, 200),
+      np.geomspace(2**-20, 1, 200),
+    ]
   )
   for rate in map(float, rates):
     if rate >= 1.0 or 1 - rate < 2**-20:
       continue
     keep = dropout.effective_keep_probability(rate)
-    assert abs(keep - (1 - rate)) <= min(2**-17, 2**-13 * (1 - rate)), rate
+    bound = min(2**-17, 2**-13 * min(rate, 1 - rate))
+    assert abs(keep - (1 - rate)) <= bound, rate
+  for rate in (1e-7, 3e-9, 2**-33 * 1.5, 2**-34, 1e-17):  # below 2**-20: within 2**-33
+    keep = dropout.effective_keep_probability(rate)
+    assert dropout.bits_per_unit(rate) == 32
+    assert abs((1 - keep) - rate) <= 2**-33, rate
+  assert dropout.effective_keep_probability(1e-17) == 1.0
+  assert np.asarray(jaxuq.keep_mask(jax.random.key(0), (4096,), 1e-17)).all()
+
+
+# keep_mask(jax.random.key(2024), (4, 16), rate) packed with np.packbits, recorded before
+# 32-bit masks were extended to small rates: rates in [1/16, 15/16] must keep their masks.
+PINNED_MASKS = {
+  0.5: "d797a87709f38647",
+  0.25: "ffef3dbbcfdefafb",
+  0.1: "ff3ffcfffffff5ff",
+  0.7: "f1272c04041c741f",
+}
+# mc_sample of from_linen(layer(rate)) at key 11, x = ones((2, 8)), 4 samples, kept = nonzero.
+PINNED_SAMPLES = {0.5: "ee22e4029de8ed15", 0.25: "f5bfe1b7fed6f7ee"}
+
+
+@pytest.mark.parametrize("rate", sorted(PINNED_MASKS))
+def test_masks_of_rates_from_a_sixteenth_to_fifteen_sixteenths_are_pinned(rate):
+  keep = np.asarray(jaxuq.keep_mask(jax.random.key(2024), (4, 16), rate))
+  assert np.packbits(keep.ravel()).tobytes().hex() == PINNED_MASKS[rate]
+  if rate in PINNED_SAMPLES:
+    for layer in (jaxuq.Dropout, nn.Dropout):
+      f = jaxuq.from_linen(layer(rate), {"params": {}})
+      s = np.asarray(jaxuq.mc_sample(f, jax.random.key(11), jnp.ones((2, 8)), num_samples=4))
+      assert np.packbits((s != 0).ravel()).tobytes().hex() == PINNED_SAMPLES[rate]
+
+
+def test_small_rate_drops_at_its_rate():
+  # 16-bit fields dropped with probability 1.526e-5 at rate 1e-5 (+53% variance against
+  # the closed form) and never at 3e-6. Drops in n = 2**24 units are binomial(n, rate):
+  # mean 167.8, sd 12.95 at 1e-5; the old 256 is 6.8 sd away, outside the 4-sd band.
+  n = 2**24
+  for rate, seed in ((1e-5, 0), (3e-6, 1)):
+    drops = n - int(np.asarray(jaxuq.keep_mask(jax.random.key(seed), (n,), rate)).sum())
+    mean, sd = n * rate, np.sqrt(n * rate * (1 - rate))
+    assert abs(drops - mean) < 4 * sd, (rate, drops, mean, sd)
+    assert dropout.bits_per_unit(rate) == 32
+    assert abs((1 - dropout.effective_keep_probability(rate)) - rate) <= 2**-13 * rate
+
+
+@pytest.mark.parametrize("rate", [1e-5, 0.01, 0.97])
+def test_mc_sample_and_sequential_sample_draw_the_same_masks(rate):
+  x = jnp.ones((4, 2**16))  # 1e-5: 13 drops expected over the 5 samples
+  f = jaxuq.from_linen(jaxuq.Dropout(rate), {"params": {}})
+  got = np.asarray(jaxuq.mc_sample(f, jax.random.key(3), x, num_samples=5))
+  want = np.asarray(jaxuq.sequential_sample(f, jax.random.key(3), x, num_samples=5))
+  np.testing.assert_array_equal(got != 0, want != 0)
+  assert (got == 0).any() and (got != 0).any()
 
 
 def test_rate_nearest_one_keeps_units_and_closer_rates_are_refused():

@@ -11,6 +11,7 @@ import pytest
 
 import jaxuq
 import jaxuq.exact as ex
+from jaxuq._src import dropout as dropout_module
 from jaxuq._src.exact import closed_form, engine, linen
 from jaxuq._src.exact import enumerate as enumerate_module
 from jaxuq._src.exact.enumerate import merge_values
@@ -231,7 +232,7 @@ def test_shared_mask_predictive_gives_the_same_distribution():
 def test_merge_tolerance():
   values = np.array([[2.0], [1.0], [1.0 + 2**-22]], np.float32)  # 1 and 1 + 2 ulp
   probs = np.array([0.5, 0.25, 0.25])
-  d = merge_values(values, probs, None)  # default: 64 ulp of the largest value
+  d = merge_values(values, probs, None)  # default: 4 eps relative to the larger value
   np.testing.assert_allclose(d.probs, [0.5, 0.5])
   np.testing.assert_allclose(d.values[:, 0], [1.0 + 2**-23, 2.0])
   assert len(merge_values(values, probs, 0.0).probs) == 3
@@ -432,3 +433,259 @@ def test_lifted_transforms_that_do_not_draw_are_followed():
     np.testing.assert_allclose(got.var, plain.var, rtol=1e-5)
   with pytest.raises(ValueError, match="used by random_bits inside"):
     ex.exact_moments(jaxuq.from_linen(_Wrapped("noise"), variables), x)
+
+
+def _anchored_reference(values, probs, atol, eps):
+  """The documented merge rule, spelled out in plain Python: per element, sort and start a
+  cluster at each value beyond the tolerance of the cluster's first (anchor) value; outputs in
+  the same cluster of every element are one value (probability-weighted means)."""
+  keep = probs > 0
+  flat = values.reshape(len(values), -1)[keep].astype(np.float64)
+  p = probs[keep]
+  ids = np.zeros(flat.shape, int)
+  reps = []
+  for j in range(flat.shape[1]):
+    order = sorted(range(len(flat)), key=lambda i: flat[i, j])
+    anchor, cluster, members = None, -1, []
+    for i in order:
+      a, b = anchor, flat[i, j]
+      tol = atol if atol is not None else 4 * eps * max(abs(a), abs(b)) if a is not None else 0
+      if a is None or b - a > tol:
+        anchor, cluster = b, cluster + 1
+        members.append([])
+      ids[i, j] = cluster
+      members[-1].append(i)
+    reps.append([np.dot(p[m], flat[m, j]) / p[m].sum() for m in members])
+  groups = {}
+  for i in range(len(flat)):
+    groups.setdefault(tuple(ids[i]), []).append(i)
+  keys = sorted(groups)
+  got_v = np.array([[reps[j][k[j]] for j in range(flat.shape[1])] for k in keys])
+  got_p = np.array([p[groups[k]].sum() for k in keys])
+  return got_v.reshape((-1, *values.shape[1:])), got_p
+
+
+def test_merges_are_anchored_not_chained():
+  # Each value within atol of its neighbour: chaining merged all five into one value.
+  values = np.array([[0.0], [0.6], [1.2], [1.8], [2.4]])
+  probs = np.full(5, 0.2)
+  d = merge_values(values, probs, 1.0)
+  np.testing.assert_allclose(d.values[:, 0], [0.3, 1.5, 2.4], rtol=1e-15)
+  np.testing.assert_allclose(d.probs, [0.4, 0.4, 0.2], rtol=1e-15)
+  # Dense random runs, scalar and vector, against the plain-Python rule.
+  rng = np.random.default_rng(0)
+  for shape, atol in (((400, 1), 0.01), ((400, 3), 0.05), ((300, 2), None)):
+    v = np.round(rng.normal(size=shape) * 40) / 40 + rng.normal(size=shape) * 1e-3
+    v = v.astype(np.float16 if atol is None else np.float32)
+    p = rng.dirichlet(np.ones(shape[0]))
+    d = merge_values(v, p, atol)
+    want_v, want_p = _anchored_reference(v, p, atol, float(np.finfo(v.dtype).eps))
+    np.testing.assert_allclose(d.values, want_v, rtol=1e-12)
+    np.testing.assert_allclose(d.probs, want_p, rtol=1e-12)
+    assert abs(d.probs.sum() - 1) < 1e-12
+
+
+class _Linear(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(1)(jaxuq.Dropout(0.5, deterministic=True)(x))
+
+
+def test_float16_distribution_keeps_distinct_outputs_apart():
+  # float16, 12 units: the default atol (64 eps times the largest output) chained 2,860
+  # distinct outputs spanning 3.78 into one value of probability 1 (variance 0).
+  x = jax.random.normal(jax.random.key(0), (1, 12)).astype(jnp.float16)
+  v = jax.tree.map(lambda a: a.astype(jnp.float16), _Linear().init(jax.random.key(1), x))
+  (d,) = ex.exact_distribution(jaxuq.from_linen(_Linear(), v), x)
+  # float64 NumPy from the same float16 inputs and weights: var = sum_k (x_k w_k)**2 r/(1-r)
+  xw = np.asarray(x, np.float64)[0] * np.asarray(v["params"]["Dense_0"]["kernel"], np.float64)[:, 0]
+  mean = xw.sum() + float(v["params"]["Dense_0"]["bias"][0])
+  var = np.sum(xw**2)
+  got_mean = np.dot(d.probs, d.values[:, 0])
+  got_var = np.dot(d.probs, (d.values[:, 0] - got_mean) ** 2)
+  np.testing.assert_allclose(got_mean, mean, rtol=0, atol=1e-2)
+  np.testing.assert_allclose(got_var, var, rtol=1e-2)
+  assert d.probs.max() < 0.01 and len(d.probs) > 1000
+  assert np.all(np.diff(d.values[:, 0]) > 0)
+
+
+def test_vector_outputs_merge_elementwise():
+  # Rows (0.42, 0), (0.42000002, 0), (0.42, 2), (0.42000002, 2): after a lexicographic sort
+  # the near-equal rows are not neighbours, so eight values of p = 1/8 came back, not six.
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      h = nn.Dense(3, use_bias=False)(x)
+      return nn.Dense(2, use_bias=False)(jaxuq.Dropout(0.5, deterministic=True)(h))
+
+  v = {
+    "params": {
+      "Dense_0": {"kernel": jnp.array([[0.3, 0.21, 1.0]])},
+      "Dense_1": {"kernel": jnp.array([[0.7, 0.0], [1.0, 0.0], [0.0, 1.0]])},
+    }
+  }
+  (d,) = ex.exact_distribution(jaxuq.from_linen(Net(), v), jnp.array([[1.0]]))
+  # float64: y0 = 2 (0.21 k0 + 0.21 k1), y1 = 2 k2 with k ~ Bernoulli(1/2) each
+  np.testing.assert_allclose(
+    d.values, [[0, 0], [0, 2], [0.42, 0], [0.42, 2], [0.84, 0], [0.84, 2]], atol=1e-6
+  )
+  np.testing.assert_allclose(d.probs, [1 / 8, 1 / 8, 1 / 4, 1 / 4, 1 / 8, 1 / 8], rtol=1e-15)
+
+
+def test_bfloat16_default_tolerance_is_not_zero():
+  # np.dtype(bfloat16).kind is 'V': the default atol became 0 and 1 ulp apart stayed apart.
+  values = jnp.array([[0.0], [1.265625], [1.2578125], [2.515625]], jnp.bfloat16)
+  d = merge_values(np.asarray(values), np.full(4, 0.25), None)
+  np.testing.assert_allclose(d.values[:, 0], [0.0, (1.265625 + 1.2578125) / 2, 2.515625])
+  np.testing.assert_allclose(d.probs, [0.25, 0.5, 0.25])
+  # float16 and bfloat16 one ulp apart merge; 16 ulps apart do not.
+  for dtype in (jnp.float16, jnp.bfloat16):
+    one = float(jnp.finfo(dtype).eps)
+    vals = np.asarray(jnp.array([[1.0], [1.0 + one], [1.0 + 16 * one]], dtype))
+    assert merge_values(vals, np.full(3, 1 / 3), None).probs.tolist() == [2 / 3, 1 / 3]
+
+
+def test_masks_of_probability_zero_are_left_out():
+  # A rate of 1e-17 keeps with probability 1.0 in float64: masks dropping its unit have p = 0,
+  # and their group came back as a NaN value of probability 0.
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = jaxuq.Dropout(1e-17, deterministic=True)(x)
+      h = nn.Dense(1)(x)  # Dense_0
+      return nn.Dense(1)(jaxuq.Dropout(0.5, deterministic=True)(h))
+
+  v = {
+    "params": {
+      "Dense_0": {"kernel": jnp.array([[3.0]]), "bias": jnp.array([1.0])},
+      "Dense_1": {"kernel": jnp.array([[1.0]]), "bias": jnp.array([0.0])},
+    }
+  }
+  (d,) = ex.exact_distribution(jaxuq.from_linen(Net(), v), jnp.array([[1.0]]), atol=0)
+  # (3 * 1 + 1) / (1 - 0.5) = 8 when kept, 0 when dropped, each with probability 1/2
+  np.testing.assert_array_equal(d.values[:, 0], [0.0, 8.0])
+  np.testing.assert_array_equal(d.probs, [0.5, 0.5])
+
+
+class _BatchReduced(nn.Module):
+  keepdims: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.Dense(1)(jaxuq.Dropout(0.5, deterministic=True)(nn.relu(nn.Dense(4)(x))))
+    return y.mean(0, keepdims=self.keepdims)
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_outputs_reduced_over_the_batch_are_refused(keepdims):
+  # The batch check skipped outputs without a batch axis: shared-mask enumeration gave the
+  # batch mean a variance of 0.179 where mc_sample's per-example masks give 0.075.
+  x = jax.random.normal(jax.random.key(0), (8, 2))
+  model = _BatchReduced(keepdims)
+  f = jaxuq.from_linen(model, model.init(jax.random.key(1), x))
+  shape = r"\(1, 1\)" if keepdims else r"\(1,\)"
+  match = rf"the model's output has shape {shape}, without a leading batch axis of size 8"
+  for run in (ex.exact_moments, ex.enumerate_outputs, ex.exact_distribution):
+    with pytest.raises(ValueError, match=match):
+      run(f, x)
+  # One example: its own masks are the batch's, so it is enumerated; float64 NumPy check.
+  one = ex.exact_moments(f, x[:1])
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), f.variables["params"])
+  h = np.maximum(np.asarray(x[:1], np.float64) @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], 0)
+  np.testing.assert_allclose(
+    one.var.ravel(), np.sum((h[0] * p["Dense_0"]["kernel"][:, 0]) ** 2), rtol=1e-5
+  )
+
+
+class _ScalarOut(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(1)(jaxuq.Dropout(0.5, deterministic=True)(nn.relu(nn.Dense(3)(x))))[:, 0]
+
+
+def test_covariance_needs_an_output_axis():
+  # Outputs of shape (batch,): the covariance was taken across the examples, (2, 2) with an
+  # off-diagonal 0.039, where per-example masks make it 0.
+  x = jnp.array([[1.0], [2.0]])
+  f = jaxuq.from_linen(_ScalarOut(), _ScalarOut().init(jax.random.key(0), x))
+  with pytest.raises(
+    ValueError, match=r"covariance=True needs outputs with an axis after the batch"
+  ):
+    ex.exact_moments(f, x, covariance=True)
+  m = ex.exact_moments(f, x)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), f.variables["params"])
+  h = np.maximum(np.asarray(x, np.float64) @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], 0)
+  np.testing.assert_allclose(m.var, np.sum((h * p["Dense_0"]["kernel"][:, 0]) ** 2, 1), rtol=1e-5)
+  # The closed form's covariance is across the final Dense axis; this model is refused there.
+  with pytest.raises(ValueError, match="does not return its output as it is"):
+    ex.closed_form_moments(f, x, covariance=True)
+
+
+class _ArrayRate(nn.Module):
+  rate: object
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(2)(nn.Dropout(self.rate, deterministic=True)(nn.relu(nn.Dense(3)(x))))
+
+
+def test_flax_dropout_rate_given_as_an_array():
+  # nn.Dropout(rate=jnp.array(0.3)): `module.rate > 0.0` became a tracer inside jit.
+  x = jax.random.normal(jax.random.key(0), (2, 2))
+  v = _ArrayRate(0.3).init(jax.random.key(1), x)
+  f = jaxuq.from_linen(_ArrayRate(jnp.array(0.3)), v)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), v["params"])
+  h = np.maximum(np.asarray(x, np.float64) @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"], 0)
+  var = np.einsum("bk,ko->bo", h**2, p["Dense_0"]["kernel"] ** 2) * 0.3 / 0.7
+  np.testing.assert_allclose(ex.exact_moments(f, x).var, var, rtol=1e-5)
+  np.testing.assert_allclose(ex.closed_form_moments(f, x).var, var, rtol=1e-5)
+  # A traced rate (the layer built inside jit) cannot fix masks: a clear error where every
+  # path reads the rate (the enumeration's mask check, discovery, the closed form).
+  with pytest.raises(TypeError, match=r"Dropout has a traced rate"):
+    jax.jit(lambda r: dropout_module.layer_rate(nn.Dropout(r)) * r)(0.3)
+
+
+def test_dropout_on_a_zero_width_input_needs_no_mask():
+  # Dropout on x[:, :0] has no unit: discover gave it no mask, and enumeration then said it
+  # "ran without an explicit mask" (inside a lifted transform).
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      z = jaxuq.Dropout(0.5, deterministic=True)(x[:, :0])
+      h = jaxuq.Dropout(0.5, deterministic=True)(x)
+      return nn.Dense(1)(jnp.concatenate([z, h], -1))
+
+  x = jnp.array([[1.0, -2.0], [0.5, 3.0]])
+  f = jaxuq.from_linen(Net(), Net().init(jax.random.key(0), x))
+  assert ex.mask_layout(f, x).num_units == 2
+  m = ex.exact_moments(f, x)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), f.variables["params"])
+  xw = np.asarray(x, np.float64) * p["Dense_0"]["kernel"][:, 0]
+  np.testing.assert_allclose(m.mean[:, 0], xw.sum(1) + p["Dense_0"]["bias"][0], rtol=1e-6)
+  np.testing.assert_allclose(m.var[:, 0], np.sum(xw**2, 1), rtol=1e-5)  # r / (1 - r) = 1
+
+
+def test_nested_list_inputs_are_arrays():
+  # mc_sample takes [[2.0]]; exact_* said "got none", closed_form a TracerArrayConversionError.
+  f = ex.tiny_predictive()
+  mean = np.dot(TABLE_PROBS, TABLE_OUTPUTS)
+  var = np.dot(TABLE_PROBS, (np.array(TABLE_OUTPUTS) - mean) ** 2)
+  for m in (ex.exact_moments(f, [[2.0]]), ex.closed_form_moments(f, [[2.0]])):
+    np.testing.assert_allclose(m.mean[0, 0], mean, rtol=1e-6)
+    np.testing.assert_allclose(m.var[0, 0], var, rtol=1e-6)
+  (d,) = ex.exact_distribution(f, [[2.0]])
+  np.testing.assert_allclose(d.values[:, 0], sorted(TABLE_OUTPUTS), rtol=1e-6)
+  assert ex.mask_layout(f, [[2.0]]).num_units == 2
+  np.testing.assert_allclose(
+    ex.enumerate_outputs(f, [[2.0]]).outputs[:, 0, 0], TABLE_OUTPUTS, rtol=1e-6
+  )
+
+
+def test_max_units_takes_numpy_integers_not_bools():
+  f, _, x = _two_layer()
+  assert ex.exact_moments(f, x, max_units=np.int64(5)).mean.shape == (3, 1)
+  with pytest.raises(ValueError, match=r"2\^5 = 32 masks.*2\^4"):
+    ex.exact_moments(f, x, max_units=np.int32(4))
+  for bad in (True, np.bool_(True), 4.0, -1):
+    with pytest.raises(ValueError, match="max_units must be a non-negative int"):
+      ex.exact_moments(f, x, max_units=bad)

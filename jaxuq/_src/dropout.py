@@ -5,12 +5,12 @@ probability to drop a unit). Two differences:
 
 * masks are drawn from packed random bits: a rate that is a multiple of
   ``2**-k`` (``k <= 16``) uses ``k`` bits per unit and is exact; any other rate
-  leaving a keep probability ``1 - rate >= 1/16`` uses 16 bits per unit and is
-  rounded to the nearest multiple of ``2**-16``; the rest use 32 bits (one
-  unit per word), rounded to a multiple of ``2**-32``. The keep probability is
-  off by at most ``2**-17`` and by at most ``2**-13`` of itself (the bias of
-  the inverted scaling ``1 / (1 - rate)``), down to the smallest keep
-  probability accepted, ``2**-20``;
+  in ``[1/16, 15/16]`` uses 16 bits per unit and is rounded to the nearest
+  multiple of ``2**-16``; the rest (``min(rate, 1 - rate) < 1/16``) use 32
+  bits (one unit per word), rounded to a multiple of ``2**-32``. The realised
+  drop probability (and keep probability) is off by at most ``2**-17``, and by
+  at most ``2**-13`` of ``min(rate, 1 - rate)`` whenever that is at least
+  ``2**-20`` (below, by at most ``2**-33``: rates under ``2**-33`` never drop);
 * a mask can be given explicitly in the variable collection ``'dropout_masks'``
   (name ``'keep'``, boolean, broadcastable to the input), so that exact
   enumeration runs the very forward pass that Monte Carlo sampling runs. Under
@@ -30,22 +30,26 @@ from jaxuq._src.keys import check_key_type, check_rate
 
 MASK_COLLECTION = "dropout_masks"
 _MAX_BITS = 16
-# Below this keep probability a 16-bit threshold could be off by more than 2**-13 of it.
+# Below this drop or keep probability a 16-bit threshold could be off by more than 2**-13 of it.
 _WIDE_BELOW = 2.0**-4
 
 
 def bits_per_unit(rate: float) -> int:
   """Random bits per unit: the least ``k <= 16`` with ``rate * 2**k`` whole, else 16 or 32.
 
-  Rates that are no multiple of ``2**-16`` use 16 bits while ``1 - rate >=
-  1/16`` and 32 bits below, so that the rounded keep probability stays within
-  ``2**-13`` of ``1 - rate`` relative to it (16 bits near ``rate = 1`` kept
-  nothing at all beyond ``1 - 2**-17``).
+  Rates that are no multiple of ``2**-16`` use 16 bits while ``1/16 <= rate <=
+  15/16`` and 32 bits otherwise, so that both the realised drop probability
+  and the keep probability stay within ``2**-17`` of ``rate`` and ``1 - rate``
+  and within ``2**-13`` of ``min(rate, 1 - rate)`` relatively, for
+  ``min(rate, 1 - rate) >= 2**-20`` (32 bits: within ``2**-33`` absolutely).
+  16 bits near ``rate = 0`` dropped ``1.526e-5`` at ``rate = 1e-5`` and
+  nothing at all below ``2**-17``; near ``rate = 1`` they kept nothing beyond
+  ``1 - 2**-17``. Rates in ``[1/16, 15/16]`` draw the same masks as before.
   """
   for k in range(1, _MAX_BITS + 1):
     if (rate * 2**k).is_integer():
       return k
-  return _MAX_BITS if 1.0 - rate >= _WIDE_BELOW else 32
+  return _MAX_BITS if min(rate, 1.0 - rate) >= _WIDE_BELOW else 32
 
 
 def keep_threshold(rate: float) -> tuple[int, int]:
@@ -103,7 +107,10 @@ def unpack_keep(words: jax.Array, shape: Sequence[int], rate: float) -> jax.Arra
   k, threshold = keep_threshold(rate)
   shifts = jnp.arange(32 // k, dtype=jnp.uint32) * jnp.uint32(k)
   fields = (words[:, None] >> shifts[None, :]) & jnp.uint32(2**k - 1)
-  keep = fields < jnp.uint32(threshold)
+  if threshold >= 2**k:  # a rate below 2**-(k+1): every unit kept (2**32 is no uint32)
+    keep = jnp.ones(fields.shape, jnp.bool_)
+  else:
+    keep = fields < jnp.uint32(threshold)
   return keep.reshape(-1)[: math.prod(shape)].reshape(shape)
 
 
@@ -250,12 +257,44 @@ def _typed(key: jax.Array) -> jax.Array:
   return key
 
 
+def layer_rate(module: nn.Module) -> float:
+  """A linen dropout layer's rate as a Python float, checked as the sampling path checks it.
+
+  ``flax.linen.Dropout`` takes any rate, a concrete array too (``jnp.array(0.3)``);
+  every path (sampling, enumeration, closed form) reads it through here.
+
+  Raises:
+    TypeError: the rate is traced (the layer was built inside ``jit`` from a
+      traced value) or not a real number.
+    ValueError: the rate is outside ``[0, 1 - 2**-20]`` (see ``check_rate``).
+  """
+  name = "Dropout.rate" if isinstance(module, Dropout) else "flax Dropout.rate"
+  rate = module.rate
+  if isinstance(rate, jax.core.Tracer):
+    raise TypeError(
+      f"{layer_name(module)} has a traced rate ({rate.aval}): the rate fixes the mask's "
+      "bits and probabilities while tracing, so it must be concrete. Build the layer with "
+      "a Python float (or a concrete array), not a value computed inside jit or vmap."
+    )
+  try:
+    value = float(rate)
+  except (TypeError, ValueError):
+    raise TypeError(f"{name} must be a float in [0, 1), got {rate!r}") from None
+  return check_rate(value, name)
+
+
+def check_layer_input(module: nn.Module, inputs: jax.Array) -> None:
+  """:func:`check_dropout_input` for a linen dropout layer, named as the sampling path names it."""
+  prefix = "jaxuq" if isinstance(module, Dropout) else "flax.linen"
+  check_dropout_input(inputs, module.broadcast_dims, f"{prefix}.{layer_name(module)}")
+
+
 def forced_flax_dropout(module: nn.Dropout, inputs: jax.Array) -> jax.Array:
   """Applies a ``flax.linen.Dropout`` layer's dropout with jaxuq's masks, always on.
 
   An explicit mask in ``'dropout_masks'`` is used as for :class:`Dropout`.
   """
-  rate = check_rate(float(module.rate), "flax Dropout.rate")
+  rate = layer_rate(module)
   if rate == 0.0:
     return inputs
   check_dropout_input(inputs, module.broadcast_dims, f"flax.linen.{layer_name(module)}")

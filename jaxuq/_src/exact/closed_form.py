@@ -23,9 +23,10 @@ import jax
 import jax.numpy as jnp
 from flax.core import meta
 
+from jaxuq._src.dropout import check_layer_input, layer_rate
 from jaxuq._src.exact.linen import check_linen
 from jaxuq._src.exact.moments import Moments
-from jaxuq._src.filtering import StaticPart, combine, partition
+from jaxuq._src.filtering import StaticPart, as_arrays, combine, partition
 from jaxuq._src.interception import DROPOUT_LAYERS, first_input, intercept_calls
 
 
@@ -39,7 +40,7 @@ def _refuse(why: str) -> ValueError:
 
 def _analyse(f: Any, args: tuple, covariance: bool) -> Moments:
   """Runs the model once, dropout as identity, recording the dropout and Dense calls."""
-  dropouts: list[tuple[Any, jax.Array, jax.Array]] = []  # (module, h, output)
+  dropouts: list[tuple[Any, jax.Array, jax.Array, float]] = []  # (module, h, output, rate)
   denses: list[tuple[Any, jax.Array, jax.Array, jax.Array]] = []  # (module, input, kernel, out)
 
   def record(module, call, fargs, fkwargs):
@@ -52,10 +53,14 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> Moments:
       return call(*fargs, **fkwargs)
     inputs = first_input(fargs, fkwargs)
     if isinstance(module, DROPOUT_LAYERS):
-      if float(module.rate) == 0.0:
+      # The sampling path's checks (rate in [0, 1 - 2**-20], a float input, broadcast_dims
+      # in range): a rate of 1.5 gave negative variances here, an int input a number.
+      rate = layer_rate(module)
+      if rate == 0.0:
         return inputs
+      check_layer_input(module, inputs)
       out = inputs * jnp.ones((), inputs.dtype)  # E[dropout(h)] = h, as a new value
-      dropouts.append((module, inputs, out))
+      dropouts.append((module, inputs, out, rate))
       return out
     y = call(*fargs, **fkwargs)
     # unboxed: a kernel built with nn.with_partitioning is a Partitioned box
@@ -74,7 +79,7 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> Moments:
     raise _refuse(
       f"{type(f.module).__name__} runs {len(dropouts)} dropout layers with a positive rate"
     )
-  module, h, d = dropouts[0]
+  module, h, d, rate = dropouts[0]
   if (h.ndim - 1) in {b % h.ndim for b in module.broadcast_dims}:
     raise _refuse("its mask is shared along the feature axis (broadcast_dims)")
   fed = [x for x in denses if x[1] is d]
@@ -90,17 +95,22 @@ def _analyse(f: Any, args: tuple, covariance: bool) -> Moments:
     raise _refuse(
       "the Dense layer it feeds is not the last: the model does not return its output as it is"
     )
-  rate = float(module.rate)
   dtype = y.dtype
-  h2 = jnp.square(h.astype(dtype))
-  w = kernel.astype(dtype)
-  factor = jnp.asarray(rate / (1.0 - rate), dtype)
+  # In at least float32, cast back at the end: in float16 h**2 overflowed (h = 300 gave an
+  # infinite variance of 18), in bfloat16 var and cov's diagonal were rounded apart.
+  work = jnp.promote_types(dtype, jnp.float32)
+  h2 = jnp.square(h.astype(work))
+  w = kernel.astype(work)
+  factor = jnp.asarray(rate / (1.0 - rate), work)
   # The moments' own products at full precision: a GPU's default (TF32) or a user's
   # "bfloat16" matmul precision would put 1e-3 to 1e-2 relative errors into exact answers.
   full = jax.lax.Precision.HIGHEST
+  if covariance:
+    cov = jnp.einsum("...k,ko,kp->...op", h2, w, w, precision=full) * factor
+    var = jnp.diagonal(cov, axis1=-2, axis2=-1)  # var is cov's diagonal, to the bit
+    return Moments(y, var.astype(dtype), cov.astype(dtype))
   var = jnp.matmul(h2, jnp.square(w), precision=full) * factor
-  cov = jnp.einsum("...k,ko,kp->...op", h2, w, w, precision=full) * factor if covariance else None
-  return Moments(y, var, cov)
+  return Moments(y, var.astype(dtype), None)
 
 
 @functools.partial(jax.jit, static_argnames=("static", "covariance"))
@@ -115,9 +125,15 @@ def closed_form_moments(fn: Any, *args: Any, covariance: bool = False) -> Moment
   are ignored) sits right before its final ``nn.Dense`` layer, whose output the
   model returns, as in the seed's "last layer only" variant and the tiny
   network. The model is checked while it is traced; any other structure is
-  refused. Moments are those of the model's nominal rate (``jaxuq.Dropout``
-  samples masks whose keep probability is within ``2**-17`` of ``1 - r``, and
-  within ``2**-13`` of it relatively).
+  refused. Moments are those of the model's nominal rate; ``jaxuq.Dropout``
+  samples masks whose drop and keep probabilities are within ``2**-17`` of
+  ``r`` and ``1 - r``, and within ``2**-13`` of ``min(r, 1 - r)`` relatively
+  when that is at least ``2**-20`` (so its variance factor ``r / (1 - r)`` is
+  within about ``2**-12`` relatively); below, within ``2**-33`` absolutely.
+  Dropout layers are checked as the samplers check them (rate, a float input,
+  ``broadcast_dims`` in range). The products are computed in at least float32
+  and cast to the model's dtype; with ``covariance``, ``var`` is the diagonal
+  of ``cov``.
 
   Args:
     fn: a predictive function from :func:`jaxuq.from_linen`.
@@ -126,10 +142,13 @@ def closed_form_moments(fn: Any, *args: Any, covariance: bool = False) -> Moment
 
   Returns:
     :class:`jaxuq.exact.Moments` of JAX arrays in the model's dtype, for any batch.
+    ``cov`` is across the final Dense layer's output axis (the last axis).
 
   Raises:
-    TypeError: ``fn`` is not from :func:`jaxuq.from_linen`.
-    ValueError: the model's structure is not "one dropout, then the final Dense".
+    TypeError: ``fn`` is not from :func:`jaxuq.from_linen`, or a dropout layer
+      gets a non-float input.
+    ValueError: the model's structure is not "one dropout, then the final
+      Dense", or a dropout layer's rate or ``broadcast_dims`` is invalid.
 
   Examples:
     >>> import jaxuq.exact
@@ -139,4 +158,4 @@ def closed_form_moments(fn: Any, *args: Any, covariance: bool = False) -> Moment
   """
   f = check_linen(fn)
   static, dynamic = partition(f)
-  return _closed_form_jit(static, dynamic, args, covariance=bool(covariance))
+  return _closed_form_jit(static, dynamic, as_arrays(args), covariance=bool(covariance))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -71,17 +72,32 @@ def format_count(num_units: int) -> str:
   return f"{2**num_units:,}" if num_units <= 64 else f"2^{num_units}"
 
 
+def check_max_units(max_units: object) -> int:
+  """``max_units`` as an int: any integer (NumPy's too), not a bool, in ``[0, 32]``."""
+  try:
+    if isinstance(max_units, (bool, np.bool_)):
+      raise TypeError
+    value = operator.index(max_units)  # type: ignore[arg-type]
+  except TypeError:
+    value = -1
+  if value < 0:
+    raise ValueError(
+      f"max_units must be a non-negative int (the largest number of droppable units to "
+      f"enumerate), got {max_units!r}; pass e.g. max_units=20"
+    )
+  if value > HARD_MAX_UNITS:
+    raise ValueError(
+      f"max_units must be at most {HARD_MAX_UNITS} (uint32 mask indices), got {max_units}"
+    )
+  return value
+
+
 def check_enumerable(num_units: int, max_units: int) -> None:
   """Raises ``ValueError`` when ``2**num_units`` masks are more than allowed.
 
   Called before anything is computed or allocated.
   """
-  if isinstance(max_units, bool) or not isinstance(max_units, int) or max_units < 0:
-    raise ValueError(f"max_units must be a non-negative int, got {max_units!r}")
-  if max_units > HARD_MAX_UNITS:
-    raise ValueError(
-      f"max_units must be at most {HARD_MAX_UNITS} (uint32 mask indices), got {max_units}"
-    )
+  max_units = check_max_units(max_units)
   if num_units > max_units:
     raise ValueError(
       f"exact enumeration of {num_units} droppable units would take 2^{num_units} = "

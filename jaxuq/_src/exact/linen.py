@@ -21,7 +21,7 @@ from flax import struct, traverse_util
 
 from jaxuq._src.adapters import LinenPredictive, NnxPredictive
 from jaxuq._src.cast import CastPredictive
-from jaxuq._src.dropout import MASK_COLLECTION
+from jaxuq._src.dropout import MASK_COLLECTION, check_layer_input, layer_rate
 from jaxuq._src.exact.engine import MaskLayout
 from jaxuq._src.interception import DROPOUT_LAYERS, first_input, intercept_calls
 
@@ -75,7 +75,7 @@ def _dropout_inputs(fn: LinenPredictive, args: Any) -> dict[tuple[str, ...], tup
         "several draws. Use a separate dropout layer for each call."
       )
     shape = tuple(int(d) for d in first_input(fargs, fkwargs).shape)
-    found[path] = (shape, float(module.rate), tuple(module.broadcast_dims))
+    found[path] = (shape, layer_rate(module), tuple(module.broadcast_dims))
     return call(*fargs, **fkwargs)
 
   def trace(f, a):
@@ -143,8 +143,7 @@ def discover(fn: LinenPredictive, args: tuple) -> tuple[MaskLayout, tuple[tuple[
       )
   layers = []
   for path, (shape, rate, dims) in found.items():
-    broadcast = {d % len(shape) for d in dims}
-    mask = tuple(1 if (d == 0 or d in broadcast) else n for d, n in enumerate(shape))
+    mask = _mask_shape(shape, dims)
     if rate > 0.0 and math.prod(mask) > 0:
       layers.append((path, mask, rate))
   layout = MaskLayout(
@@ -155,8 +154,22 @@ def discover(fn: LinenPredictive, args: tuple) -> tuple[MaskLayout, tuple[tuple[
   return layout, tuple(p for p, _, _ in layers)
 
 
+def _mask_shape(shape: tuple[int, ...], dims: Any) -> tuple[int, ...]:
+  """One example's mask over an input of ``shape``, shared along ``dims`` (and the batch)."""
+  broadcast = {d % len(shape) for d in dims} if shape else set()
+  return tuple(1 if (d == 0 or d in broadcast) else n for d, n in enumerate(shape))
+
+
 def _require_masks(module, call, fargs, fkwargs):
-  if module.rate > 0.0 and not module.has_variable(MASK_COLLECTION, "keep"):
+  # A concrete float: a rate given as a jnp array made `module.rate > 0.0` a tracer here.
+  if layer_rate(module) > 0.0 and not module.has_variable(MASK_COLLECTION, "keep"):
+    inputs = first_input(fargs, fkwargs)
+    shape = tuple(getattr(inputs, "shape", ()))
+    if shape and math.prod(_mask_shape(shape, module.broadcast_dims)) == 0:
+      # No unit to drop (a zero-width input): discover gives such a layer no mask. The
+      # sampling path's checks still apply; dropping nothing from nothing is the input.
+      check_layer_input(module, inputs)
+      return inputs
     raise ValueError(
       f"dropout layer {'/'.join(_path(module))!r} ran without an explicit mask: it sits "
       "inside a lifted transform (nn.vmap, nn.scan, nn.jit, nn.remat, ...) that does not "
@@ -180,6 +193,16 @@ def check_rows_independent(
   of the example index, with the units of the examples whose bit ``b`` is 1
   (then 0) all dropped: two different examples differ in some bit, so a
   dependence of one on the other's masks changes an output that must not move.
+
+  With per-example masks and a batch of two or more, every output must have
+  the batch axis first (one row per example): an output reduced over the
+  batch (``y.mean(0)``, even with ``keepdims=True``) or laid out otherwise
+  belongs to no one example, so it is refused before the probes run. A batch
+  of one passes whatever its outputs.
+
+  Raises:
+    ValueError: an output has no leading batch axis, or the model mixes the
+      examples of its batch.
   """
   batch = _batch_size(args)
   if batch < 2:
@@ -205,11 +228,23 @@ def check_rows_independent(
     for s, row in zip(shapes, per_row, strict=True)
   )
   key = jax.random.key(0)
-  outs = jax.vmap(lambda m: g(key, m, *args))(tuple(map(jax.numpy.asarray, masks)))
+  probes = jax.vmap(lambda m: g(key, m, *args))
+  probe_masks = tuple(jax.numpy.asarray(m) for m in masks)
+  shapes_out = jax.eval_shape(probes, probe_masks)
+  for path, y in jax.tree_util.tree_flatten_with_path(shapes_out)[0]:
+    if y.ndim < 2 or y.shape[1] != batch:  # nothing computed yet: refused from shapes
+      where = f"output leaf {jax.tree_util.keystr(path)}" if path else "the model's output"
+      raise ValueError(
+        f"{where} has shape {tuple(y.shape[1:])}, without a leading batch axis of size "
+        f"{batch}, although the dropout masks are per example: an output reduced over the "
+        "batch (such as y.mean(0)) mixes the examples, and enumeration, which shares each "
+        "unit's mask across the batch, would not give mc_sample's distribution. Return "
+        "per-example outputs with the batch axis first (and reduce the samples "
+        "afterwards), or enumerate one example at a time."
+      )
+  outs = probes(probe_masks)
   for leaf, y in enumerate(jax.tree.leaves(outs)):
     y = np.asarray(y)
-    if y.ndim < 2 or y.shape[1] != batch:
-      continue
     base = y[0]
     scale = float(np.nanmax(np.abs(base), initial=0.0)) or 1.0
     for probe in range(1, len(dropped)):
