@@ -1,5 +1,6 @@
 """Checkpoints: round trip, atomic writes, exact resume of train and train_ensemble."""
 
+import dataclasses
 import os
 import pathlib
 import stat
@@ -249,7 +250,8 @@ def test_checkpoints_without_the_deep_digests_still_resume(tmp_path):
   path = tmp_path / "run.msgpack"
   done, _ = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=1, checkpoint=path, **settings)
   state, meta = restore_checkpoint(path, {"state": done})
-  for key in ("optimizer_deep", "loss_deep", "model_callables"):
+  for key in ("optimizer_deep", "loss_deep", "model_callables", "optimizer_values",
+              "loss_values", "model_values", "python_code"):  # fmt: skip
     del meta["fingerprint"][key]
   save_checkpoint(path, state, meta)
   _, history = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=2, checkpoint=path, **settings)
@@ -280,3 +282,108 @@ def test_resume_with_another_optimizer_names_the_optimizer(tmp_path):
   with pytest.raises(ValueError, match="checkpoint must be a file path"):
     train(jax.random.key(3), SMALL, ADAM, x, y, epochs=1, checkpoint=tmp_path, batch_size=16,
           progress=False)  # fmt: skip
+
+
+def test_numpy_scalar_settings_are_checkpointed_and_resumed(tmp_path):
+  # They passed validation, then the first save failed: "Object of type int64 is not JSON
+  # serializable" (the fingerprint stored them as they came).
+  x, y = _data()
+  numpy_settings = {"batch_size": np.int64(16), "val_fraction": np.float32(0.25),
+                    "patience": np.int64(5), "min_delta": np.float32(1e-4),
+                    "checkpoint_every": np.int64(1), "eval_batch_size": np.int32(64)}  # fmt: skip
+  python_settings = {k: v.item() for k, v in numpy_settings.items()}
+  path = tmp_path / "run.msgpack"
+  common = {"progress": False, "checkpoint": path}
+  train(jax.random.key(3), SMALL, ADAM, x, y, epochs=np.int64(1), **numpy_settings, **common)
+  resumed, history = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=2, **numpy_settings,
+                           **common)  # fmt: skip
+  whole, whole_history = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=2, progress=False,
+                               **python_settings)  # fmt: skip
+  _assert_trees_equal(resumed, whole)
+  np.testing.assert_array_equal(history["val_loss"], whole_history["val_loss"])
+  # Stored as Python numbers: the same run given Python numbers resumes it.
+  _, again = train(jax.random.key(3), SMALL, ADAM, x, y, epochs=2, **python_settings, **common)
+  np.testing.assert_array_equal(again["loss"], whole_history["loss"])
+  tiny = MLP(depth=1, width=4, rate=0.2)
+  ens = {"batch_size": np.int64(16), "progress": False, "checkpoint": tmp_path / "ens.msgpack"}
+  first, _ = train_ensemble(jax.random.key(0), tiny, ADAM, x, y, num_members=np.int64(2),
+                            epochs=1, **ens)  # fmt: skip
+  states, _ = train_ensemble(jax.random.key(0), tiny, ADAM, x, y, num_members=2, epochs=2, **ens)
+  assert int(states.step[0]) == 2 * int(first.step[0]) > 0  # resumed from epoch 1
+  with pytest.raises(ValueError, match="batch_size must be a positive int, got True"):
+    train(jax.random.key(3), SMALL, ADAM, x, y, epochs=1, batch_size=True, progress=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Hyper:
+  lr: float
+
+
+class _Config:
+  """A plain configuration object."""
+
+  lr = 1e-2
+
+
+HYPER = _Hyper(1e-2)
+CONFIG = _Config()
+CONFIG.lr = 1e-2
+
+
+@pytest.mark.parametrize("case", ["frozen dataclass", "object"])
+def test_resume_is_refused_when_a_read_configuration_value_changed(tmp_path, monkeypatch, case):
+  # The portable digest named objects by type, without their values: a schedule reading a
+  # frozen-dataclass or plain configuration object resumed with another learning rate.
+  x, y = _data()
+  settings = {"batch_size": 16, "progress": False, "checkpoint": tmp_path / "run.msgpack"}
+  schedule = (lambda step: HYPER.lr) if case == "frozen dataclass" else (lambda step: CONFIG.lr)
+  train(jax.random.key(3), SMALL, optax.sgd(schedule), x, y, epochs=1, **settings)
+  if case == "frozen dataclass":  # as a new process with another configuration would make it
+    monkeypatch.setitem(globals(), "HYPER", _Hyper(1.0))
+  else:
+    monkeypatch.setattr(CONFIG, "lr", 1.0)
+  with pytest.raises(ValueError, match="differs in optimizer_values"):
+    train(jax.random.key(3), SMALL, optax.sgd(schedule), x, y, epochs=2, **settings)
+  monkeypatch.undo()
+  _, history = train(jax.random.key(3), SMALL, optax.sgd(schedule), x, y, epochs=2, **settings)
+  assert len(history["loss"]) == 2
+
+
+def _halving(step):
+  return 0.01 * 2.0 ** (step / 2)
+
+
+def _stepwise(step):
+  return 0.01 * 2.0 ** (step // 2)
+
+
+def test_resume_is_refused_for_changed_bytecode_under_the_same_python_only(tmp_path):
+  # `s / 2` and `s // 2` differ only in their bytecode, which the portable digest left out.
+  from jaxuq._src.static import PYTHON, value_entries
+
+  a = value_entries(optax.sgd(_halving), "mse", SMALL)
+  assert value_entries(optax.sgd(_halving), "mse", SMALL) == a
+  stepwise = _halving.__class__(
+    _stepwise.__code__.replace(co_name="_halving", co_qualname="_halving"), _halving.__globals__,
+    "_halving",
+  )  # fmt: skip
+  b = value_entries(optax.sgd(stepwise), "mse", SMALL)
+  assert a["optimizer_values"] == b["optimizer_values"]  # the same names and constants
+  assert a["python_code"]["digest"] != b["python_code"]["digest"]
+  assert a["python_code"]["python"] == PYTHON
+  x, y = _data()
+  settings = {"batch_size": 16, "progress": False}
+  path = tmp_path / "run.msgpack"
+  train(jax.random.key(3), SMALL, optax.sgd(_halving), x, y, epochs=1, checkpoint=path,
+        **settings)  # fmt: skip
+  with pytest.raises(ValueError, match="differs in python_code"):
+    train(jax.random.key(3), SMALL, optax.sgd(stepwise), x, y, epochs=2, checkpoint=path,
+          **settings)  # fmt: skip
+  # Written under another Python: its bytecode digest is not compared.
+  state, meta = restore_checkpoint(path, {"state": init_state(jax.random.key(0), SMALL,
+                                                              optax.sgd(_halving), x[:1])})  # fmt: skip
+  meta["fingerprint"]["python_code"] = {"python": "2.7", "digest": "0" * 16}
+  save_checkpoint(path, state, meta)
+  _, history = train(jax.random.key(3), SMALL, optax.sgd(stepwise), x, y, epochs=2,
+                     checkpoint=path, **settings)  # fmt: skip
+  assert len(history["loss"]) == 2

@@ -219,3 +219,29 @@ def test_pytree_outputs_predict_and_sample_like_arrays():
   with pytest.raises(TypeError, match=r"pass MultiSteps\(...\).gradient_transformation\(\)"):
     train(jax.random.key(0), MLP(out_features=1, depth=1, width=4), optax.MultiSteps(optax.sgd(0.1), 2),
           x, jnp.ones((5, 1)), loss="mse", epochs=1, progress=False)  # fmt: skip
+
+
+class _ListWidths(nn.Module):
+  """A list field: unhashable, so no valid static argument of jit as it is."""
+
+  widths: list
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    for w in self.widths:
+      x = jaxuq.Dropout(0.1, deterministic=not train)(nn.relu(nn.Dense(w)(x)))
+    return nn.Dense(1)(x)
+
+
+def test_an_ensemble_of_a_model_with_unhashable_fields_validates_and_predicts():
+  # The default held-out validation and ensemble_predict passed the model to jit as a
+  # static argument: "Non-hashable static arguments are not supported".
+  x, y = _data(32)
+  states, history = train_ensemble(jax.random.key(0), _ListWidths([4]), ADAM, x, y,
+                                   num_members=2, epochs=2, batch_size=8, progress=False)  # fmt: skip
+  assert history["val_loss"].shape == (2, 2) and np.isfinite(history["val_loss"]).all()
+  out = ensemble_predict(_ListWidths([4]), states, x)
+  assert out.shape == (2, 32, 1)
+  np.testing.assert_array_equal(
+    out[1], jaxuq.train.predict(states.model, member(states, 1).variables, x)
+  )

@@ -1,6 +1,8 @@
 """train: losses, loss decrease, loops, validation, early stopping, configuration errors."""
 
+import functools
 import inspect
+import types
 
 import flax.linen as nn
 import jax
@@ -574,3 +576,227 @@ def test_optax_integer_cross_entropy_counts_as_a_classifier():
     _train(model=model, x=x, y=jnp.arange(32) % 5, loss=xent, epochs=1)
   _, history = _train(model=model, x=x, y=jnp.arange(32) % 3, loss=xent, epochs=1)
   assert "accuracy" in history and np.isfinite(history["loss"]).all()
+
+
+class _BatchNormDense(nn.Module):
+  """BatchNorm between two dense layers (its running averages are created float32)."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    return nn.Dense(1)(nn.BatchNorm(use_running_average=not train)(nn.Dense(4)(x)))
+
+
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_batchnorm_under_x64_keeps_its_statistics_dtype_and_resumes(tmp_path, loop):
+  # Flax creates the running averages float32 and updates them with float64 statistics of
+  # float64 inputs: the scan refused its carry, the python loop turned them float64 and its
+  # checkpoint no longer matched the state it was resumed into.
+  with jax.enable_x64(True):
+    x = np.linspace(-1.0, 1.0, 16)[:, None]  # float64, as NumPy makes them
+    y = 3.0 * x
+    kwargs = {"batch_size": 8, "loop": loop, "progress": False}
+    path = tmp_path / "run.msgpack"
+    first, _ = train(jax.random.key(0), _BatchNormDense(), ADAM, x, y, epochs=1, checkpoint=path,
+                     **kwargs)  # fmt: skip
+    assert {a.dtype for a in jax.tree.leaves(first.batch_stats)} == {np.dtype(np.float32)}
+    resumed, history = train(jax.random.key(0), _BatchNormDense(), ADAM, x, y, epochs=2,
+                             checkpoint=path, **kwargs)  # fmt: skip
+    whole, whole_history = train(jax.random.key(0), _BatchNormDense(), ADAM, x, y, epochs=2,
+                                 **kwargs)  # fmt: skip
+  for a, b in zip(_leaves(resumed), _leaves(whole), strict=True):
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(history["loss"], whole_history["loss"])
+  assert not np.allclose(whole.batch_stats["BatchNorm_0"]["mean"], 0.0)  # they were updated
+
+
+class _MeanVariance(nn.Module):
+  """Two outputs as a tuple: a mean and a positive variance, shape ``(n,)`` each."""
+
+  stacked: bool = False
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    mean, variance = nn.Dense(1)(x)[:, 0], nn.softplus(nn.Dense(1)(x))[:, 0] + 1e-3
+    return jnp.stack([mean, variance], axis=-1) if self.stacked else (mean, variance)
+
+
+def _tuple_nll(out, y):
+  mean, variance = out
+  return 0.5 * (jnp.log(variance) + jnp.square(y[:, 0] - mean) / variance)
+
+
+def _stacked_nll(out, y):
+  return _tuple_nll((out[:, 0], out[:, 1]), y)
+
+
+def test_a_model_returning_a_tuple_trains_with_a_loss_that_takes_one():
+  # The loss checks read out.shape: a tuple failed with an AttributeError before training.
+  x, y = _regression(64)
+  settings = {"epochs": 8, "batch_size": 16, "val_fraction": 0.25, "progress": False}
+  state, history = train(jax.random.key(0), _MeanVariance(), ADAM, x, y, loss=_tuple_nll,
+                         **settings)  # fmt: skip
+  assert history["loss"][-1] < history["loss"][0]
+  # The same arithmetic with the outputs stacked in one array: the same run.
+  ref, ref_history = train(jax.random.key(0), _MeanVariance(stacked=True), ADAM, x, y,
+                           loss=_stacked_nll, **settings)  # fmt: skip
+  np.testing.assert_allclose(history["loss"], ref_history["loss"], rtol=1e-6)
+  np.testing.assert_allclose(history["val_loss"], ref_history["val_loss"], rtol=1e-6)
+  mean, variance = predict(state.model, state.variables, x)
+  assert mean.shape == variance.shape == (64,)
+
+  def mixing(out, y):  # (b, 1) - (1, b) broadcasts to (b, b)
+    return _tuple_nll(out, y) + jnp.mean(jnp.square(y - out[0][None, :]), axis=-1)
+
+  with pytest.raises(ValueError, match="mixes examples"):
+    train(jax.random.key(0), _MeanVariance(), ADAM, x, y, loss=mixing, **settings)
+  with pytest.raises(ValueError, match=r"shapes \(\(16,\), \(16,\)\).*one array of logits"):
+    train(jax.random.key(0), _MeanVariance(), ADAM, x, jnp.zeros(64, jnp.int32),
+          loss="cross_entropy", **settings)  # fmt: skip
+
+
+def test_a_model_with_unhashable_fields_validates_and_predicts():
+  # A list field made the model an invalid static argument of evaluate and predict.
+  x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+  state, history = train(jax.random.key(0), _ListWidths([8]), ADAM, x, x**2, epochs=2,
+                         batch_size=8, val_fraction=0.25, progress=False)  # fmt: skip
+  assert np.isfinite(history["val_loss"]).all()
+  out = predict(state.model, state.variables, x)
+  compiled = training_module._predict._cache_size()
+  again = predict(_ListWidths([8]), state.variables, x)  # an equal model: no new compilation
+  assert training_module._predict._cache_size() == compiled
+  np.testing.assert_array_equal(out, again)
+  other = predict(_ListWidths([8, 8]), {"params": init_state(jax.random.key(1), _ListWidths(
+    [8, 8]), ADAM, x[:1]).params}, x)  # fmt: skip
+  assert other.shape == out.shape and training_module._predict._cache_size() == compiled + 1
+  # A hashable model still shares: equal MLPs, one program.
+  mlp_state = init_state(jax.random.key(0), TRACE_MODEL, ADAM, x[:1])
+  predict(TRACE_MODEL, mlp_state.variables, x)
+  compiled = training_module._predict._cache_size()
+  predict(MLP(depth=1, width=13, rate=0.1), mlp_state.variables, x)
+  assert training_module._predict._cache_size() == compiled
+
+
+class _Settings:
+  """A configuration object, as notebooks keep hyperparameters."""
+
+  def __init__(self, lr, weight=1.0):
+    self.lr, self.weight = lr, weight
+
+
+class _ClassSettings:
+  lr = 1e-2
+
+
+SETTINGS_MODULE = types.ModuleType("jaxuq_test_settings")  # a configuration module
+SETTINGS_MODULE.LR = 1e-2
+SETTINGS = _Settings(1e-2)
+ATTR_MODEL = MLP(depth=1, width=7, rate=0.0)  # shapes no other test uses
+
+
+def _attr_run(optimizer, loss="mse", loop="python"):
+  x = jnp.linspace(-1.0, 1.0, 24)[:, None]
+  return train(
+    jax.random.key(0), ATTR_MODEL, optimizer, x, jnp.sin(x), loss=loss, epochs=1, batch_size=8,
+    progress=False, loop=loop,
+  )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["object", "class", "module", "closure"])
+def test_hyperparameters_read_through_attributes_are_not_served_a_stale_program(
+  monkeypatch, count_traces, case
+):
+  # Static fingerprinted objects by identity and classes and modules by name, reading no
+  # attribute: `lambda step: cfg.lr` trained with the first cfg.lr after cfg.lr changed.
+  settings = _Settings(1e-2)
+  where, name, schedule = {
+    "object": (SETTINGS, "lr", lambda step: SETTINGS.lr),
+    "class": (_ClassSettings, "lr", lambda step: _ClassSettings.lr),
+    "module": (SETTINGS_MODULE, "LR", lambda step: SETTINGS_MODULE.LR),
+    "closure": (settings, "lr", lambda step: settings.lr),
+  }[case]
+  first, _ = _attr_run(optax.sgd(schedule))
+  again, _ = _attr_run(optax.sgd(schedule))  # equal settings: one compiled step
+  assert count_traces["traces"] == 1
+  monkeypatch.setattr(where, name, 1.0)
+  second, _ = _attr_run(optax.sgd(schedule))
+  assert count_traces["traces"] == 2
+  literal, _ = _attr_run(optax.sgd(1.0))
+  for a, b, c, d in zip(*(jax.tree.leaves(s.params) for s in (first, again, second, literal)),
+                        strict=True):  # fmt: skip
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(c, d, rtol=1e-6, atol=1e-7)
+  assert not np.allclose(first.params["Dense_0"]["kernel"], second.params["Dense_0"]["kernel"])
+
+
+def test_a_loss_reading_a_changed_attribute_is_not_served_a_stale_program(monkeypatch):
+  def weighted(out, y):
+    return SETTINGS.weight * mse(out, y)
+
+  first = _attr_run(ADAM, loss=weighted)[1]["loss"][0]
+  monkeypatch.setattr(SETTINGS, "weight", 100.0)
+  second = _attr_run(ADAM, loss=weighted)[1]["loss"][0]
+  np.testing.assert_allclose(second, 100 * first, rtol=1e-5)
+
+
+def test_reduce_on_plateau_gets_the_training_batchs_loss():
+  # It needs update(..., value=loss): training failed with "missing ... argument: 'value'".
+  x = jnp.linspace(-1.0, 1.0, 16)[:, None]
+  y = jnp.full((16, 1), 2.0)
+  plateau = optax.contrib.reduce_on_plateau(factor=0.5, patience=2)
+
+  def flat(out, y):  # the batch's loss is 2.0 whatever the parameters: a plateau
+    return y[:, 0] + 0.0 * out[:, 0]
+
+  state, _ = train(jax.random.key(0), ATTR_MODEL, optax.chain(optax.sgd(1e-2), plateau), x, y,
+                   loss=flat, epochs=3, batch_size=16, progress=False)  # fmt: skip
+  got = state.opt_state[1]
+  # optax's own transformation driven with the same values, as its documentation does it.
+  expected = plateau.init(state.params)
+  for _ in range(3):
+    _, expected = plateau.update(state.params, expected, value=jnp.float32(2.0))
+  assert float(got.best_value) == 2.0  # the training batch's loss
+  assert float(got.scale) == float(expected.scale) < 1.0
+  assert int(got.plateau_count) == int(expected.plateau_count)
+
+
+class _Linear(nn.Module):
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    return nn.Dense(1)(x)
+
+
+def test_lbfgs_trains_a_linear_regression_to_the_least_squares_solution():
+  # L-BFGS's line search needs value, grad and value_fn.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(64, 3)).astype(np.float32)
+  y = x @ np.array([[1.5], [-2.0], [0.5]]) + 0.3 + 0.1 * rng.normal(size=(64, 1))
+  y = y.astype(np.float32)
+  state, history = train(jax.random.key(0), _Linear(), optax.lbfgs(), x, y, epochs=20,
+                         batch_size=64, progress=False)  # fmt: skip
+  design = np.concatenate([x, np.ones((64, 1), np.float32)], axis=1).astype(np.float64)
+  solution = np.linalg.lstsq(design, y.astype(np.float64), rcond=None)[0][:, 0]
+  params = state.params["Dense_0"]
+  np.testing.assert_allclose(params["kernel"][:, 0], solution[:3], atol=1e-4)
+  np.testing.assert_allclose(params["bias"][0], solution[3], atol=1e-4)
+  assert history["loss"][-1] < 0.02
+
+
+def _plain_update(tx, updates, state, params=None):
+  return tx.update(updates, state, params)  # no extra arguments: the call before they came
+
+
+def test_extra_arguments_leave_a_plain_optimizers_step_unchanged():
+  # adam is an optax.chain (a GradientTransformationExtraArgs): it gets value, grad and
+  # value_fn now, and must compile to the program of the plain update(grads, state, params).
+  x = jnp.linspace(-1.0, 1.0, 8)[:, None]
+  objective = jaxuq._src.losses.resolve_loss("mse")
+  for tx in (optax.adam(1e-3), optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(1e-2))):
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+    state = init_state(jax.random.key(0), SMALL, tx, x[:1])
+    plain = optax.GradientTransformation(tx.init, functools.partial(_plain_update, tx))
+    programs = [
+      str(jax.make_jaxpr(training_module.apply_step, static_argnums=3)(s, x, x**2, objective))
+      for s in (state, state.replace(tx=Static(plain)))
+    ]
+    assert programs[0] == programs[1]

@@ -15,6 +15,7 @@ from jaxuq._src.adapters import from_linen
 from jaxuq._src.keys import check_key, check_positive_int
 from jaxuq._src.model_call import check_linen, mode_kwargs
 from jaxuq._src.sampling import mc_sample
+from jaxuq._src.static import Static
 from jaxuq._src.training import TrainState, predict
 
 
@@ -93,12 +94,15 @@ def ensemble_predict(
   """
   check_positive_int(batch_size, "batch_size")
   x = jnp.asarray(x)
-  return _ensemble_predict(model, _stacked_variables(model, states, x), x, batch_size=batch_size)
+  variables = _stacked_variables(model, states, x)
+  return _ensemble_predict(Static(model), variables, x, batch_size=batch_size)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "batch_size"))
-def _ensemble_predict(model: nn.Module, variables: Any, x: jax.Array, batch_size: int) -> jax.Array:
-  return jax.vmap(lambda v: predict(model, v, x, batch_size=batch_size))(variables)
+def _ensemble_predict(model: Static, variables: Any, x: jax.Array, batch_size: int) -> jax.Array:
+  # The model as a Static: compared by its settings, so one with unhashable fields (a list
+  # of widths) is a valid static argument.
+  return jax.vmap(lambda v: predict(model.value, v, x, batch_size=batch_size))(variables)
 
 
 def ensemble_mc_sample(

@@ -33,7 +33,7 @@ from jaxuq._src.loop import (
 )
 from jaxuq._src.losses import LossFn, Objective, check_labels, resolve_loss
 from jaxuq._src.model_call import check_linen, mode_flag, mode_kwargs
-from jaxuq._src.static import digest, model_entries
+from jaxuq._src.static import digest, model_entries, value_entries
 from jaxuq._src.subsets import SUBSETS, member_subsets
 from jaxuq._src.training import EPOCHS, MEMBER_LOOPS, TrainState, evaluate, init_state
 
@@ -76,25 +76,30 @@ def check_loss_shapes(
   """Traces the model and the loss on one batch (no computation); raises a clear error on mismatch.
 
   For cross-entropy it also checks that the labels are integers in
-  ``[0, classes)`` (all of them, on the host).
+  ``[0, classes)`` (all of them, on the host). A model may return a pytree
+  (a tuple ``(mean, variance)``) for a custom loss that takes one.
   """
   model, xb, yb = state.model, x[:batch_size], y[:batch_size]
   out = None
   try:
     flag = mode_kwargs(model, False)
     out = jax.eval_shape(lambda v, a: model.apply(v, a, **flag), state.variables, xb)
+    if objective.classifier and not hasattr(out, "shape"):
+      raise TypeError(
+        "a classification loss needs the model to return one array of logits; return the "
+        "logits alone, or pass your own loss callable"
+      )
     per_example = jax.eval_shape(lambda o, t: objective(o, t), out, yb)
   except (TypeError, ValueError) as e:
-    shape = getattr(out, "shape", "?")
     raise ValueError(
-      f"the loss cannot compare the model's outputs (shape {shape} for a batch of x "
+      f"the loss cannot compare the model's outputs ({_shapes(out)} for a batch of x "
       f"{xb.shape}) with {labels} of shape {yb.shape}: {e}"
     ) from e
   if getattr(per_example, "shape", None) != (xb.shape[0],):
     raise ValueError(
       f"the loss must return one value per example, shape ({xb.shape[0]},) for a batch of "
       f"{xb.shape[0]}, got {getattr(per_example, 'shape', type(per_example).__name__)} (outputs "
-      f"{out.shape}, {labels} {yb.shape}): reduce every axis but the first, e.g. "
+      f"{_shapes(out)}, {labels} {yb.shape}): reduce every axis but the first, e.g. "
       "jnp.square(out - y).reshape(len(out), -1).mean(-1); a scalar mean would weigh a short "
       "last batch wrongly, and a (batch, batch) result means out and y broadcast"
     )
@@ -104,20 +109,38 @@ def check_loss_shapes(
     check_labels(y, out.shape[-1], labels)
 
 
+def _shapes(out: Any) -> str:
+  """The shape(s) of the model's outputs, for messages: ``(8, 1)`` or a tree of shapes."""
+  if out is None:
+    return "shape ?"
+  if hasattr(out, "shape"):
+    return f"shape {tuple(out.shape)}"
+  return f"shapes {jax.tree.map(lambda a: tuple(getattr(a, 'shape', ())), out)}"
+
+
 def _check_loss_per_example(objective: Objective, out: Any, y2: Any, labels: str) -> None:
   """Raises if example 0's loss changes with example 1's output (a loss that broadcasts).
 
   ``(out - y) ** 2`` with outputs ``(b, 1)`` and ``y`` of shape ``(b,)`` is
   ``(b, b)``: its mean over the last axis has the right shape and the wrong value.
+  For a pytree of outputs every leaf is moved at example 1 (skipped when a leaf
+  has no example axis).
   """
-  size = 2 * int(np.prod(out.shape[1:], dtype=np.int64))
-  o = jnp.linspace(0.2, 0.8, size, dtype=out.dtype).reshape((2, *out.shape[1:]))
+  leaves = jax.tree.leaves(out)
+  if not leaves or any(getattr(a, "ndim", 0) == 0 or a.shape[0] < 2 for a in leaves):
+    return
+
+  def probe(a):
+    size = 2 * int(np.prod(a.shape[1:], dtype=np.int64))
+    return jnp.linspace(0.2, 0.8, size, dtype=a.dtype).reshape((2, *a.shape[1:]))
+
+  o = jax.tree.map(probe, out)
   first = objective(o, y2)[0]
-  moved = objective(o.at[1].add(jnp.asarray(0.5, out.dtype)), y2)[0]
+  moved = objective(jax.tree.map(lambda a: a.at[1].add(jnp.asarray(0.5, a.dtype)), o), y2)[0]
   if bool(first != moved) and bool(jnp.isfinite(first)):
     raise ValueError(
       f"the loss mixes examples: example 0's value changed when only example 1's output did "
-      f"(outputs {out.shape}, {labels} rows {y2.shape[1:]}); "
+      f"(outputs {_shapes(out)}, {labels} rows {y2.shape[1:]}); "
       f"outputs and {labels} likely broadcast against each other, e.g. (b, 1) - (b,) is "
       "(b, b). Give them the same shape (y[:, None], or out[:, 0])"
     )
@@ -146,7 +169,9 @@ def resume_fingerprint(
   """Every fact that changes the result of a run; a checkpoint resumes only if they agree.
 
   The data (shape, dtype and sha256 of ``x``, ``y`` and the validation set),
-  the key, the model, the optimizer's and the loss's settings, the batch size,
+  the key, the model, the optimizer's and the loss's settings (also the values
+  their functions read of configuration objects, and their bytecode, compared
+  only under the Python version that wrote it), the batch size,
   the validation split and early stopping, and the ensemble's settings.
   ``epochs`` is left out (a run may be continued to more epochs), and so are
   the settings that change only rounding or speed (``loop``,
@@ -157,6 +182,7 @@ def resume_fingerprint(
   return {
     "key": [str(jax.random.key_impl(key)), np.asarray(jax.random.key_data(key)).tolist()],
     **model_entries(state.model),
+    **value_entries(state.tx.value, settings.loss, state.model),
     "optimizer": digest(state.tx.value),
     "optimizer_deep": digest(state.tx.value, deep=True),
     "loss": settings.loss if named else digest(settings.loss),
@@ -181,7 +207,15 @@ def resume_fingerprint(
   }
 
 
-def _check(model: Any, optimizer: Any, x: Any, y: Any, key: Any, s: Settings, m: Members | None):
+def _check(
+  model: Any, optimizer: Any, x: Any, y: Any, key: Any, s: Settings, m: Members | None
+) -> tuple[jax.Array, jax.Array, Settings, Members | None]:
+  """Validates every setting; returns ``x, y`` as arrays and the settings normalised.
+
+  NumPy scalars (``np.int64(8)``, ``np.float32(0.25)``) are accepted and become
+  Python ints and floats (a checkpoint's fingerprint is JSON); bools are refused
+  where ints are meant.
+  """
   check_linen(model)
   mode_flag(model)  # raises, naming the fix, for a model with neither `train` nor `deterministic`
   x, y = check_common(
@@ -190,7 +224,7 @@ def _check(model: Any, optimizer: Any, x: Any, y: Any, key: Any, s: Settings, m:
     checkpoint_every=s.checkpoint_every,
   )  # fmt: skip
   check_positive_int(s.eval_batch_size, "eval_batch_size")
-  check_min_delta(s.min_delta)
+  min_delta = check_min_delta(s.min_delta)
   if s.loop not in LOOPS:
     raise ValueError(f"loop must be one of {LOOPS}, got {s.loop!r}")
   if s.progress is not None and not isinstance(s.progress, bool):
@@ -203,7 +237,13 @@ def _check(model: Any, optimizer: Any, x: Any, y: Any, key: Any, s: Settings, m:
       raise ValueError(f"subsets must be one of {SUBSETS}, got {m.subsets!r}")
     if m.member_loop not in MEMBER_LOOPS:
       raise ValueError(f"member_loop must be one of {MEMBER_LOOPS}, got {m.member_loop!r}")
-  return x, y
+    m = dataclasses.replace(m, num_members=int(m.num_members))
+  s = dataclasses.replace(
+    s, epochs=int(s.epochs), batch_size=int(s.batch_size), val_fraction=float(s.val_fraction),
+    patience=None if s.patience is None else int(s.patience), min_delta=min_delta,
+    eval_batch_size=int(s.eval_batch_size), checkpoint_every=int(s.checkpoint_every),
+  )  # fmt: skip
+  return x, y, s, m
 
 
 def fit(
@@ -216,8 +256,7 @@ def fit(
   members: Members | None = None,
 ) -> tuple[TrainState, History]:
   """Trains one model (``members=None``) or an ensemble; see ``train`` and ``train_ensemble``."""
-  s, m = settings, members
-  x, y = _check(model, optimizer, x, y, key, s, m)
+  x, y, s, m = _check(model, optimizer, x, y, key, settings, members)
   objective = resolve_loss(s.loss)
   n = x.shape[0]
   if m is None:
@@ -357,7 +396,10 @@ def train(
     batch_size: rows per optimizer step (Keras's default is 32).
     val_fraction: fraction of the rows held out for validation, in ``[0, 1)``.
     val_split: ``'random'`` (drawn from ``key``) or ``'last'`` (the last rows,
-      as Keras's ``validation_split`` does).
+      like Keras's ``validation_split``). Either way ``max(1, round(n *
+      val_fraction))`` rows are held out (Python's ``round``, half to even),
+      which can be one fewer than Keras's ``n - int(n * (1 - val_fraction))``:
+      10 rows at 0.25 hold out 2 here, 3 in Keras.
     validation_data: an explicit ``(x_val, y_val)`` instead of ``val_fraction``.
     patience: stop after this many epochs without a validation-loss
       improvement larger than ``min_delta`` (``None``: never stop early).

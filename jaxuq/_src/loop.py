@@ -136,7 +136,13 @@ def check_min_delta(min_delta: Any) -> float:
 def split_validation(
   key: jax.Array, n: int, val_fraction: float, val_split: str
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Returns ``(train_rows, val_rows)``: a random split drawn from ``key`` or the last rows (Keras)."""
+  """Returns ``(train_rows, val_rows)``: a random split drawn from ``key`` or the last rows.
+
+  ``max(1, round(n * val_fraction))`` rows are held out (Python's ``round``,
+  half to even). Keras's ``validation_split`` holds out ``n - int(n * (1 -
+  val_fraction))``, which can be one more (10 rows at 0.25: 2 here, 3 there);
+  the rule is kept as it is, since recorded runs depend on it.
+  """
   n_val = max(1, round(n * val_fraction))
   if n_val >= n:
     raise ValueError(f"val_fraction={val_fraction} leaves no training rows out of {n}")
@@ -309,11 +315,18 @@ def _check_fingerprint(path: pathlib.Path, found: Any, expected: Any) -> None:
     differ = sorted(k for k in found.keys() | expected.keys() if found.get(k) != expected.get(k))
   else:
     differ = ["(no fingerprint)"]
+  differ = [_WHAT.get(k, k) for k in differ]
   raise ValueError(
     f"checkpoint {path} was written by a different configuration (it differs in "
     f"{', '.join(differ)}: the data, key or settings are not those of this run); resume with "
     "the same ones, or use another checkpoint path"
   )
+
+
+_WHAT = {
+  "python_code": "python_code (the bytecode of the optimizer's, the loss's or the model's "
+  "functions: an operator or a call changed)",
+}
 
 
 def _jsonable(value: Any) -> Any:

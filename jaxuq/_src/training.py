@@ -143,27 +143,46 @@ def apply_step(
   """One optimizer step on a batch (not jitted; traced inside the jitted epoch).
 
   Dropout is on with a key split from ``state.key``; BatchNorm normalises with
-  the batch statistics and updates its running averages.
+  the batch statistics and updates its running averages, kept in the dtypes
+  they were created with (under ``jax_enable_x64`` Flax creates them float32
+  but computes float64 statistics of float64 inputs).
+
+  The optimizer's update gets optax's extra arguments (an
+  ``optax.GradientTransformationExtraArgs`` such as ``optax.chain``): ``value``,
+  the batch's mean loss (for ``optax.contrib.reduce_on_plateau``: the
+  training batch's loss, not the validation loss), ``grad`` and ``value_fn``,
+  that loss as a function of the parameters (the same batch, dropout masks
+  and batch statistics; for ``optax.lbfgs``'s line search). A transformation
+  that does not read them compiles to the same program as without them.
   """
   key, dropout_key = jax.random.split(state.key)
   model = state.model
 
-  def loss_of(params):
-    out, updates = model.apply(
+  def apply(params):
+    return model.apply(
       {"params": params, "batch_stats": state.batch_stats},
       xb,
       **mode_kwargs(model, True),
       rngs={"dropout": dropout_key},
       mutable=["batch_stats"],
     )
+
+  def loss_of(params):
+    out, updates = apply(params)
     return objective(out, yb).mean(), (out, updates)
 
+  def value_fn(params):
+    return objective(apply(params)[0], yb).mean()
+
   (loss, (out, updates)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-  deltas, opt_state = state.tx.value.update(grads, state.opt_state, state.params)
+  tx = optax.with_extra_args_support(state.tx.value)
+  deltas, opt_state = tx.update(
+    grads, state.opt_state, state.params, value=loss, grad=grads, value_fn=value_fn
+  )
   new = state.replace(
     params=optax.apply_updates(state.params, deltas),
     opt_state=opt_state,
-    batch_stats=updates.get("batch_stats", state.batch_stats),
+    batch_stats=_same_dtypes(updates.get("batch_stats", state.batch_stats), state.batch_stats),
     step=state.step + 1,
     key=key,
   )
@@ -171,6 +190,18 @@ def apply_step(
   if objective.classifier:
     metrics["accuracy"] = accuracy(out, yb).mean()
   return new, metrics
+
+
+def _same_dtypes(new: Any, old: Any) -> Any:
+  """``new`` (updated batch statistics) cast leaf by leaf to the dtypes of ``old``.
+
+  A scan's carry must keep its types, and a checkpoint its dtypes: BatchNorm's
+  running averages are created in its ``param_dtype`` (float32) but updated with
+  statistics in the inputs' dtype (float64 under ``jax_enable_x64``).
+  """
+  if cast(Any, jax.tree.structure(new)) != jax.tree.structure(old):
+    return new
+  return jax.tree.map(lambda a, b: a.astype(b.dtype) if a.dtype != b.dtype else a, new, old)
 
 
 _jitted_step = jax.jit(apply_step, static_argnames=("objective",))
@@ -370,9 +401,12 @@ def _chunks(n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
   return jnp.minimum(rows, n - 1), rows < n
 
 
-@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
 def predict(model: nn.Module, variables: Any, x: jax.Array, *, batch_size: int = 1024) -> jax.Array:
   """Deterministic outputs (dropout off, BatchNorm on running averages), in chunks, jitted.
+
+  One jitted program per model, shapes and ``batch_size``: the model is
+  compared by its settings (a model with unhashable fields, a list of widths,
+  too), so an equal model reuses the compilation.
 
   Args:
     model: the linen module (called with ``train=False`` or
@@ -385,13 +419,18 @@ def predict(model: nn.Module, variables: Any, x: jax.Array, *, batch_size: int =
     The model's outputs ``(n, ...)`` (logits for a classifier), or a pytree of
     such arrays for a model that returns one.
   """
+  return _predict(Static(model), variables, x, batch_size=batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
+def _predict(model: Static, variables: Any, x: jax.Array, *, batch_size: int) -> jax.Array:
+  module = model.value
   n = x.shape[0]
   rows, _ = _chunks(n, min(batch_size, n))
-  out = jax.lax.map(lambda r: model.apply(variables, x[r], **mode_kwargs(model, False)), rows)
+  out = jax.lax.map(lambda r: module.apply(variables, x[r], **mode_kwargs(module, False)), rows)
   return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "objective", "batch_size", "member_loop"))
 def evaluate(
   model: nn.Module,
   variables: Any,
@@ -409,15 +448,35 @@ def evaluate(
   serves a validation set and an ensemble member's held-out rows alike; with
   ``member_loop``, ``variables`` are stacked members' and ``weights`` is
   either shared ``(n,)`` or per member ``(N, n)``. The optimizer is no
-  argument: validation compiles once per model, whatever the optimizer.
+  argument: validation compiles once per model (compared by its settings, as
+  in :func:`predict`), whatever the optimizer.
   """
+  return _evaluate(
+    Static(model), variables, x, y, weights, objective=objective, batch_size=batch_size,
+    member_loop=member_loop,
+  )  # fmt: skip
+
+
+@functools.partial(jax.jit, static_argnames=("model", "objective", "batch_size", "member_loop"))
+def _evaluate(
+  model: Static,
+  variables: Any,
+  x: jax.Array,
+  y: jax.Array,
+  weights: jax.Array,
+  *,
+  objective: Objective,
+  batch_size: int,
+  member_loop: str | None,
+) -> Metrics:
+  module = model.value
   n = x.shape[0]
   rows, valid = _chunks(n, min(batch_size, n))
 
   def one_model(variables, weights):
     def chunk(args):
       r, v = args
-      out = cast(jax.Array, model.apply(variables, x[r], **mode_kwargs(model, False)))
+      out = cast(jax.Array, module.apply(variables, x[r], **mode_kwargs(module, False)))
       w = jnp.where(v, weights[r], 0.0)
       sums = {"loss": jnp.sum(w * objective(out, y[r]))}
       if objective.classifier:
