@@ -446,6 +446,23 @@ def test_the_cpu_init_program_draws_the_bits_of_the_default_one():
   assert sum(a.size for a in _leaves(low)) > 100
 
 
+def test_init_state_inside_traces():
+  # The CPU init program carries compiler options, which JAX refuses on a nested jit:
+  # inside jit, eval_shape and vmap the plain program is used (an outer trace compiles it).
+  x = jnp.ones((2, 3))
+  model, opt = MLP(depth=1, width=5, rate=0.1), optax.adam(1e-3)
+  top = init_state(jax.random.key(2), model, opt, x)
+  shape = jax.eval_shape(lambda: init_state(jax.random.key(2), model, opt, x))
+  assert jax.tree.map(lambda a: a.shape, _leaves(shape)) == jax.tree.map(
+    lambda a: a.shape, _leaves(top)
+  )
+  jitted = jax.jit(lambda k: init_state(k, model, opt, x))(jax.random.key(2))
+  batched = jax.vmap(lambda k: init_state(k, model, opt, x))(jax.random.split(jax.random.key(2), 2))
+  for a, b, c in zip(_leaves(top), _leaves(jitted), _leaves(batched), strict=True):
+    np.testing.assert_array_equal(a, b)
+    assert c.shape == (2, *a.shape)
+
+
 def test_a_model_with_unhashable_fields_trains():
   x = jnp.linspace(-1.0, 1.0, 32)[:, None]
   state, history = train(

@@ -131,10 +131,25 @@ _init_state_jit_cpu = jax.jit(
 
 
 def _runs_on_cpu(x: Any) -> bool:
-  """Whether the init program would run on the CPU (only a matter of compile time)."""
-  if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+  """Whether the init program is a top-level call that runs on the CPU.
+
+  Only a matter of compile time. Inside a trace (an outer ``jit``,
+  ``eval_shape``, ``vmap``) JAX refuses a nested ``jit`` with compiler options,
+  and the outer program's settings apply anyway.
+  """
+  if not _at_top_level():
+    return False
+  if isinstance(x, jax.Array):
     return all(d.platform == "cpu" for d in x.devices())
   return jax.default_backend() == "cpu"
+
+
+def _at_top_level() -> bool:
+  """No trace is active (JAX internals, here only; without them: assume a trace)."""
+  from jax._src import core  # noqa: PLC0415
+
+  clean = getattr(core, "trace_state_clean", None)
+  return bool(clean()) if clean is not None else False
 
 
 def apply_step(
