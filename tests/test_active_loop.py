@@ -435,3 +435,22 @@ def test_a_users_select_returning_bad_positions_is_refused(select, match):
   # and out-of-range ones were clamped by JAX to real rows; longer outputs overran the set.
   with pytest.raises(ValueError, match=match):
     _run(select=select)
+
+
+def test_resume_fingerprint_reads_the_values_a_schedule_reads():
+  # A schedule reading cfg.lr digested alike whatever cfg.lr was: a resumed run would
+  # have continued with another learning rate.
+  from jaxuq._src.active import setup
+
+  class Cfg:
+    lr = 1e-3
+
+  cfg = Cfg()
+  opt = optax.adam(lambda step: cfg.lr)
+  args = (jax.random.key(0), MLP(depth=1, width=4, rate=0.5), opt, [np.zeros((2, 1))],
+          np.zeros(2, np.int32), ["random"], {"loss": "cross_entropy", "hyperparams": None},
+          jax.random.split(jax.random.key(0), 2))  # fmt: skip
+  first = setup.fingerprint(*args)
+  assert {"optimizer_values", "loss_values", "model_values", "python_code"} <= set(first)
+  cfg.lr = 1e-2
+  assert setup.fingerprint(*args)["optimizer_values"] != first["optimizer_values"]

@@ -16,7 +16,7 @@ from jaxuq._src.active.select import NAMES, Acquisition, acquisition
 from jaxuq._src.keys import check_key, check_positive_int
 from jaxuq._src.losses import check_labels, resolve_loss
 from jaxuq._src.model_call import check_linen, mode_flag, mode_kwargs
-from jaxuq._src.static import Static, digest, model_entries
+from jaxuq._src.static import Static, digest, model_entries, value_entries
 from jaxuq._src.training import init_state
 
 
@@ -136,6 +136,7 @@ def fingerprint(key, model, optimizer, data, seeds, labels, options, run_keys) -
     "loss_deep": options["loss"]
     if isinstance(options["loss"], str)
     else digest(options["loss"], deep=True),
+    **value_entries(optimizer, options["loss"], model),
     "data": [_array_fingerprint(a) for a in data],
     "seeds": seeds.tolist(),
     "selects": labels,
