@@ -3,11 +3,13 @@
 import dataclasses
 import enum
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import types
 
+import numpy as np
 import optax
 import pytest
 
@@ -185,3 +187,30 @@ def test_value_entries_agree_across_processes_and_tell_values_apart():
   assert first["optimizer_values"] != other["optimizer_values"]
   assert first["loss_values"] == other["loss_values"]
   assert first["model_values"] == other["model_values"]
+
+
+def test_library_folders_end_at_a_separator(monkeypatch, tmp_path):
+  # A project in /usr/src/app beside a system Python under /usr counted as a library
+  # (all of sys.prefix), and "/x/lib/python3.11-app" as inside "/x/lib/python3.11":
+  # the configuration objects of its modules went unread.
+  assert all(p.endswith(os.sep) for p in static._library_paths())
+  lib = tmp_path / "lib" / "python3.11"
+  lib.mkdir(parents=True)
+  monkeypatch.setattr(static, "_library_paths", lambda: (os.path.join(str(lib), ""),))
+  inside, beside = types.ModuleType("inside"), types.ModuleType("beside")
+  inside.__file__ = str(lib / "pkg" / "m.py")
+  beside.__file__ = str(tmp_path / "lib" / "python3.11-app" / "m.py")
+  assert static._is_library_module(inside) and not static._is_library_module(beside)
+
+
+def test_object_arrays_are_digested_by_their_items():
+  # Their bytes are pointers, different in every process (a resume was refused).
+  class Labels:
+    def __init__(self):
+      self.names = np.array(["cat", "dog"], dtype=object)
+
+  a, b = Labels(), Labels()
+  b.names = np.array(["".join(["c", "at"]), "".join(["d", "og"])], dtype=object)  # new objects
+  assert digest(lambda: a.names, values=True) == digest(lambda: b.names, values=True)
+  b.names[1] = "cow"
+  assert digest(lambda: a.names, values=True) != digest(lambda: b.names, values=True)

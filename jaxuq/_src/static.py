@@ -47,6 +47,7 @@ import functools
 import hashlib
 import inspect
 import numbers
+import os
 import re
 import sys
 import sysconfig
@@ -78,11 +79,13 @@ class _Identity:
 
 @functools.cache
 def _library_paths() -> tuple[str, ...]:
+  # Folders, each ending in a separator (``/usr/lib/python3.11`` must not hold
+  # ``/usr/lib/python3.11-app``). Not ``sys.prefix`` as a whole: a project under
+  # ``/usr/src/app`` with a system Python would count as a library and its
+  # configuration objects would go unread.
   paths = sysconfig.get_paths()
-  return tuple(
-    {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    | {sys.prefix, sys.base_prefix}
-  )
+  folders = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+  return tuple(os.path.join(os.path.realpath(f), "") for f in folders)
 
 
 def _is_library_module(module: Any) -> bool:
@@ -92,7 +95,12 @@ def _is_library_module(module: Any) -> bool:
   if module.__name__ in sys.builtin_module_names:
     return True
   file = getattr(module, "__file__", None)
-  return isinstance(file, str) and file.startswith(_library_paths())
+  return isinstance(file, str) and _real_path(file).startswith(_library_paths())
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_path(file: str) -> str:
+  return os.path.realpath(file)
 
 
 def _is_library_class(cls: type) -> bool:
@@ -144,6 +152,8 @@ class _Walker:
         RuntimeError,
       ):  # a tracer, or an array that cannot come to the host: identity
         return ("array", id(obj)) if portable else _Identity(obj)
+      if a.dtype.kind == "O":  # its bytes are pointers: different in every process
+        return ("array", "object", a.shape, walk(a.tolist()))
       data = hashlib.sha256(a.tobytes()).hexdigest()
       return ("array", str(a.dtype), a.shape, data)
     if isinstance(obj, types.FunctionType):
