@@ -203,8 +203,11 @@ class _Walker:
     if isinstance(obj, dict):
       try:
         items = sorted(obj.items())
-      except TypeError:
-        items = list(obj.items())
+      except TypeError:  # keys that do not compare (types, mixed kinds)
+        pairs = [(walk(k), walk(v)) for k, v in obj.items()]
+        if portable:  # insertion order follows import order in the library's dicts of types
+          pairs.sort(key=lambda kv: repr(kv[0]))
+        return ("dict", tuple(pairs))
       return ("dict", tuple((walk(k), walk(v)) for k, v in items))
     if isinstance(obj, type | types.ModuleType | types.BuiltinFunctionType):
       return ("named", getattr(obj, "__module__", ""), getattr(obj, "__qualname__", obj.__name__))
