@@ -290,3 +290,53 @@ def test_nnx_transforms_and_updates_inside_the_model_sample_in_one_call(build):
   np.testing.assert_allclose(moments["mean"], loop.mean(0), rtol=1e-5, atol=1e-6)
   if build is _Transforms:
     assert int(model.calls[...]) == 0  # the user's model is not changed
+
+
+class _RateNet(nn.Module):
+  rate: float
+  layer: type = nn.Dropout
+
+  @nn.compact
+  def __call__(self, x, deterministic=True):
+    return self.layer(self.rate)(nn.Dense(4)(x), deterministic=deterministic)
+
+
+@pytest.mark.parametrize("layer", [nn.Dropout, jaxuq.Dropout])
+def test_a_traced_linen_rate_is_refused_by_name(layer):
+  # It raised JAX's ConcretizationTypeError from inside the adapter ("the float function").
+  x = jnp.ones((3, 2))
+  variables = _RateNet(0.5, layer).init(jax.random.key(0), x)
+
+  @jax.jit
+  def sample(rate):
+    f = jaxuq.from_linen(_RateNet(rate, layer), variables)
+    return jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=4)
+
+  with pytest.raises(TypeError, match=r"field _RateNet.rate is a traced value.*static"):
+    sample(0.5)
+
+
+def test_a_traced_nnx_rate_is_refused_by_name():
+  x = jnp.ones((4, 1))
+
+  @jax.jit
+  def sample(rate):
+    f = jaxuq.from_nnx(NnxNet(nnx.Rngs(0), rate=rate))
+    return jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=4)
+
+  with pytest.raises(TypeError, match=r"rate of .*is a traced value.*static"):
+    sample(0.5)
+
+
+def test_a_rate_given_as_an_input_is_refused_by_name():
+  # Inputs of mc_sample are arrays, so a rate passed as one is traced inside the model.
+  class RateArg(nn.Module):
+    @nn.compact
+    def __call__(self, x, rate, deterministic=True):
+      return nn.Dropout(rate)(nn.Dense(4)(x), deterministic=deterministic)
+
+  x = jnp.ones((3, 2))
+  variables = RateArg().init(jax.random.key(0), x, 0.5)
+  f = jaxuq.from_linen(RateArg(), variables)
+  with pytest.raises(TypeError, match=r"the rate of Dropout 'Dropout_0' is a traced value"):
+    jaxuq.mc_sample(f, jax.random.key(1), x, 0.5, num_samples=4)

@@ -8,6 +8,7 @@ and two predictive functions of the same module share one compilation.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -112,12 +113,12 @@ class LinenPredictive:
         _check_running_average(module, fargs, fkwargs)
         return call(*fargs, **fkwargs)
       if isinstance(module, nn.MultiHeadDotProductAttention):
-        rate = float(module.dropout_rate)
+        rate = _rate(module.dropout_rate, module, "dropout_rate")
         if rate > 0.0:  # its own dropout on the attention weights: on, fed by the key
           rates.append(rate)
           return _attention_on(module, call, fargs, fkwargs, self.rng_collection)
         return call(*fargs, **fkwargs)
-      rates.append(float(module.rate))
+      rates.append(_rate(module.rate, module))
       self._check_collection(module)
       return _dropout_on(module, fargs, fkwargs)
 
@@ -174,6 +175,50 @@ def _attention_on(
     return call(*fargs, **kwargs)
   finally:
     object.__setattr__(module, "deterministic", fixed)
+
+
+def _check_no_traced_fields(value: Any, path: str, depth: int = 0) -> None:
+  """Raises if a field of a linen module (or of its submodule fields) holds a tracer.
+
+  The module is a static part of the compiled program, compared with earlier
+  ones by its fields; a tracer there (``Model(rate)`` built inside ``jax.jit``)
+  made JAX fail on that comparison with a message about pytree metadata.
+  """
+  if isinstance(value, jax.core.Tracer):
+    raise TypeError(
+      f"module field {path} is a traced value (it depends on an argument of a jitted or "
+      "vmapped function): a model's settings are part of the compiled program. Build the "
+      "model outside the transformation, make the value a static argument "
+      "(jax.jit(f, static_argnums=...)), or pass arrays as inputs of the model"
+    )
+  if depth > 8:
+    return
+  if isinstance(value, nn.Module):
+    for field in dataclasses.fields(value):
+      if field.name not in ("parent", "name"):
+        child = getattr(value, field.name, None)
+        _check_no_traced_fields(child, f"{path}.{field.name}", depth + 1)
+  elif isinstance(value, list | tuple):
+    for i, child in enumerate(value):
+      _check_no_traced_fields(child, f"{path}[{i}]", depth + 1)
+  elif isinstance(value, Mapping):
+    for k, child in value.items():
+      _check_no_traced_fields(child, f"{path}[{k!r}]", depth + 1)
+
+
+def _rate(value: Any, layer: Any, field: str = "rate") -> float:
+  """A dropout layer's rate as a float; a traced one (Flax cannot branch on it either) refused."""
+  try:
+    return float(value)
+  except jax.errors.ConcretizationTypeError:
+    name = getattr(layer, "name", None)
+    where = f"{type(layer).__name__} {name!r}" if isinstance(name, str) else type(layer).__name__
+    raise TypeError(
+      f"the {field} of {where} is a traced value (it depends on an argument of a jitted or "
+      "vmapped function): MC dropout needs every rate as a number while the model is "
+      "traced. Build the model outside the transformation, or make the rate a static "
+      "argument (jax.jit(f, static_argnums=...))"
+    ) from None
 
 
 def _check_dropout_ran(model: str, layers: str, rates: list[float]) -> None:
@@ -272,6 +317,7 @@ def from_linen(
         "as positional inputs instead (mc_sample(f, key, x, value) calls module.apply(variables, "
         "x, value)), or a tuple for a few numbers"
       )
+  _check_no_traced_fields(module, type(module).__name__)
   return LinenPredictive(
     module=module,
     variables=dict(variables),
@@ -305,7 +351,7 @@ def _sampling_class(cls: type) -> type:
       check_dropout_input(inputs, self.broadcast_dims, f"nnx layer {cls.__name__}")
       ran = _NNX_RATES.get()
       if ran is not None:
-        ran.append(float(self.rate))
+        ran.append(_rate(self.rate, self))
       return cls.__call__(self, inputs, deterministic=False)
 
     return type(cls.__name__, (cls,), {"__call__": drop, "__module__": cls.__module__})
@@ -315,7 +361,7 @@ def _sampling_class(cls: type) -> type:
     def attend(self, *args, **kwargs):
       ran = _NNX_RATES.get()
       if ran is not None:
-        ran.append(float(self.dropout_rate))
+        ran.append(_rate(self.dropout_rate, self, "dropout_rate"))
       kwargs = {k: v for k, v in kwargs.items() if k not in ("deterministic", "rngs")}
       return cls.__call__(self, *args, deterministic=False, rngs=self.rngs, **kwargs)
 
@@ -377,7 +423,10 @@ class NnxPredictive:
           sub.rngs = nnx.Rngs(**{sub.rng_collection: base})[sub.rng_collection]
         sub.deterministic = False
         layer += 1
-      elif isinstance(sub, nnx.MultiHeadAttention) and float(sub.dropout_rate or 0.0) > 0.0:
+      elif (
+        isinstance(sub, nnx.MultiHeadAttention)
+        and _rate(sub.dropout_rate or 0.0, sub, "dropout_rate") > 0.0
+      ):
         # Attention layer j drops attention weights from a stream of fold_in(key, 2**30 + j).
         stream = nnx.Rngs(dropout=jax.random.fold_in(key, ATTENTION_STREAMS + attention))
         sub.rngs = stream["dropout"]
@@ -411,7 +460,7 @@ def _linen_dropout_in_nnx(module, call, fargs, fkwargs):
   """A linen dropout layer run by an nnx model (``bridge.ToNNX``): always on."""
   ran = _NNX_RATES.get()
   if ran is not None:
-    ran.append(float(module.rate))
+    ran.append(_rate(module.rate, module))
   try:
     return _dropout_on(module, fargs, fkwargs)
   except flax.errors.InvalidRngError:

@@ -92,6 +92,13 @@ def check_rate(rate: object, name: str = "rate") -> float:
   their masks would keep nothing in practice and the inverted scaling
   ``1 / (1 - rate)`` would blow the few kept units up by over a million.
   """
+  if isinstance(rate, jax.core.Tracer):
+    raise TypeError(
+      f"{name} is a traced value (it depends on an argument of a jitted or vmapped "
+      "function): a dropout rate must be a number when the model is built. Build the model "
+      "outside the transformation, or make the rate a static argument "
+      "(jax.jit(f, static_argnums=...))"
+    )
   if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
     raise TypeError(f"{name} must be a float in [0, 1), got {rate!r}")
   if not 0.0 <= float(rate) < 1.0:
