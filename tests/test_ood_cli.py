@@ -163,3 +163,22 @@ def test_an_eval_size_that_leaves_too_few_calibration_digits_is_refused(tmp_path
   # --quick: scikit-learn's 360 test digits; 300 evaluated leave 60, fewer than alpha = 0.01 needs.
   with pytest.raises(ValueError, match="eval_size=300 leaves 60 test digits for calibration"):
     cli.main(["ood", "--quick", "--eval-size", "300", "--out", str(tmp_path), "--no-progress"])
+
+
+def test_per_class_means_are_computed_on_the_host():
+  # Indexing device arrays by each class's mask compiled 98 programs in a quick run.
+  import jax.numpy as jnp  # noqa: PLC0415
+
+  from jaxuq.experiments._ood_eval import per_class  # noqa: PLC0415
+  from tests.test_metrics_api import count_compiles  # noqa: PLC0415
+
+  scores = {"entropy": jnp.array([0.5, 1.5, 2.0, 4.0], jnp.float32)}
+  extra = {"std": jnp.array([1.0, 2.0, 3.0, 5.0], jnp.float32)}
+  labels = np.array([0, 1, 0, 1])
+  with count_compiles() as compiles:
+    got = per_class(scores, labels, ("zero", "one", "two"), extra)
+  assert compiles == []
+  assert got == {
+    "zero": {"count": 2.0, "mean_entropy": 1.25, "mean_std": 2.0},
+    "one": {"count": 2.0, "mean_entropy": 2.75, "mean_std": 3.5},
+  }

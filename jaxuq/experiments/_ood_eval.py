@@ -63,13 +63,15 @@ def per_class(
   s: dict[str, np.ndarray], labels: np.ndarray, names: tuple[str, ...], extra: dict | None = None
 ) -> dict[str, dict[str, float]]:
   """Mean of each score (and of each ``extra`` per-input array) per class."""
-  extra = extra or {}
+  # On the host: indexing a device array by a mask compiled one program per class and score.
+  values = {m: np.asarray(v, np.float64) for m, v in (s | (extra or {})).items()}
+  labels = np.asarray(labels)
   out: dict[str, dict[str, float]] = {}
   for k, name in enumerate(names):
     rows = labels == k
     if rows.any():
       out[name] = {"count": float(rows.sum())}
-      out[name] |= {f"mean_{m}": float(v[rows].mean()) for m, v in (s | extra).items()}
+      out[name] |= {f"mean_{m}": float(v[rows].mean()) for m, v in values.items()}
   return out
 
 
