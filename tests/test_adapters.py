@@ -292,30 +292,6 @@ def test_nnx_transforms_and_updates_inside_the_model_sample_in_one_call(build):
     assert int(model.calls[...]) == 0  # the user's model is not changed
 
 
-class _RateNet(nn.Module):
-  rate: float
-  layer: type = nn.Dropout
-
-  @nn.compact
-  def __call__(self, x, deterministic=True):
-    return self.layer(self.rate)(nn.Dense(4)(x), deterministic=deterministic)
-
-
-@pytest.mark.parametrize("layer", [nn.Dropout, jaxuq.Dropout])
-def test_a_traced_linen_rate_is_refused_by_name(layer):
-  # It raised JAX's ConcretizationTypeError from inside the adapter ("the float function").
-  x = jnp.ones((3, 2))
-  variables = _RateNet(0.5, layer).init(jax.random.key(0), x)
-
-  @jax.jit
-  def sample(rate):
-    f = jaxuq.from_linen(_RateNet(rate, layer), variables)
-    return jaxuq.mc_sample(f, jax.random.key(1), x, num_samples=4)
-
-  with pytest.raises(TypeError, match=r"field _RateNet.rate is a traced value.*static"):
-    sample(0.5)
-
-
 def test_a_traced_nnx_rate_is_refused_by_name():
   x = jnp.ones((4, 1))
 

@@ -215,6 +215,15 @@ def test_dicts_whose_keys_do_not_sort_digest_alike_in_any_order():
   assert digest({int: 1, str: 2}) != digest({str: 1, int: 2})
   assert digest({1: "a", "b": 2}, values=True) == digest({"b": 2, 1: "a"}, values=True)
 
+  def local_class():
+    class K:
+      pass
+
+    return K
+
+  a, b = local_class(), local_class()  # two classes that walk alike (one qualified name)
+  assert digest({a: 1, b: 2, int: 0}) == digest({b: 2, a: 1, int: 0})
+
 
 def test_object_arrays_are_digested_by_their_items():
   # Their bytes are pointers, different in every process (a resume was refused).

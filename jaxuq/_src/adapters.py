@@ -8,7 +8,6 @@ and two predictive functions of the same module share one compilation.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -177,35 +176,6 @@ def _attention_on(
     object.__setattr__(module, "deterministic", fixed)
 
 
-def _check_no_traced_fields(value: Any, path: str, depth: int = 0) -> None:
-  """Raises if a field of a linen module (or of its submodule fields) holds a tracer.
-
-  The module is a static part of the compiled program, compared with earlier
-  ones by its fields; a tracer there (``Model(rate)`` built inside ``jax.jit``)
-  made JAX fail on that comparison with a message about pytree metadata.
-  """
-  if isinstance(value, jax.core.Tracer):
-    raise TypeError(
-      f"module field {path} is a traced value (it depends on an argument of a jitted or "
-      "vmapped function): a model's settings are part of the compiled program. Build the "
-      "model outside the transformation, make the value a static argument "
-      "(jax.jit(f, static_argnums=...)), or pass arrays as inputs of the model"
-    )
-  if depth > 8:
-    return
-  if isinstance(value, nn.Module):
-    for field in dataclasses.fields(value):
-      if field.name not in ("parent", "name"):
-        child = getattr(value, field.name, None)
-        _check_no_traced_fields(child, f"{path}.{field.name}", depth + 1)
-  elif isinstance(value, list | tuple):
-    for i, child in enumerate(value):
-      _check_no_traced_fields(child, f"{path}[{i}]", depth + 1)
-  elif isinstance(value, Mapping):
-    for k, child in value.items():
-      _check_no_traced_fields(child, f"{path}[{k!r}]", depth + 1)
-
-
 def _rate(value: Any, layer: Any, field: str = "rate") -> float:
   """A dropout layer's rate as a float; a traced one (Flax cannot branch on it either) refused."""
   try:
@@ -317,7 +287,6 @@ def from_linen(
         "as positional inputs instead (mc_sample(f, key, x, value) calls module.apply(variables, "
         "x, value)), or a tuple for a few numbers"
       )
-  _check_no_traced_fields(module, type(module).__name__)
   return LinenPredictive(
     module=module,
     variables=dict(variables),

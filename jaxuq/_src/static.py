@@ -206,7 +206,7 @@ class _Walker:
       except TypeError:  # keys that do not compare (types, mixed kinds)
         pairs = [(walk(k), walk(v)) for k, v in obj.items()]
         if portable:  # insertion order follows import order in the library's dicts of types
-          pairs.sort(key=lambda kv: repr(kv[0]))
+          pairs.sort(key=repr)  # keys that walk alike (two local classes K) ordered by value
         return ("dict", tuple(pairs))
       return ("dict", tuple((walk(k), walk(v)) for k, v in items))
     if isinstance(obj, type | types.ModuleType | types.BuiltinFunctionType):
