@@ -225,6 +225,20 @@ def test_dicts_whose_keys_do_not_sort_digest_alike_in_any_order():
   assert digest({a: 1, b: 2, int: 0}) == digest({b: 2, a: 1, int: 0})
 
 
+def test_sets_and_frozen_dicts_enter_portable_digests_by_their_contents():
+  # Both were digested by their type alone: a checkpoint written with one setting resumed
+  # with another (a FrozenDict of schedules, a frozenset of masked parameter names).
+  from flax.core import FrozenDict  # noqa: PLC0415
+
+  assert digest({1, 2}, values=True) != digest({3}, values=True)
+  assert digest(frozenset({"w"}), deep=True) != digest(frozenset({"b"}), deep=True)
+  assert list({1, 9}) != list({9, 1})  # iteration order follows insertion on a collision
+  assert digest({1, 9}, values=True) == digest({9, 1}, values=True)
+  one, two = FrozenDict({"lr": lambda s: 1e-3}), FrozenDict({"lr": lambda s: 1e-2})
+  assert digest(one, values=True) != digest(two, values=True)
+  assert digest(one, values=True) == digest(FrozenDict({"lr": lambda s: 1e-3}), values=True)
+
+
 def test_object_arrays_are_digested_by_their_items():
   # Their bytes are pointers, different in every process (a resume was refused).
   class Labels:

@@ -37,6 +37,9 @@ functions' constants and the values of the globals they read; ``values`` adds
 the attributes read and the state of plain objects (as above); ``bytecode``
 adds each function's bytecode, which is specific to the Python version (so
 checkpoints record the version with it, see :func:`comparable`).
+Portably, sets and the mappings of libraries (a ``FrozenDict``) are read by
+their items, and dicts whose keys do not sort by their entries' digests, so
+that neither string hashing nor insertion order enters a digest.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import re
 import sys
 import sysconfig
 import types
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -200,6 +204,12 @@ class _Walker:
       return ("method", walk(obj.__func__), walk(obj.__self__))
     if isinstance(obj, tuple | list):
       return (type(obj).__qualname__, tuple(walk(v) for v in obj))
+    if portable and isinstance(obj, set | frozenset):  # its order follows string hashing
+      return (type(obj).__qualname__, tuple(sorted((walk(v) for v in obj), key=repr)))
+    if portable and isinstance(obj, Mapping) and not isinstance(obj, dict):
+      if _is_library_class(type(obj)):  # a FrozenDict: no state to walk, its items are it
+        inner_items = tuple(sorted(((walk(k), walk(v)) for k, v in obj.items()), key=repr))
+        return ("mapping", type(obj).__module__, type(obj).__qualname__, inner_items)
     if isinstance(obj, dict):
       try:
         items = sorted(obj.items())
