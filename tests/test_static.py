@@ -237,6 +237,16 @@ def test_sets_and_frozen_dicts_enter_portable_digests_by_their_contents():
   one, two = FrozenDict({"lr": lambda s: 1e-3}), FrozenDict({"lr": lambda s: 1e-2})
   assert digest(one, values=True) != digest(two, values=True)
   assert digest(one, values=True) == digest(FrozenDict({"lr": lambda s: 1e-3}), values=True)
+  environ = os.environ  # a mutable library mapping: process state, not read
+  assert digest(lambda: environ["HOME"], values=True) == digest(
+    lambda: environ["HOME"], values=True
+  )
+  before = digest(environ, values=True)
+  os.environ["JAXUQ_TEST_UNRELATED"] = "1"
+  try:
+    assert digest(environ, values=True) == before
+  finally:
+    del os.environ["JAXUQ_TEST_UNRELATED"]
 
 
 def test_object_arrays_are_digested_by_their_items():

@@ -207,7 +207,9 @@ class _Walker:
     if portable and isinstance(obj, set | frozenset):  # its order follows string hashing
       return (type(obj).__qualname__, tuple(sorted((walk(v) for v in obj), key=repr)))
     if portable and isinstance(obj, Mapping) and not isinstance(obj, dict):
-      if _is_library_class(type(obj)):  # a FrozenDict: no state to walk, its items are it
+      # A FrozenDict: no state to walk, its items are it. Hashable ones only: a mutable
+      # library mapping may be process state (``os.environ``), not a setting.
+      if _is_library_class(type(obj)) and type(obj).__hash__ is not None:
         inner_items = tuple(sorted(((walk(k), walk(v)) for k, v in obj.items()), key=repr))
         return ("mapping", type(obj).__module__, type(obj).__qualname__, inner_items)
     if isinstance(obj, dict):
