@@ -316,3 +316,30 @@ def test_a_rate_given_as_an_input_is_refused_by_name():
   f = jaxuq.from_linen(RateArg(), variables)
   with pytest.raises(TypeError, match=r"the rate of Dropout 'Dropout_0' is a traced value"):
     jaxuq.mc_sample(f, jax.random.key(1), x, 0.5, num_samples=4)
+
+
+def test_models_with_array_fields_sample_one_after_another():
+  # The second instance failed in jit's cache lookup, whose comparison of the two modules
+  # compared their array fields ("arrays cannot be passed as metadata fields").
+  class Scaled(nn.Module):
+    scale: jax.Array
+
+    @nn.compact
+    def __call__(self, x, deterministic=True):
+      return nn.Dropout(0.5)(nn.Dense(4)(x), deterministic=deterministic) * self.scale
+
+  x = jnp.ones((3, 2))
+  variables = Scaled(jnp.ones((1, 4))).init(jax.random.key(0), x)
+  key = jax.random.key(1)
+
+  def sample(scale):
+    return jaxuq.mc_sample(jaxuq.from_linen(Scaled(scale), variables), key, x, num_samples=3)
+
+  one = sample(jnp.ones((1, 4)))
+  np.testing.assert_array_equal(
+    sample(jnp.full((1, 4), 2.0)), 2 * one
+  )  # its own scale, not a stale one
+  np.testing.assert_array_equal(sample(np.ones((1, 4))), one)
+  loop = jaxuq.sequential_sample(jaxuq.from_linen(Scaled(jnp.full((1, 4), 2.0)), variables), key, x,
+                                 num_samples=3)  # fmt: skip
+  np.testing.assert_allclose(loop, 2 * one, rtol=2e-6, atol=1e-6)

@@ -29,7 +29,10 @@ class StaticPart:
     return hash((self.treedef, tuple(_hash_or_id(x) for x in self.leaves)))
 
   def __eq__(self, other: object) -> bool:
-    if not isinstance(other, StaticPart) or self.treedef != other.treedef:
+    # The treedef holds static fields (a linen module's): a module with an array field
+    # compares arrays there, which raised inside jit's cache lookup; unequal then (a
+    # recompilation for an equal copy, never a wrong program).
+    if not isinstance(other, StaticPart) or not _safe_eq(self.treedef, other.treedef):
       return False
     return all(a is b or _safe_eq(a, b) for a, b in zip(self.leaves, other.leaves, strict=False))
 
