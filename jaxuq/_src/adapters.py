@@ -27,7 +27,7 @@ from jaxuq._src.dropout import (
 )
 from jaxuq._src.filtering import as_arrays
 from jaxuq._src.interception import DROPOUT_LAYERS, first_input, intercept_calls
-from jaxuq._src.keys import check_key_type, check_rate
+from jaxuq._src.keys import check_key_type, check_rate, traced_rate_error
 
 # apply() arguments the adapter sets itself, and why a caller may not.
 _RESERVED = {
@@ -183,12 +183,7 @@ def _rate(value: Any, layer: Any, field: str = "rate") -> float:
   except jax.errors.ConcretizationTypeError:
     name = getattr(layer, "name", None)
     where = f"{type(layer).__name__} {name!r}" if isinstance(name, str) else type(layer).__name__
-    raise TypeError(
-      f"the {field} of {where} is a traced value (it depends on an argument of a jitted or "
-      "vmapped function): MC dropout needs every rate as a number while the model is "
-      "traced. Build the model outside the transformation, or make the rate a static "
-      "argument (jax.jit(f, static_argnums=...))"
-    ) from None
+    raise traced_rate_error(f"the {field} of {where}") from None
 
 
 def _check_dropout_ran(model: str, layers: str, rates: list[float]) -> None:

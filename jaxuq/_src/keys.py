@@ -85,6 +85,16 @@ def check_positive_int(value: object, name: str) -> int:
 MIN_KEEP = 2.0**-20  # the smallest keep probability 1 - rate a dropout layer accepts
 
 
+def traced_rate_error(name: str) -> TypeError:
+  """The error for a dropout rate that JAX traces (``name``: which rate, of which layer)."""
+  return TypeError(
+    f"{name} is a traced value (it depends on an argument of a jitted or vmapped function): "
+    "MC dropout needs every rate as a number while the model is traced. Build the model "
+    "outside the transformation, or make the rate a static argument "
+    "(jax.jit(f, static_argnums=...))"
+  )
+
+
 def check_rate(rate: object, name: str = "rate") -> float:
   """Returns ``rate`` as a float, or raises unless ``0 <= rate <= 1 - 2**-20``.
 
@@ -93,12 +103,7 @@ def check_rate(rate: object, name: str = "rate") -> float:
   ``1 / (1 - rate)`` would blow the few kept units up by over a million.
   """
   if isinstance(rate, jax.core.Tracer):
-    raise TypeError(
-      f"{name} is a traced value (it depends on an argument of a jitted or vmapped "
-      "function): a dropout rate must be a number when the model is built. Build the model "
-      "outside the transformation, or make the rate a static argument "
-      "(jax.jit(f, static_argnums=...))"
-    )
+    raise traced_rate_error(name)
   if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
     raise TypeError(f"{name} must be a float in [0, 1), got {rate!r}")
   if not 0.0 <= float(rate) < 1.0:
